@@ -1,0 +1,136 @@
+"""What the scripts share: typed hyperparameter overrides, clean error exits, and whole-file writes.
+
+A script declares its hyperparameters as annotated module-level values, each with its help as a
+trailing comment, nanoGPT style:
+
+    epochs: int = 5  # passes over the training set
+
+`parse_hyperparameters(module, argv)` turns those lines into an argparse parser, so that
+`--epochs=3` and `--epochs 3` override the value, `--help` lists every value with its type,
+default and help, and an unknown name or a value of the wrong type is a clear error.
+Types are int, float, bool and str.
+"""
+
+import argparse
+import ast
+import contextlib
+import difflib
+import inspect
+import io
+import os
+import sys
+import tokenize
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+
+HYPERPARAMETER_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+class UserError(Exception):
+    """A problem the user can fix (a bad value, a missing file); its message names the fix."""
+
+
+def parse_bool(text: str) -> bool:
+    """'true'/'yes'/'1'/'on' -> True, 'false'/'no'/'0'/'off' -> False (any case)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def declared_hyperparameters(module: ModuleType) -> list[tuple[str, type, object, str]]:
+    """(name, type, current value, help) for each `name: type = value  # help` line of the module."""
+    source = inspect.getsource(module)
+    comments = {
+        token.start[0]: token.string.lstrip("#").strip()
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    }
+    declared = []
+    for node in ast.parse(source).body:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.annotation, ast.Name)
+            and node.annotation.id in HYPERPARAMETER_TYPES
+        ):
+            name = node.target.id
+            declared.append(
+                (name, HYPERPARAMETER_TYPES[node.annotation.id], getattr(module, name), comments.get(node.lineno, ""))
+            )
+    return declared
+
+
+def parse_hyperparameters(module: ModuleType, argv: list[str] | None = None) -> SimpleNamespace:
+    """Parse `--name=value` overrides of the module's hyperparameters.
+
+    Returns a namespace holding every hyperparameter, typed. `--help` prints them and exits 0;
+    an unknown name (with the closest known one) or a badly typed value raises UserError.
+    A bool may be given bare (`--resume`) or with a value (`--resume=false`).
+    Both `--batch_size` and `--batch-size` are accepted.
+    """
+    script = Path(getattr(module, "__file__", None) or module.__name__).name
+    parser = StrictParser(
+        prog=f"python {script}",
+        description=(module.__doc__ or "").strip().split("\n\n")[0] or None,
+        epilog="Defaults are the values at the top of the script: edit them there or override them here.",
+        allow_abbrev=False,
+    )
+    for name, kind, default, help_text in declared_hyperparameters(module):
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        parser.add_argument(
+            *flags,
+            dest=name,
+            type=parse_bool if kind is bool else kind,
+            default=default,
+            nargs="?" if kind is bool else None,
+            const=True if kind is bool else None,
+            metavar=kind.__name__.upper(),
+            help=f"{help_text} (default: {default!r})",
+        )
+    values, unknown = parser.parse_known_args(argv)
+    if unknown:
+        name = unknown[0].split("=")[0]
+        known = [flag for action in parser._actions for flag in action.option_strings]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UserError(f"unknown hyperparameter {name!r}{hint} (`python {script} --help` lists them all)")
+    return SimpleNamespace(**vars(values))
+
+
+class StrictParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors (a badly typed value, a missing value) raise UserError."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (`{self.prog} --help` lists every hyperparameter and its type)")
+
+
+def run(main) -> None:
+    """Call main(); a UserError or Ctrl-C ends the program with one line on stderr and a non-zero exit."""
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path):
+    """Yield a temporary path beside `path` to write; on success it is renamed over `path`, so
+    readers see the old file or the whole new one, never a half-written file. On error the
+    temporary file is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield temporary
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

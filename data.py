@@ -1,0 +1,220 @@
+"""torchvision datasets by name, found offline where possible, with per-dataset augmentation.
+
+`load_dataset(name, root)` returns the train and test sets (yielding normalized float images
+(C, H, W) and int labels) and a `DatasetInfo` (class names, channels, image size, normalization)
+that checkpoints store so a model can be used without the training script.
+
+Fashion-MNIST (the default) is looked for in root/FashionMNIST/raw/, root/fashion-mnist/ and
+/usr/share/datasets/fashion-mnist/ (Debian's `dataset-fashion-mnist`), as the original .gz files,
+before torchvision downloads it. MNIST likewise with root/mnist/ and /usr/share/datasets/mnist/.
+"""
+
+import dataclasses
+import gzip
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import datasets
+from torchvision import transforms as T
+
+from cli import UserError
+
+IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist"), "mnist": Path("/usr/share/datasets/mnist")}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class DatasetError(UserError):
+    """A dataset that is unknown, missing offline, or malformed."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about its data; stored in checkpoints as a plain dict."""
+
+    name: str
+    classes: tuple[str, ...]
+    channels: int
+    image_size: int  # images are image_size x image_size
+    mean: tuple[float, ...]  # per channel, of the [0, 1] pixel values
+    std: tuple[float, ...]
+
+    def as_dict(self) -> dict:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DatasetInfo":
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to open one dataset: open(root, train, transform, download) -> torchvision dataset."""
+
+    open: Callable[[Path, bool, Callable, bool], Dataset]
+    channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: Callable[[int], list]  # image size -> train-time transforms on PIL images
+    expected: str  # where the files go under the data folder, and how to get them
+
+
+@dataclass
+class LoadedDataset:
+    train: Dataset
+    test: Dataset
+    info: DatasetInfo
+
+
+def stage_idx_files(raw_dir: Path, search_dirs: list[Path]) -> None:
+    """Put the four extracted IDX files that torchvision's MNIST classes read into raw_dir,
+    decompressing `NAME.gz` (or copying `NAME`) from the first search dir that has it.
+    Files already in raw_dir are kept; each new file is written whole or not at all."""
+    for name in IDX_FILES:
+        target = raw_dir / name
+        if target.is_file():
+            continue
+        for folder in [raw_dir, *search_dirs]:
+            source = next((folder / n for n in (name + ".gz", name) if (folder / n).is_file()), None)
+            if source is None:
+                continue
+            raw_dir.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{name}.{os.getpid()}.tmp")
+            try:
+                with (gzip.open if source.suffix == ".gz" else open)(source, "rb") as src, open(temporary, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.replace(temporary, target)
+            finally:
+                temporary.unlink(missing_ok=True)
+            break
+
+
+def open_mnist_like(dataset_class, name: str):
+    def open_split(root: Path, train: bool, transform, download: bool) -> Dataset:
+        stage_idx_files(root / dataset_class.__name__ / "raw", [root / name, SYSTEM_DIRS[name]])
+        return dataset_class(root, train=train, transform=transform, download=download)
+
+    return open_split
+
+
+def open_cifar(dataset_class):
+    def open_split(root: Path, train: bool, transform, download: bool) -> Dataset:
+        return dataset_class(root, train=train, transform=transform, download=download)
+
+    return open_split
+
+
+def open_svhn(root: Path, train: bool, transform, download: bool) -> Dataset:
+    dataset = datasets.SVHN(root / "svhn", split="train" if train else "test", transform=transform, download=download)
+    dataset.classes = [str(digit) for digit in range(10)]
+    return dataset
+
+
+def open_stl10(root: Path, train: bool, transform, download: bool) -> Dataset:
+    return datasets.STL10(root, split="train" if train else "test", transform=transform, download=download)
+
+
+def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
+    """An ImageFolder tree: root/train/<class>/<image> and root/test/<class>/<image>."""
+    split_dir = root / ("train" if train else "test")
+    if not split_dir.is_dir():
+        raise DatasetError(f"image folder {split_dir} not found; the folder dataset needs {root}/train/<class>/ and {root}/test/<class>/")
+    try:
+        return datasets.ImageFolder(split_dir, transform=transform)
+    except FileNotFoundError as error:
+        raise DatasetError(f"image folder {split_dir} holds no images in class subfolders ({error})") from None
+
+
+def crop_and_flip(padding_fraction: float, flip: bool) -> Callable[[int], list]:
+    """Random translation by up to padding_fraction of the size, and optionally a horizontal flip."""
+    return lambda size: [T.RandomCrop(size, padding=round(size * padding_fraction))] + (
+        [T.RandomHorizontalFlip()] if flip else []
+    )
+
+
+DATASETS = {
+    "fashion-mnist": DatasetSpec(
+        open_mnist_like(datasets.FashionMNIST, "fashion-mnist"), 1, 28, (0.2860,), (0.3530,), crop_and_flip(1 / 14, True),
+        "FashionMNIST/raw/ (the four .gz files); offline, `apt-get install dataset-fashion-mnist` puts them in "
+        "/usr/share/datasets/fashion-mnist/, where they are found too",
+    ),
+    "mnist": DatasetSpec(
+        open_mnist_like(datasets.MNIST, "mnist"), 1, 28, (0.1307,), (0.3081,), crop_and_flip(1 / 14, False),
+        "MNIST/raw/ (train-images-idx3-ubyte.gz and the three other original files)",
+    ),
+    "cifar10": DatasetSpec(
+        open_cifar(datasets.CIFAR10), 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), crop_and_flip(1 / 8, True),
+        "cifar-10-batches-py/ (extract cifar-10-python.tar.gz there)",
+    ),
+    "cifar100": DatasetSpec(
+        open_cifar(datasets.CIFAR100), 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), crop_and_flip(1 / 8, True),
+        "cifar-100-python/ (extract cifar-100-python.tar.gz there)",
+    ),
+    "svhn": DatasetSpec(
+        open_svhn, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), crop_and_flip(1 / 8, False),
+        "svhn/train_32x32.mat and svhn/test_32x32.mat",
+    ),
+    "stl10": DatasetSpec(
+        open_stl10, 3, 96, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), crop_and_flip(1 / 8, True),
+        "stl10_binary/ (extract stl10_binary.tar.gz there)",
+    ),
+    "folder": DatasetSpec(
+        open_folder, 3, 128, IMAGENET_MEAN, IMAGENET_STD,
+        lambda size: [T.RandomResizedCrop(size, scale=(0.35, 1.0)), T.RandomHorizontalFlip()],
+        "train/<class>/<image> and test/<class>/<image> (your own images; pass the folder as --data_dir)",
+    ),
+}
+
+
+def load_dataset(name: str, root: str | Path = "data", download: bool = True, image_size: int = 0) -> LoadedDataset:
+    """Train and test sets of a dataset by name; image_size 0 keeps the dataset's own size.
+
+    Raises DatasetError if the name is unknown or the files are neither in root nor downloadable.
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    spec, root = DATASETS[name], Path(root)
+    size = image_size or spec.image_size
+    resize = size != spec.image_size or name == "folder"
+    normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
+    transforms = {
+        "train": T.Compose(([T.Resize(size)] if resize and name != "folder" else []) + spec.augment(size) + normalize),
+        "test": T.Compose(([T.Resize(size), T.CenterCrop(size)] if resize else []) + normalize),
+    }
+    splits = {}
+    for split, transform in transforms.items():
+        try:
+            splits[split] = spec.open(root, split == "train", transform, download)
+        except (RuntimeError, OSError) as error:
+            reason = " ".join(str(error).split())[:200]
+            how = "could not be downloaded" if download else "download is off (--download=false)"
+            raise DatasetError(
+                f"dataset {name!r} not found in {root}/ and {how} ({reason}); put the files in {root}/{spec.expected}"
+            ) from None
+    classes = tuple(splits["train"].classes)
+    if name == "folder" and tuple(splits["test"].classes) != classes:
+        raise DatasetError(f"{root}/train and {root}/test must hold the same class folders")
+    info = DatasetInfo(name, classes, spec.channels, size, spec.mean, spec.std)
+    return LoadedDataset(splits["train"], splits["test"], info)
+
+
+def load_image(path: str | Path, info: DatasetInfo) -> tuple[torch.Tensor, Image.Image]:
+    """A user's image file as the model expects it: (normalized tensor (C, S, S), the PIL image
+    converted to the dataset's channels, resized and center-cropped to S = info.image_size)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image {path} not found; pass an existing image file as --image=PATH")
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if info.channels == 1 else "RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        raise UserError(f"{path} is not a readable image ({error})") from None
+    image = T.CenterCrop(info.image_size)(T.Resize(info.image_size)(image))
+    return T.Compose([T.ToTensor(), T.Normalize(info.mean, info.std)])(image), image

@@ -1,0 +1,184 @@
+"""GAP-ending CNNs, their class activation maps (CAM), and checkpoints.
+
+Every model is a `GapNet`: `features` maps images (B, C, H, W) to the last conv feature maps
+f of shape (B, K, h, w), global average pooling (GAP) averages them over (h, w), and one linear
+layer `fc` (K -> num_classes) gives the logits. For class c the CAM is
+
+    M_c(x, y) = sum_k fc.weight[c, k] * f_k(x, y),    so    logit_c = mean_xy M_c(x, y) + fc.bias[c].
+
+`class_activation_maps` is the one place this is computed.
+"""
+
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from cli import UserError, atomic_output
+
+CHECKPOINT_FORMAT = "cam-checkpoint-v1"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, unreadable, or does not fit its stated model."""
+
+
+class GapNet(nn.Module):
+    """images (B, C, H, W) -> features (B, K, h, w) -> GAP (B, K) -> fc -> logits (B, num_classes).
+
+    `arch` records how `build_model` made it ({"name", "num_classes", "in_channels", "options"}),
+    so that a checkpoint can rebuild it.
+    """
+
+    def __init__(self, features: nn.Module, fc: nn.Linear, arch: dict):
+        super().__init__()
+        self.features = features
+        self.fc = fc
+        self.arch = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(dim=(-2, -1)))
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
+    """3x3 conv (same size), batch norm, ReLU."""
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def cnn_features(in_channels: int, width: int = 32) -> tuple[nn.Module, int]:
+    """The default small CNN: 3 stages of two conv-BN-ReLU blocks (width, 2*width, 4*width channels),
+    2x2 max pooling between stages, so h, w = H/4, W/4 (7x7 on 28x28 images)."""
+    layers = conv_bn_relu(in_channels, width) + conv_bn_relu(width, width) + [nn.MaxPool2d(2)]
+    layers += conv_bn_relu(width, 2 * width) + conv_bn_relu(2 * width, 2 * width) + [nn.MaxPool2d(2)]
+    layers += conv_bn_relu(2 * width, 4 * width) + conv_bn_relu(4 * width, 4 * width)
+    return nn.Sequential(*layers), 4 * width
+
+
+def resnet18_features(in_channels: int) -> tuple[nn.Module, int]:
+    """torchvision's ResNet-18 for small inputs: a 3x3 stride-1 stem and no stem max pooling,
+    so h, w = H/8, W/8 (4x4 on 28x28, 4x4 on 32x32, 12x12 on 96x96). Its own head is GAP + linear."""
+    resnet = torchvision.models.resnet18(weights=None)
+    stem = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    blocks = OrderedDict(conv1=stem, bn1=resnet.bn1, relu=resnet.relu)
+    blocks.update((name, getattr(resnet, name)) for name in ("layer1", "layer2", "layer3", "layer4"))
+    return nn.Sequential(blocks), 512
+
+
+VGG16_CONV_LAYERS = [64, 64, "pool", 128, 128, "pool", 256, 256, 256, "pool", 512, 512, 512, "pool", 512, 512, 512]
+
+
+def vgg16_gap_features(in_channels: int, max_pools: int = 2) -> tuple[nn.Module, int]:
+    """VGG16-GAP of the CAM paper: VGG16's conv1_1..conv5_3 (with batch norm, to train from
+    scratch), the layers after conv5_3 removed, then a 3x3 conv with 1024 channels.
+
+    The paper keeps all four pools before conv5 (14x14 maps on 224x224 images); on the small
+    images here that leaves 1x1 or 2x2 maps, so by default only the first `max_pools` (2) are
+    kept: h, w = H / 2**max_pools.
+    """
+    layers, channels, pools = [], in_channels, 0
+    for item in VGG16_CONV_LAYERS:
+        if item == "pool":
+            pools += 1
+            if pools <= max_pools:
+                layers.append(nn.MaxPool2d(2))
+        else:
+            layers += conv_bn_relu(channels, item)
+            channels = item
+    layers += conv_bn_relu(channels, 1024)
+    return nn.Sequential(*layers), 1024
+
+
+MODELS = {"cnn": cnn_features, "resnet18": resnet18_features, "vgg16_gap": vgg16_gap_features}
+
+
+def build_model(name: str, num_classes: int, in_channels: int, **options) -> GapNet:
+    """A GapNet by name ('cnn', 'resnet18', 'vgg16_gap'); options go to the feature builder
+    (cnn: width; vgg16_gap: max_pools)."""
+    if name not in MODELS:
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    try:
+        features, num_features = MODELS[name](in_channels, **options)
+    except TypeError as error:
+        raise UserError(f"bad options {options} for model {name!r}: {error}") from None
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "options": dict(options)}
+    return GapNet(features, nn.Linear(num_features, num_classes), arch)
+
+
+def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, num_classes) and the CAMs of every class (B, num_classes, h, w), from one forward pass.
+
+    cams[b, c] = sum_k fc.weight[c, k] * features(x)[b, k]: raw maps, no ReLU and no
+    normalization, so positive values argue for class c and negative values against it, and
+    logits == cams.mean(dim=(-2, -1)) + fc.bias. Gradients flow as for the logits; call it under
+    torch.no_grad() (and model.eval()) for inference.
+    """
+    features = model.features(x)
+    logits = model.fc(features.mean(dim=(-2, -1)))
+    cams = torch.einsum("ck,bkhw->bchw", model.fc.weight, features)
+    return logits, cams
+
+
+def save_checkpoint(path: str | Path, model: GapNet, **metadata) -> None:
+    """Write the model's weights, its `arch` and the metadata (plain values and tensors) to path,
+    atomically: an interrupted save never leaves a broken checkpoint."""
+    checkpoint = {"format": CHECKPOINT_FORMAT, "arch": model.arch, "state_dict": model.state_dict(), **metadata}
+    with atomic_output(path) as temporary:
+        torch.save(checkpoint, temporary)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[GapNet, dict]:
+    """Rebuild the model saved at path, on device and in eval mode; returns (model, checkpoint dict).
+
+    Loads with weights_only=True, so a file carrying pickled code is refused. Raises
+    CheckpointError when the file is missing, unreadable, not a checkpoint of this repo, or its
+    weights do not fit its stated model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; train one with `python train.py` or pass --checkpoint=PATH")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types for truncated, foreign or unsafe files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason[:200]})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint written by this repo's train.py")
+    arch = checkpoint["arch"]
+    model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], **arch["options"])
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:300]
+        raise CheckpointError(f"the weights in {path} do not fit its stated model {arch['name']!r}: {detail}") from None
+    return model.to(device).eval(), checkpoint
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda if available, then mps, then cpu; otherwise the named device, which must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but no CUDA GPU is available; use --device=auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device {name!r} asked for, but MPS is not available; use --device=auto or cpu")
+    return device

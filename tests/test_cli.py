@@ -1,0 +1,144 @@
+import sys
+
+import pytest
+
+import cli
+
+SCRIPT = '''"""A script.
+
+More text."""
+name: str = "cnn"  # which network
+epochs: int = 5  # passes over the data
+lr: float = 0.1
+resume: bool = False  # go on from the last run
+batch_size: int = 128  # images per step
+CONSTANT = 3  # not annotated: not a hyperparameter
+items: list = []  # not a plain type: not a hyperparameter
+'''
+
+
+@pytest.fixture
+def script(tmp_path, monkeypatch):
+    path = tmp_path / "fake_script.py"
+    path.write_text(SCRIPT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("fake_script", None)
+    import fake_script
+
+    return fake_script
+
+
+def test_declared_hyperparameters_reads_types_defaults_and_comments(script):
+    assert cli.declared_hyperparameters(script) == [
+        ("name", str, "cnn", "which network"),
+        ("epochs", int, 5, "passes over the data"),
+        ("lr", float, 0.1, ""),
+        ("resume", bool, False, "go on from the last run"),
+        ("batch_size", int, 128, "images per step"),
+    ]
+
+
+def test_defaults_when_nothing_is_given(script):
+    assert vars(cli.parse_hyperparameters(script, [])) == {
+        "name": "cnn", "epochs": 5, "lr": 0.1, "resume": False, "batch_size": 128,
+    }
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--epochs=3"], {"epochs": 3}),
+        (["--epochs", "3"], {"epochs": 3}),
+        (["--lr=2e-3", "--name=resnet18"], {"lr": 0.002, "name": "resnet18"}),
+        (["--batch_size=7"], {"batch_size": 7}),
+        (["--batch-size", "7"], {"batch_size": 7}),
+        (["--resume"], {"resume": True}),
+        (["--resume=true"], {"resume": True}),
+        (["--resume=False"], {"resume": False}),
+        (["--resume", "no"], {"resume": False}),
+        (["--epochs=3", "--epochs=4"], {"epochs": 4}),
+    ],
+)
+def test_overrides_are_typed(script, argv, expected):
+    values = vars(cli.parse_hyperparameters(script, argv))
+    for key, value in expected.items():
+        assert values[key] == value and type(values[key]) is type(value)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epoch=3"], "unknown hyperparameter '--epoch'; did you mean --epochs?"),
+        (["--colour=red"], "unknown hyperparameter '--colour'"),
+        (["stray"], "unknown hyperparameter 'stray'"),
+        (["--epochs=three"], "argument --epochs: invalid int value: 'three'"),
+        (["--lr=fast"], "argument --lr: invalid float value: 'fast'"),
+        (["--resume=maybe"], "expected true or false, got 'maybe'"),
+        (["--epochs"], "argument --epochs: expected one argument"),
+        (["--ep=3"], "unknown hyperparameter '--ep'"),  # no prefix matching
+    ],
+)
+def test_bad_overrides_raise_user_error(script, argv, message):
+    with pytest.raises(cli.UserError) as error:
+        cli.parse_hyperparameters(script, argv)
+    assert message in str(error.value)
+    assert "--help" in str(error.value)
+
+
+def test_help_lists_every_hyperparameter_with_default_and_help(script, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_hyperparameters(script, ["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for fragment in [
+        "--name STR which network (default: 'cnn')", "--epochs INT passes over the data (default: 5)",
+        "--lr FLOAT (default: 0.1)", "--resume [BOOL] go on from the last run (default: False)",
+        "--batch_size INT, --batch-size INT images per step (default: 128)", "A script.",
+    ]:
+        assert fragment in text
+    assert "CONSTANT" not in text and "items" not in text
+
+
+def test_edited_value_at_the_top_becomes_the_default(script):
+    script.epochs = 9  # as if the line at the top of the file said 9
+    assert cli.parse_hyperparameters(script, []).epochs == 9
+
+
+def test_run_turns_user_error_into_one_line_and_exit_1(capsys):
+    def main():
+        raise cli.UserError("checkpoint x.pt not found; train one")
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(main)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "error: checkpoint x.pt not found; train one\n"
+
+
+def test_run_lets_bugs_through():
+    def main():
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        cli.run(main)
+
+
+def test_atomic_output_replaces_whole_file(tmp_path):
+    target = tmp_path / "sub" / "file.txt"
+    with cli.atomic_output(target) as temporary:
+        assert temporary.parent == target.parent and temporary != target
+        temporary.write_text("new")
+        assert not target.exists()
+    assert target.read_text() == "new"
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_atomic_output_keeps_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with cli.atomic_output(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+

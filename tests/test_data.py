@@ -1,0 +1,226 @@
+import pickle
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from PIL import Image
+from torchvision import datasets
+
+import cli
+import data
+from conftest import write_mnist_like
+
+RNG = np.random.default_rng(0)
+
+
+def pixels(count, height, width, channels):
+    return RNG.integers(0, 256, size=(count, height, width, channels), dtype=np.uint8)
+
+
+def write_cifar(root, variant):
+    """cifar-10-batches-py/ or cifar-100-python/ with the pickled batches torchvision reads."""
+    if variant == "cifar10":
+        folder, train_files, test_file, label_key, meta_file, names_key = (
+            root / "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels",
+            "batches.meta", "label_names",
+        )
+        names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    else:
+        folder, train_files, test_file, label_key, meta_file, names_key = (
+            root / "cifar-100-python", ["train"], "test", "fine_labels", "meta", "fine_label_names",
+        )
+        names = [f"class{i}" for i in range(100)]
+    folder.mkdir(parents=True)
+    for name in train_files + [test_file]:
+        images = pixels(4, 32, 32, 3)
+        batch = {"data": images.transpose(0, 3, 1, 2).reshape(4, -1), label_key: [0, 1, 2, 3]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / meta_file).write_bytes(pickle.dumps({names_key: names}))
+    return len(train_files) * 4, 4, names
+
+
+def write_svhn(root):
+    folder = root / "svhn"
+    folder.mkdir(parents=True)
+    for split, count in (("train", 6), ("test", 3)):
+        images = pixels(count, 32, 32, 3).transpose(1, 2, 3, 0)  # (32, 32, 3, N) as in the .mat files
+        labels = (np.arange(count) % 10 + 1).reshape(-1, 1)  # 1..10, where 10 stands for the digit 0
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": images, "y": labels})
+    return 6, 3, [str(digit) for digit in range(10)]
+
+
+def write_stl10(root):
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    for split, count in (("train", 5), ("test", 2)):
+        images = pixels(count, 96, 96, 3).transpose(0, 3, 2, 1)  # column-major planes, as in the .bin files
+        (folder / f"{split}_X.bin").write_bytes(images.tobytes())
+        (folder / f"{split}_y.bin").write_bytes((np.arange(count) % 10 + 1).astype(np.uint8).tobytes())
+    names = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+    (folder / "class_names.txt").write_text("\n".join(names) + "\n")
+    return 5, 2, names
+
+
+def write_folder(root, classes=("cat", "dog"), test_classes=None):
+    for split, class_names in (("train", classes), ("test", test_classes or classes)):
+        for name in class_names:
+            (root / split / name).mkdir(parents=True)
+            for i in range(3 if split == "train" else 1):
+                Image.fromarray(pixels(1, 40, 60, 3)[0]).save(root / split / name / f"{i}.png")
+    return 3 * len(classes), len(test_classes or classes), list(classes)
+
+
+@pytest.fixture
+def skip_checksums(monkeypatch):
+    """torchvision checks the md5 of CIFAR, SVHN and STL-10 files; the small files here cannot match."""
+    for dataset_class in (datasets.CIFAR10, datasets.CIFAR100, datasets.SVHN, datasets.STL10):
+        monkeypatch.setattr(dataset_class, "_check_integrity", lambda self: True)
+    for dataset_class in (datasets.CIFAR10, datasets.CIFAR100):
+        monkeypatch.setattr(dataset_class, "meta", {**dataset_class.meta, "md5": None})
+
+
+@pytest.mark.parametrize("name, writer, channels, size", [
+    ("cifar10", lambda root: write_cifar(root, "cifar10"), 3, 32),
+    ("cifar100", lambda root: write_cifar(root, "cifar100"), 3, 32),
+    ("svhn", write_svhn, 3, 32),
+    ("stl10", write_stl10, 3, 96),
+    ("folder", write_folder, 3, 128),
+])
+def test_rgb_datasets_load_from_their_on_disk_format(tmp_path, skip_checksums, name, writer, channels, size):
+    train_count, test_count, classes = writer(tmp_path)
+    loaded = data.load_dataset(name, tmp_path, download=False)
+    assert (len(loaded.train), len(loaded.test)) == (train_count, test_count)
+    assert loaded.info.classes == tuple(classes)
+    assert (loaded.info.channels, loaded.info.image_size) == (channels, size)
+    image, label = loaded.test[0]
+    assert image.shape == (channels, size, size) and image.dtype == torch.float32
+    assert 0 <= label < len(classes)
+
+
+def test_svhn_labels_map_ten_to_zero(tmp_path, skip_checksums):
+    write_svhn(tmp_path)
+    loaded = data.load_dataset("svhn", tmp_path, download=False)
+    assert [loaded.train[i][1] for i in range(6)] == [1, 2, 3, 4, 5, 6]
+    assert loaded.info.classes[0] == "0"
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist"])
+def test_mnist_like_from_gz_files_in_the_data_folder(tmp_path, name):
+    arrays = write_mnist_like(tmp_path / name)
+    loaded = data.load_dataset(name, tmp_path, download=False)
+    assert (len(loaded.train), len(loaded.test)) == (96, 48)
+    assert (loaded.info.channels, loaded.info.image_size) == (1, 28)
+    image, label = loaded.test[5]
+    expected = (arrays["t10k"][0][5] / 255.0 - loaded.info.mean[0]) / loaded.info.std[0]
+    assert label == arrays["t10k"][1][5]
+    assert torch.allclose(image[0], torch.tensor(expected, dtype=torch.float32), atol=1e-5)  # no test-time augmentation
+    if name == "fashion-mnist":
+        assert loaded.info.classes[0] == "T-shirt/top" and loaded.info.mean == (0.2860,)
+
+
+def test_fashion_mnist_found_in_debian_folder(tmp_path, monkeypatch):
+    system = tmp_path / "usr-share-datasets-fashion-mnist"
+    write_mnist_like(system, train_size=20, test_size=10)
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", system)
+    loaded = data.load_dataset("fashion-mnist", tmp_path / "data", download=False)
+    assert (len(loaded.train), len(loaded.test)) == (20, 10)
+    staged = sorted(p.name for p in (tmp_path / "data" / "FashionMNIST" / "raw").iterdir())
+    assert staged == sorted(data.IDX_FILES)  # extracted whole, no temporary files left
+
+
+def test_train_set_is_augmented_and_test_set_is_not(tmp_path):
+    write_mnist_like(tmp_path / "fashion-mnist")
+    loaded = data.load_dataset("fashion-mnist", tmp_path, download=False)
+    torch.manual_seed(0)
+    train_views = [loaded.train[0][0] for _ in range(8)]
+    assert any(not torch.equal(train_views[0], view) for view in train_views[1:])
+    assert torch.equal(loaded.test[0][0], loaded.test[0][0])
+
+
+def test_image_size_resizes(tmp_path):
+    write_mnist_like(tmp_path / "mnist")
+    loaded = data.load_dataset("mnist", tmp_path, download=False, image_size=56)
+    assert loaded.train[0][0].shape == (1, 56, 56) and loaded.test[0][0].shape == (1, 56, 56)
+    assert loaded.info.image_size == 56
+
+
+def test_info_round_trips_through_a_plain_dict(tmp_path):
+    write_mnist_like(tmp_path / "fashion-mnist")
+    info = data.load_dataset("fashion-mnist", tmp_path, download=False).info
+    plain = info.as_dict()
+    assert all(isinstance(value, (str, int, float, list)) for value in plain.values())
+    assert data.DatasetInfo.from_dict(plain) == info
+
+
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(data.DatasetError, match="unknown dataset 'imagenet'; choose one of: fashion-mnist, mnist"):
+        data.load_dataset("imagenet", tmp_path)
+
+
+def test_missing_offline_names_the_place_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", tmp_path / "nowhere")
+    with pytest.raises(data.DatasetError) as error:
+        data.load_dataset("fashion-mnist", tmp_path / "data", download=False)
+    message = str(error.value)
+    assert "not found in" in message and "download is off" in message
+    assert "FashionMNIST/raw/" in message and "apt-get install dataset-fashion-mnist" in message
+
+
+def test_failed_download_names_the_place_and_the_fix(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise URLError("Name or service not known")
+
+    monkeypatch.setattr(datasets.mnist, "download_and_extract_archive", no_network)
+    monkeypatch.setattr(datasets.cifar, "download_and_extract_archive", no_network)
+    monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", tmp_path / "nowhere")
+    for name, place in (("mnist", "MNIST/raw/"), ("cifar10", "cifar-10-batches-py/")):
+        with pytest.raises(data.DatasetError) as error:
+            data.load_dataset(name, tmp_path, download=True)
+        assert "could not be downloaded" in str(error.value) and place in str(error.value)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("empty", "image folder"),
+    ("no images", "holds no images in class subfolders"),
+    ("other classes", "must hold the same class folders"),
+])
+def test_bad_image_folders(tmp_path, layout, message):
+    if layout == "no images":
+        (tmp_path / "train" / "cat").mkdir(parents=True)
+        (tmp_path / "test" / "cat").mkdir(parents=True)
+    elif layout == "other classes":
+        write_folder(tmp_path, classes=("cat", "dog"), test_classes=("cat", "cow"))
+    with pytest.raises(data.DatasetError, match=message):
+        data.load_dataset("folder", tmp_path)
+
+
+def test_load_image_converts_to_the_checkpoint_format(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(pixels(1, 50, 80, 3)[0]).save(path)
+    info = data.DatasetInfo("fashion-mnist", ("a", "b"), 1, 28, (0.286,), (0.353,))
+    tensor, image = data.load_image(path, info)
+    assert tensor.shape == (1, 28, 28) and image.size == (28, 28) and image.mode == "L"
+
+
+@pytest.mark.parametrize("content, message", [(None, "not found"), (b"GIF89a broken", "is not a readable image")])
+def test_load_image_errors(tmp_path, content, message):
+    path = tmp_path / "picture.png"
+    if content is not None:
+        path.write_bytes(content)
+    info = data.DatasetInfo("cifar10", ("a",), 3, 32, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(cli.UserError, match=message):
+        data.load_image(path, info)
+
+
+@pytest.mark.skipif(not (data.SYSTEM_DIRS["fashion-mnist"] / "t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="needs Debian's dataset-fashion-mnist (CI installs it)")
+def test_real_fashion_mnist_from_the_debian_package(tmp_path):
+    loaded = data.load_dataset("fashion-mnist", tmp_path, download=False)
+    assert (len(loaded.train), len(loaded.test)) == (60_000, 10_000)
+    labels = loaded.test.targets
+    assert torch.equal(torch.bincount(labels), torch.full((10,), 1000))
+    pixels_01 = loaded.train.data.float() / 255
+    assert abs(pixels_01.mean().item() - loaded.info.mean[0]) < 1e-3
+    assert abs(pixels_01.std().item() - loaded.info.std[0]) < 1e-3

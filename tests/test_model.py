@@ -1,0 +1,133 @@
+import pytest
+import torch
+from torch import nn
+
+import cli
+import model as models
+from conftest import write_bad_checkpoints
+
+# (name, options, input channels, input size, expected map side)
+ARCHITECTURES = [
+    ("cnn", {}, 1, 28, 7),
+    ("cnn", {"width": 8}, 3, 32, 8),
+    ("resnet18", {}, 1, 28, 4),
+    ("resnet18", {}, 3, 32, 4),
+    ("vgg16_gap", {}, 3, 32, 8),
+    ("vgg16_gap", {"max_pools": 4}, 3, 64, 4),
+]
+
+
+def tiny_model() -> models.GapNet:
+    """conv 1x1 (1 -> 2 channels, weights 1 and 2) -> GAP -> linear with hand-picked weights."""
+    conv = nn.Conv2d(1, 2, kernel_size=1, bias=False)
+    fc = nn.Linear(2, 2)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([1.0, 2.0]).view(2, 1, 1, 1))
+        fc.weight.copy_(torch.tensor([[1.0, 0.5], [-1.0, 1.0]]))
+        fc.bias.copy_(torch.tensor([0.1, -0.2]))
+    return models.GapNet(conv, fc, arch={})
+
+
+def test_cam_equals_hand_computation_on_tiny_model():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
+    logits, cams = models.class_activation_maps(tiny_model(), x)
+    # f_1 = x, f_2 = 2x;  M_0 = 1 * x + 0.5 * 2x = 2x;  M_1 = -1 * x + 1 * 2x = x
+    assert torch.equal(cams, torch.tensor([[[[2.0, 4.0], [6.0, 8.0]], [[1.0, 2.0], [3.0, 4.0]]]]))
+    # logit_0 = mean(2x) + 0.1 = 5.1;  logit_1 = mean(x) - 0.2 = 2.3
+    assert torch.allclose(logits, torch.tensor([[5.1, 2.3]]))
+
+
+def test_raw_maps_keep_negative_evidence():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
+    net = tiny_model()
+    with torch.no_grad():
+        net.fc.weight.copy_(torch.tensor([[-1.0, 0.0], [0.0, 1.0]]))
+    _, cams = models.class_activation_maps(net, x)
+    assert torch.equal(cams[0, 0], -x[0, 0])  # no ReLU on the raw maps
+
+
+@pytest.mark.parametrize("name, options, channels, size, side", ARCHITECTURES)
+def test_cam_identity_and_shapes(name, options, channels, size, side):
+    torch.manual_seed(0)
+    net = models.build_model(name, 5, channels, **options).eval()
+    x = torch.randn(3, channels, size, size)
+    with torch.no_grad():
+        logits, cams = models.class_activation_maps(net, x)
+        features = net.features(x)
+        forward = net(x)
+    assert features.shape == (3, net.fc.in_features, side, side)
+    assert logits.shape == (3, 5) and cams.shape == (3, 5, side, side)
+    assert torch.allclose(logits, forward, atol=1e-5)
+    assert torch.allclose(forward, net.fc(features.mean(dim=(-2, -1))), atol=1e-5)
+    assert torch.allclose(logits, cams.mean(dim=(-2, -1)) + net.fc.bias, atol=1e-4, rtol=1e-4)
+    assert net.arch == {"name": name, "num_classes": 5, "in_channels": channels, "options": options}
+
+
+def test_every_image_of_a_batch_gets_its_own_map():
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 3, 1, width=4).eval()
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        _, batched = models.class_activation_maps(net, x)
+        single = torch.cat([models.class_activation_maps(net, x[i : i + 1])[1] for i in range(4)])
+    assert torch.allclose(batched, single, atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1])
+
+
+def test_gradients_flow_through_the_maps():
+    net = models.build_model("cnn", 3, 1, width=4)
+    _, cams = models.class_activation_maps(net, torch.randn(2, 1, 8, 8))
+    cams.sum().backward()
+    assert net.fc.weight.grad is not None and net.features[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("alexnet", {}, "unknown model 'alexnet'; choose one of: cnn, resnet18, vgg16_gap"),
+    ("cnn", {"depth": 3}, "bad options {'depth': 3} for model 'cnn'"),
+])
+def test_build_model_rejects_unknown_names_and_options(name, options, message):
+    with pytest.raises(cli.UserError) as error:
+        models.build_model(name, 10, 1, **options)
+    assert message in str(error.value)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 4, 1, width=4)
+    net.train()
+    net(torch.randn(8, 1, 12, 12))  # moves the batch-norm running statistics
+    path = tmp_path / "ckpt" / "model.pt"
+    models.save_checkpoint(path, net, dataset={"name": "x"}, epoch=3, history=[{"epoch": 1, "loss": 0.5}])
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temporary file left
+    loaded, checkpoint = models.load_checkpoint(path)
+    assert not loaded.training
+    assert loaded.arch == net.arch
+    assert checkpoint["epoch"] == 3 and checkpoint["dataset"] == {"name": "x"}
+    assert checkpoint["history"] == [{"epoch": 1, "loss": 0.5}]
+    x = torch.randn(2, 1, 12, 12)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net.eval()(x))
+
+
+def test_load_checkpoint_errors(tmp_path):
+    for name, (path, message) in write_bad_checkpoints(tmp_path).items():
+        with pytest.raises(cli.UserError) as error:
+            models.load_checkpoint(path)
+        assert message in str(error.value), name
+
+
+def test_load_checkpoint_refuses_pickled_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": models.CHECKPOINT_FORMAT, "payload": Exception("code")}, path)
+    with pytest.raises(models.CheckpointError, match="is not a readable checkpoint"):
+        models.load_checkpoint(path)
+
+
+def test_pick_device():
+    assert models.pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert models.pick_device("auto").type in ("cpu", "mps")
+        with pytest.raises(cli.UserError, match="no CUDA GPU is available"):
+            models.pick_device("cuda")
+    with pytest.raises(cli.UserError, match="unknown device 'gpu0'"):
+        models.pick_device("gpu0")

@@ -1,0 +1,134 @@
+import csv
+
+import pytest
+import torch
+
+import cli
+import model as models
+import train
+from conftest import assert_clean_error, run_script, run_training, train_args, write_mnist_like
+
+
+def test_training_learns_and_writes_everything(trained):
+    checkpoints, outputs = trained / "checkpoints", trained / "outputs"
+    net, checkpoint = models.load_checkpoint(checkpoints / "best.pt")
+    assert checkpoint["test_accuracy"] == 100.0  # each class is a square at its own place: easy
+    assert checkpoint["arch"] == {"name": "cnn", "num_classes": 10, "in_channels": 1, "options": {}}
+    assert checkpoint["dataset"]["name"] == "mnist" and checkpoint["dataset"]["image_size"] == 28
+    assert len(checkpoint["dataset"]["classes"]) == 10 and checkpoint["dataset"]["mean"] == [0.1307]
+    assert checkpoint["hyperparameters"]["epochs"] == 5 and checkpoint["hyperparameters"]["batch_size"] == 16
+    assert "optimizer" not in checkpoint  # best.pt is for using the model; last.pt is for resuming
+    _, last = models.load_checkpoint(checkpoints / "last.pt")
+    assert last["epoch"] == 5 and {"optimizer", "scheduler"} <= set(last)
+    with open(outputs / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4, 5]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert (outputs / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.pt", "last.pt"]  # no temporary files
+
+
+def state(path):
+    return models.load_checkpoint(path)[0].state_dict()
+
+
+def assert_same_weights(first, second):
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_same_seed_same_weights(tmp_path, fashion_data):
+    run_training(fashion_data, tmp_path / "a", "--subset=64")
+    run_training(fashion_data, tmp_path / "b", "--subset=64")
+    run_training(fashion_data, tmp_path / "c", "--subset=64", "--seed=1")
+    assert_same_weights(state(tmp_path / "a/checkpoints/last.pt"), state(tmp_path / "b/checkpoints/last.pt"))
+    different = state(tmp_path / "c/checkpoints/last.pt")
+    assert not torch.equal(different["fc.weight"], state(tmp_path / "a/checkpoints/last.pt")["fc.weight"])
+
+
+def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data, monkeypatch):
+    run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3")
+
+    real_epoch, calls = train.train_one_epoch, []
+
+    def crash_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("power cut")
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_one_epoch", crash_in_epoch_3)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run_training(fashion_data, tmp_path / "crashed", "--subset=64", "--epochs=3")
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    assert models.load_checkpoint(tmp_path / "crashed/checkpoints/last.pt")[1]["epoch"] == 2
+
+    # --resume takes the saved run's hyperparameters: --epochs=1 here does not shorten it
+    last_row = run_training(fashion_data, tmp_path / "crashed", "--resume", "--epochs=1")
+    assert last_row["epoch"] == 3
+    assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(tmp_path / "crashed/checkpoints/last.pt"))
+    with open(tmp_path / "crashed/outputs/metrics.csv") as file:
+        assert [int(row["epoch"]) for row in csv.DictReader(file)] == [1, 2, 3]
+
+
+def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
+    run_training(fashion_data, tmp_path, "--subset=32")
+    before = (tmp_path / "checkpoints/last.pt").read_bytes()
+    run_training(fashion_data, tmp_path, "--resume")
+    assert "nothing to resume" in capsys.readouterr().out
+    assert (tmp_path / "checkpoints/last.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dataset=imagenet"], "--dataset='imagenet' is unknown; choose one of: fashion-mnist"),
+    (["--model=alexnet"], "--model='alexnet' is unknown; choose one of: cnn, resnet18, vgg16_gap"),
+    (["--schedule=step"], "--schedule='step' is unknown"),
+    (["--epochs=0"], "--epochs must be at least 1, got 0"),
+    (["--lr=0"], "--lr must be positive, got 0.0"),
+    (["--lr=-0.1"], "--lr must be positive"),
+    (["--batch_size=0"], "--batch_size must be at least 1"),
+    (["--label_smoothing=1"], "--label_smoothing must be in [0, 1)"),
+    (["--epoch=3"], "unknown hyperparameter '--epoch'; did you mean --epochs?"),
+    (["--epochs=three"], "argument --epochs: invalid int value: 'three'"),
+    (["--dataset=cifar10"], "dataset 'cifar10' not found in"),
+    (["--device=gpu0"], "unknown device 'gpu0'"),
+    (["--output_dir=BLOCKER/outputs"], "cannot create folder"),
+    (["--resume", "--checkpoint_dir=empty"], "--resume: empty/last.pt not found"),
+])
+def test_command_line_errors_are_one_line_and_clobber_nothing(tmp_path, fashion_data, extra, message):
+    (tmp_path / "BLOCKER").write_text("a file where a folder is needed")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"earlier work")
+    args = [arg.replace("BLOCKER", str(tmp_path / "BLOCKER")) for arg in train_args(fashion_data, tmp_path) + extra]
+    result = run_script("train.py", *args, cwd=tmp_path)
+    assert_clean_error(result, message)
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"earlier work"
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_missing_dataset_message_says_how_to_get_it(tmp_path):
+    result = run_script("train.py", "--dataset=cifar10", f"--data_dir={tmp_path}", "--download=false", cwd=tmp_path)
+    assert_clean_error(result, "download is off (--download=false)")
+    assert f"put the files in {tmp_path}/cifar-10-batches-py/" in result.stderr
+
+
+def test_help_lists_every_hyperparameter(tmp_path):
+    result = run_script("train.py", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for name, _, default, _ in cli.declared_hyperparameters(train):
+        assert f"--{name}" in result.stdout
+        assert f"(default: {default!r})" in " ".join(result.stdout.split())
+
+
+def test_command_line_run_then_visualize(tmp_path):
+    """The README's main job on a tiny Fashion-MNIST: train.py writes a checkpoint, visualize_cam.py draws it."""
+    write_mnist_like(tmp_path / "data" / "fashion-mnist")
+    trained = run_script("train.py", "--epochs=1", "--batch_size=32", "--download=false", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "epoch 1/1" in trained.stdout and (tmp_path / "checkpoints" / "best.pt").is_file()
+    drawn = run_script("visualize_cam.py", "--seed=3", "--samples=2", cwd=tmp_path)
+    assert drawn.returncode == 0, drawn.stderr
+    written = sorted(p.name for p in (tmp_path / "outputs").glob("cam*.png"))
+    assert len(written) == 2 * 3 + 1 and "cams_seed3.png" in written
+    assert "wrote 6 images to outputs/ and the figure outputs/cams_seed3.png" in drawn.stdout

@@ -1,0 +1,259 @@
+"""Train a GAP-ending CNN; write checkpoints/last.pt (every epoch) and best.pt (best test accuracy).
+
+    python train.py                                   # Fashion-MNIST, the default small CNN
+    python train.py --dataset=cifar10 --model=resnet18 --epochs=30
+    python train.py --resume                          # continue the run saved in checkpoints/last.pt
+    python train.py --help                            # every hyperparameter with its default
+
+Also writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png.
+"""
+
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.data import DataLoader, Subset  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import cli  # noqa: E402
+import data  # noqa: E402
+import model as models  # noqa: E402
+
+# --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
+dataset: str = "fashion-mnist"  # fashion-mnist | mnist | cifar10 | cifar100 | svhn | stl10 | folder
+data_dir: str = "data"  # where datasets are looked for and downloaded to (for folder: its root)
+download: bool = True  # download a dataset that is not on disk
+image_size: int = 0  # resize images to this side; 0: the dataset's own size (folder: 128)
+subset: int = 0  # use only the first N images of each split (0: all), for quick checks
+model: str = "cnn"  # cnn | resnet18 | vgg16_gap
+epochs: int = 5  # passes over the training set
+batch_size: int = 128  # images per step
+lr: float = 0.1  # peak learning rate of SGD with Nesterov momentum
+momentum: float = 0.9  # SGD momentum
+weight_decay: float = 5e-4  # L2 penalty on all weights
+schedule: str = "onecycle"  # learning-rate schedule, stepped every batch: onecycle | cosine | constant
+label_smoothing: float = 0.1  # cross-entropy label smoothing in [0, 1)
+seed: int = 0  # seeds the weights, the data order and the augmentation
+device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+checkpoint_dir: str = "checkpoints"  # where last.pt and best.pt are written
+output_dir: str = "outputs"  # where metrics.csv and training_curves.png are written
+resume: bool = False  # continue the run in checkpoint_dir/last.pt with its saved hyperparameters
+# ------------------------------------------------------------------------------------------------
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+# What --resume may change: where and how the saved run goes on, not what it computes.
+RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume")
+
+
+def validate(cfg) -> None:
+    """Raise UserError for a value out of range or a name that does not exist."""
+    checks = [
+        (cfg.dataset in data.DATASETS, f"--dataset={cfg.dataset!r} is unknown; choose one of: {', '.join(data.DATASETS)}"),
+        (cfg.model in models.MODELS, f"--model={cfg.model!r} is unknown; choose one of: {', '.join(models.MODELS)}"),
+        (cfg.schedule in SCHEDULES, f"--schedule={cfg.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}"),
+        (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
+        (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
+        (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
+        (0 <= cfg.momentum < 1, f"--momentum must be in [0, 1), got {cfg.momentum}"),
+        (cfg.weight_decay >= 0, f"--weight_decay must be >= 0, got {cfg.weight_decay}"),
+        (0 <= cfg.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {cfg.label_smoothing}"),
+        (cfg.image_size >= 0, f"--image_size must be >= 0, got {cfg.image_size}"),
+        (cfg.subset >= 0, f"--subset must be >= 0, got {cfg.subset}"),
+        (cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise cli.UserError(message)
+
+
+def make_scheduler(optimizer, cfg, total_steps: int):
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, description: str) -> tuple[float, float]:
+    """One pass over loader; returns (mean training loss, training accuracy in %)."""
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    progress = tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=None)  # off when not a terminal
+    for images, labels in progress:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        logits = model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.item() * len(labels)
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(labels)
+        progress.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+    return loss_sum / seen, 100 * correct / seen
+
+
+@torch.no_grad()
+def evaluate(model, loader, device) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in %) of model on loader, in eval mode."""
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        logits = model(images)
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(labels)
+    return loss_sum / seen, 100 * correct / seen
+
+
+def write_metrics(history: list[dict], output_dir: Path) -> None:
+    """metrics.csv (a row per epoch) and training_curves.png (loss and accuracy per epoch)."""
+    with cli.atomic_output(output_dir / "metrics.csv") as temporary:
+        with open(temporary, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+    epochs = [row["epoch"] for row in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for split, label in (("train", "train (augmented, label-smoothed loss)"), ("test", "test")):
+        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], "o-", label=label)
+        accuracy_axis.plot(epochs, [row[f"{split}_accuracy"] for row in history], "o-", label=label)
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for axis in (loss_axis, accuracy_axis):
+        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    with cli.atomic_output(output_dir / "training_curves.png") as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
+    plt.close(figure)
+
+
+def resume_state(cfg, checkpoint_dir: Path) -> tuple[dict, object]:
+    """(checkpoint, cfg with the saved run's hyperparameters) from checkpoint_dir/last.pt."""
+    path = checkpoint_dir / "last.pt"
+    if not path.is_file():
+        raise cli.UserError(f"--resume: {path} not found; start a run without --resume, or set --checkpoint_dir")
+    _, checkpoint = models.load_checkpoint(path)
+    if "optimizer" not in checkpoint:
+        raise cli.UserError(f"--resume: {path} holds no training state (optimizer, scheduler)")
+    saved = dict(checkpoint["hyperparameters"])
+    saved.update({name: getattr(cfg, name) for name in RUNTIME_SETTINGS})
+    return checkpoint, type(cfg)(**saved)
+
+
+def training_state(cfg, info: data.DatasetInfo, steps_per_epoch: int, device, checkpoint: dict | None):
+    """(model, optimizer, scheduler, history, best test accuracy), new or as saved in checkpoint."""
+    torch.manual_seed(cfg.seed)
+    net = models.build_model(cfg.model, len(info.classes), info.channels).to(device)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay
+    )
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    if checkpoint is None:
+        return net, optimizer, scheduler, [], -1.0
+    net.load_state_dict(checkpoint["state_dict"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    return net, optimizer, scheduler, checkpoint["history"], checkpoint["best_test_accuracy"]
+
+
+def train(cfg) -> dict:
+    """Run the training cfg describes; returns the last epoch's metrics row."""
+    validate(cfg)
+    device = models.pick_device(cfg.device)
+    checkpoint_dir, output_dir = Path(cfg.checkpoint_dir), Path(cfg.output_dir)
+    checkpoint = None
+    if cfg.resume:
+        checkpoint, cfg = resume_state(cfg, checkpoint_dir)
+    loaded = data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size)
+    train_set, test_set = loaded.train, loaded.test
+    if cfg.subset:
+        train_set = Subset(train_set, range(min(cfg.subset, len(train_set))))
+        test_set = Subset(test_set, range(min(cfg.subset, len(test_set))))
+    test_loader = DataLoader(test_set, batch_size=2 * cfg.batch_size, num_workers=cfg.num_workers)
+    net, optimizer, scheduler, history, best_accuracy = training_state(
+        cfg, loaded.info, math.ceil(len(train_set) / cfg.batch_size), device, checkpoint
+    )
+    for folder in (checkpoint_dir, output_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise cli.UserError(f"cannot create folder {folder} ({error.strerror}); choose another one") from None
+    start_epoch = len(history) + 1
+    if checkpoint is not None:
+        print(f"resuming {checkpoint_dir / 'last.pt'} after epoch {checkpoint['epoch']} of {cfg.epochs}")
+    if start_epoch > cfg.epochs:
+        print(f"{checkpoint_dir / 'last.pt'} has finished all {cfg.epochs} epochs; nothing to resume")
+        return history[-1]
+    print(
+        f"training {cfg.model} on {cfg.dataset} ({len(train_set)} train / {len(test_set)} test images) "
+        f"on {device} for {cfg.epochs} epochs"
+    )
+
+    elapsed = history[-1]["elapsed_seconds"] if history else 0.0
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        # The data order and the augmentation depend on (seed, epoch) alone, so a resumed run
+        # sees the same batches as an uninterrupted one.
+        torch.manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        train_loader = DataLoader(
+            train_set, batch_size=cfg.batch_size, shuffle=True, generator=order, num_workers=cfg.num_workers,
+            pin_memory=device.type == "cuda",
+        )
+        started = time.perf_counter()
+        learning_rate = optimizer.param_groups[0]["lr"]
+        train_loss, train_accuracy = train_one_epoch(
+            net, train_loader, optimizer, scheduler, cfg, device, f"epoch {epoch}/{cfg.epochs}"
+        )
+        test_loss, test_accuracy = evaluate(net, test_loader, device)
+        seconds = time.perf_counter() - started
+        elapsed += seconds
+        history.append({
+            "epoch": epoch, "lr": round(learning_rate, 6),
+            "train_loss": round(train_loss, 4), "train_accuracy": round(train_accuracy, 2),
+            "test_loss": round(test_loss, 4), "test_accuracy": round(test_accuracy, 2),
+            "epoch_seconds": round(seconds, 1), "elapsed_seconds": round(elapsed, 1),
+        })
+        improved = test_accuracy > best_accuracy
+        best_accuracy = max(best_accuracy, test_accuracy)
+        metadata = {
+            "dataset": loaded.info.as_dict(), "epoch": epoch, "test_accuracy": test_accuracy,
+            "best_test_accuracy": best_accuracy, "hyperparameters": vars(cfg), "history": history,
+        }
+        models.save_checkpoint(
+            checkpoint_dir / "last.pt", net, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), **metadata
+        )
+        if improved:
+            models.save_checkpoint(checkpoint_dir / "best.pt", net, **metadata)
+        write_metrics(history, output_dir)
+        print(
+            f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.2f}%  "
+            f"test loss {test_loss:.4f} acc {test_accuracy:.2f}%  {seconds:.1f} s" + ("  (best)" if improved else "")
+        )
+    print(
+        f"best test accuracy {best_accuracy:.2f}%, {elapsed:.0f} s of training; wrote {checkpoint_dir}/last.pt, "
+        f"{checkpoint_dir}/best.pt, {output_dir}/metrics.csv and {output_dir}/training_curves.png"
+    )
+    return history[-1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    train(cli.parse_hyperparameters(sys.modules[__name__], argv))
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,199 @@
+"""Draw class activation maps of a trained checkpoint on random test images (or your own image).
+
+    python visualize_cam.py                          # 4 random test images, CAM of the predicted class
+    python visualize_cam.py --index=42 --topk=3      # test image 42, CAMs of its 3 most probable classes
+    python visualize_cam.py --image=photo.png        # your own image, resized as the checkpoint expects
+    python visualize_cam.py --help                   # every hyperparameter with its default
+
+For each image it writes PREFIX_input.png, PREFIX_heatmap.png and PREFIX_overlay.png to outputs/,
+and one figure per run with input | CAM | overlay and the predicted and true classes.
+"""
+
+import random
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import cli  # noqa: E402
+import data  # noqa: E402
+import model as models  # noqa: E402
+
+# --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
+checkpoint: str = "checkpoints/best.pt"  # the checkpoint written by train.py
+samples: int = 4  # how many random test images to draw
+index: int = -1  # draw this test image instead of random ones (-1: random)
+seed: int = -1  # seed of the random pick; -1: a new pick each run (the seed is printed to repeat it)
+topk: int = 1  # draw the CAMs of the K most probable classes (1: the predicted class only)
+alpha: float = 0.5  # opacity of the heatmap over the image, in [0, 1]
+colormap: str = "jet"  # OpenCV colormap name: jet, turbo, inferno, viridis, hot, ...
+display_size: int = 224  # side of the written images in pixels (0: the model's input size)
+image: str = ""  # draw this image file instead of test images
+output_dir: str = "outputs"  # where the images and the figure are written
+data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoint was trained with
+download: bool = True  # download the test set if it is not on disk
+device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+# ------------------------------------------------------------------------------------------------
+
+
+def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of float maps (B, N, h, w) -> (B, N, H, W), before any 8-bit conversion."""
+    return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def normalize_maps(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Min-max normalize each map (..., H, W) to [0, 1]; a constant map becomes zeros, not NaN."""
+    low = maps.amin(dim=(-2, -1), keepdim=True)
+    high = maps.amax(dim=(-2, -1), keepdim=True)
+    return (maps - low) / (high - low).clamp_min(eps)
+
+
+def to_rgb_image(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """Undo the normalization of a model input (C, H, W) -> uint8 RGB (H, W, 3); gray is repeated."""
+    mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+    std_t = torch.tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+    pixels = (image * std_t + mean_t).clamp(0, 1).mul(255).round().byte().cpu()
+    return pixels.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
+
+
+def colormap_code(name: str) -> int:
+    """OpenCV's code for a colormap name ('jet' -> cv2.COLORMAP_JET)."""
+    code = getattr(cv2, f"COLORMAP_{name.upper()}", None)
+    if code is None:
+        names = sorted(key[len("COLORMAP_"):].lower() for key in dir(cv2) if key.startswith("COLORMAP_"))
+        raise cli.UserError(f"unknown colormap {name!r}; choose one of: {', '.join(names)}")
+    return code
+
+
+def colorize(heat: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """A map in [0, 1] (H, W) -> uint8 RGB (H, W, 3) in the colormap (OpenCV gives BGR; converted)."""
+    levels = np.clip(np.round(heat * 255), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(levels, colormap_code(colormap)), cv2.COLOR_BGR2RGB)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
+    """Blend the colorized map (H, W) in [0, 1] over a uint8 RGB image (H, W, 3): uint8 RGB (H, W, 3)."""
+    blended = (1 - alpha) * image.astype(np.float32) + alpha * colorize(heat, colormap).astype(np.float32)
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def save_png(path: Path, rgb: np.ndarray) -> None:
+    with cli.atomic_output(path) as temporary:
+        Image.fromarray(rgb).save(temporary, format="PNG")
+
+
+def validate(cfg) -> None:
+    checks = [
+        (cfg.samples >= 1, f"--samples must be at least 1, got {cfg.samples}"),
+        (cfg.index >= -1, f"--index must be a test image index >= 0 (or -1 for random), got {cfg.index}"),
+        (cfg.topk >= 1, f"--topk must be at least 1, got {cfg.topk}"),
+        (0 <= cfg.alpha <= 1, f"--alpha must be in [0, 1], got {cfg.alpha}"),
+        (cfg.display_size >= 0, f"--display_size must be >= 0, got {cfg.display_size}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise cli.UserError(message)
+    colormap_code(cfg.colormap)
+
+
+def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[list, str]:
+    """[(file prefix, description, image (C, S, S), true label or None)] and the figure's name."""
+    if cfg.image:
+        tensor, _ = data.load_image(cfg.image, info)
+        stem = Path(cfg.image).stem
+        return [(f"cam_{stem}", Path(cfg.image).name, tensor, None)], f"cams_{stem}.png"
+    test_set = data.load_dataset(info.name, cfg.data_dir or trained_data_dir, cfg.download, info.image_size).test
+    if cfg.index >= len(test_set):
+        raise cli.UserError(f"--index={cfg.index} is out of range: the {info.name} test set has {len(test_set)} images")
+    if cfg.index >= 0:
+        indices, figure_name = [cfg.index], f"cams_test{cfg.index}.png"
+    else:
+        pick_seed = cfg.seed if cfg.seed >= 0 else random.SystemRandom().randrange(1_000_000)
+        indices = random.Random(pick_seed).sample(range(len(test_set)), min(cfg.samples, len(test_set)))
+        figure_name = f"cams_seed{pick_seed}.png"
+        print(f"picked test images {indices} with --seed={pick_seed}")
+    inputs = []
+    for i in indices:
+        tensor, label = test_set[i]
+        inputs.append((f"cam_test{i:05d}", f"test image {i}", tensor, int(label)))
+    return inputs, figure_name
+
+
+def draw(cfg) -> list[Path]:
+    """Compute and write the CAMs cfg asks for; returns the written paths."""
+    validate(cfg)
+    device = models.pick_device(cfg.device)
+    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device)
+    info = data.DatasetInfo.from_dict(checkpoint["dataset"])
+    if cfg.topk > len(info.classes):
+        raise cli.UserError(f"--topk={cfg.topk} is more than the {len(info.classes)} classes of the checkpoint")
+    inputs, figure_name = pick_inputs(cfg, info, checkpoint["hyperparameters"]["data_dir"])
+    output_dir = Path(cfg.output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise cli.UserError(f"cannot create output folder {output_dir} ({error.strerror}); choose another --output_dir") from None
+
+    batch = torch.stack([tensor for _, _, tensor, _ in inputs]).to(device)
+    with torch.no_grad():
+        logits, cams = models.class_activation_maps(net, batch)
+    probabilities = logits.softmax(dim=1)
+    top_probabilities, top_classes = probabilities.topk(cfg.topk, dim=1)  # (B, K)
+    size = cfg.display_size or info.image_size
+    chosen = cams.gather(1, top_classes[:, :, None, None].expand(-1, -1, *cams.shape[-2:]))  # (B, K, h, w)
+    heats = normalize_maps(upsample_maps(chosen, size)).cpu().numpy()
+
+    written, rows = [], []
+    for b, (prefix, description, tensor, label) in enumerate(inputs):
+        picture = cv2.resize(to_rgb_image(tensor, info.mean, info.std), (size, size), interpolation=cv2.INTER_NEAREST)
+        predicted = [(info.classes[c], p) for c, p in zip(top_classes[b].tolist(), top_probabilities[b].tolist())]
+        overlays = [overlay(picture, heat, cfg.alpha, cfg.colormap) for heat in heats[b]]
+        images = {"input": picture, "heatmap": colorize(heats[b, 0], cfg.colormap), "overlay": overlays[0]}
+        for rank, (name, _) in enumerate(predicted[1:], start=2):
+            images[f"top{rank}_{re.sub(r'[^A-Za-z0-9]+', '-', name)}_overlay"] = overlays[rank - 1]
+        for kind, rgb in images.items():
+            save_png(output_dir / f"{prefix}_{kind}.png", rgb)
+            written.append(output_dir / f"{prefix}_{kind}.png")
+        truth = info.classes[label] if label is not None else "unknown"
+        print(f"{description}: true {truth}, predicted {predicted[0][0]} ({100 * predicted[0][1]:.1f}%)")
+        rows.append((description, truth, picture, images["heatmap"], overlays, predicted))
+
+    figure_path = output_dir / figure_name
+    write_figure(rows, figure_path)
+    written.append(figure_path)
+    print(f"wrote {len(written) - 1} images to {output_dir}/ and the figure {figure_path}")
+    return written
+
+
+def write_figure(rows: list, path: Path) -> None:
+    """One row per image: input | CAM of the top class | its overlay | overlays of the next classes."""
+    columns = 2 + len(rows[0][4])
+    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 2.8 * len(rows)), squeeze=False)
+    for axis_row, (description, truth, picture, heatmap, overlays, predicted) in zip(axes, rows):
+        panels = [(picture, f"{description}\ntrue: {truth}"), (heatmap, f"CAM of {predicted[0][0]}")]
+        panels += [(image, f"{name}: {100 * p:.1f}%") for image, (name, p) in zip(overlays, predicted)]
+        for axis, (image, title) in zip(axis_row, panels):
+            axis.imshow(image)
+            axis.set_title(title, fontsize=9)
+            axis.axis("off")
+    figure.tight_layout()
+    with cli.atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    draw(cli.parse_hyperparameters(sys.modules[__name__], argv))
+
+
+if __name__ == "__main__":
+    cli.run(main)
