@@ -46,7 +46,8 @@ class DatasetInfo:
     std: tuple[float, ...]
 
     def as_dict(self) -> dict:
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
+        values = dataclasses.asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
 
     @classmethod
     def from_dict(cls, values: dict) -> "DatasetInfo":
@@ -125,7 +126,10 @@ def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
     """An ImageFolder tree: root/train/<class>/<image> and root/test/<class>/<image>."""
     split_dir = root / ("train" if train else "test")
     if not split_dir.is_dir():
-        raise DatasetError(f"image folder {split_dir} not found; the folder dataset needs {root}/train/<class>/ and {root}/test/<class>/")
+        raise DatasetError(
+            f"image folder {split_dir} not found; "
+            f"the folder dataset needs {root}/train/<class>/ and {root}/test/<class>/"
+        )
     try:
         return datasets.ImageFolder(split_dir, transform=transform)
     except FileNotFoundError as error:
@@ -141,34 +145,40 @@ def crop_and_flip(padding_fraction: float, flip: bool) -> Callable[[int], list]:
 
 DATASETS = {
     "fashion-mnist": DatasetSpec(
-        open_mnist_like(datasets.FashionMNIST, "fashion-mnist"), 1, 28, (0.2860,), (0.3530,), crop_and_flip(1 / 14, True),
-        "FashionMNIST/raw/ (the four .gz files); offline, `apt-get install dataset-fashion-mnist` puts them in "
-        "/usr/share/datasets/fashion-mnist/, where they are found too",
+        open=open_mnist_like(datasets.FashionMNIST, "fashion-mnist"), channels=1, image_size=28,
+        mean=(0.2860,), std=(0.3530,), augment=crop_and_flip(1 / 14, flip=True),
+        expected="FashionMNIST/raw/ (the four .gz files); offline, `apt-get install dataset-fashion-mnist` "
+        "puts them in /usr/share/datasets/fashion-mnist/, where they are found too",
     ),
     "mnist": DatasetSpec(
-        open_mnist_like(datasets.MNIST, "mnist"), 1, 28, (0.1307,), (0.3081,), crop_and_flip(1 / 14, False),
-        "MNIST/raw/ (train-images-idx3-ubyte.gz and the three other original files)",
+        open=open_mnist_like(datasets.MNIST, "mnist"), channels=1, image_size=28,
+        mean=(0.1307,), std=(0.3081,), augment=crop_and_flip(1 / 14, flip=False),
+        expected="MNIST/raw/ (train-images-idx3-ubyte.gz and the three other original files)",
     ),
     "cifar10": DatasetSpec(
-        open_cifar(datasets.CIFAR10), 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), crop_and_flip(1 / 8, True),
-        "cifar-10-batches-py/ (extract cifar-10-python.tar.gz there)",
+        open=open_cifar(datasets.CIFAR10), channels=3, image_size=32,
+        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), augment=crop_and_flip(1 / 8, flip=True),
+        expected="cifar-10-batches-py/ (extract cifar-10-python.tar.gz there)",
     ),
     "cifar100": DatasetSpec(
-        open_cifar(datasets.CIFAR100), 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), crop_and_flip(1 / 8, True),
-        "cifar-100-python/ (extract cifar-100-python.tar.gz there)",
+        open=open_cifar(datasets.CIFAR100), channels=3, image_size=32,
+        mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), augment=crop_and_flip(1 / 8, flip=True),
+        expected="cifar-100-python/ (extract cifar-100-python.tar.gz there)",
     ),
     "svhn": DatasetSpec(
-        open_svhn, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), crop_and_flip(1 / 8, False),
-        "svhn/train_32x32.mat and svhn/test_32x32.mat",
+        open=open_svhn, channels=3, image_size=32,
+        mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), augment=crop_and_flip(1 / 8, flip=False),
+        expected="svhn/train_32x32.mat and svhn/test_32x32.mat",
     ),
     "stl10": DatasetSpec(
-        open_stl10, 3, 96, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), crop_and_flip(1 / 8, True),
-        "stl10_binary/ (extract stl10_binary.tar.gz there)",
+        open=open_stl10, channels=3, image_size=96,
+        mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713), augment=crop_and_flip(1 / 8, flip=True),
+        expected="stl10_binary/ (extract stl10_binary.tar.gz there)",
     ),
     "folder": DatasetSpec(
-        open_folder, 3, 128, IMAGENET_MEAN, IMAGENET_STD,
-        lambda size: [T.RandomResizedCrop(size, scale=(0.35, 1.0)), T.RandomHorizontalFlip()],
-        "train/<class>/<image> and test/<class>/<image> (your own images; pass the folder as --data_dir)",
+        open=open_folder, channels=3, image_size=128, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        augment=lambda size: [T.RandomResizedCrop(size, scale=(0.35, 1.0)), T.RandomHorizontalFlip()],
+        expected="train/<class>/<image> and test/<class>/<image> (your own images; pass the folder as --data_dir)",
     ),
 }
 

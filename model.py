@@ -147,7 +147,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; train one with `python train.py` or pass --checkpoint=PATH")
+        raise CheckpointError(
+            f"checkpoint {path} not found; train one with `python train.py` or pass --checkpoint=PATH"
+        )
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises many types for truncated, foreign or unsafe files

@@ -14,19 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
-import matplotlib.ticker
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.utils.data import DataLoader, Subset  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import cli  # noqa: E402
-import data  # noqa: E402
-import model as models  # noqa: E402
+import cli
+import data
+import model as models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 dataset: str = "fashion-mnist"  # fashion-mnist | mnist | cifar10 | cifar100 | svhn | stl10 | folder
@@ -58,7 +55,8 @@ RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint
 def validate(cfg) -> None:
     """Raise UserError for a value out of range or a name that does not exist."""
     checks = [
-        (cfg.dataset in data.DATASETS, f"--dataset={cfg.dataset!r} is unknown; choose one of: {', '.join(data.DATASETS)}"),
+        (cfg.dataset in data.DATASETS,
+         f"--dataset={cfg.dataset!r} is unknown; choose one of: {', '.join(data.DATASETS)}"),
         (cfg.model in models.MODELS, f"--model={cfg.model!r} is unknown; choose one of: {', '.join(models.MODELS)}"),
         (cfg.schedule in SCHEDULES, f"--schedule={cfg.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
@@ -120,26 +118,24 @@ def evaluate(model, loader, device) -> tuple[float, float]:
 
 def write_metrics(history: list[dict], output_dir: Path) -> None:
     """metrics.csv (a row per epoch) and training_curves.png (loss and accuracy per epoch)."""
-    with cli.atomic_output(output_dir / "metrics.csv") as temporary:
-        with open(temporary, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
+    with cli.atomic_output(output_dir / "metrics.csv") as temporary, open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
     epochs = [row["epoch"] for row in history]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = Figure(figsize=(10, 4), layout="tight")
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
     for split, label in (("train", "train (augmented, label-smoothed loss)"), ("test", "test")):
         loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], "o-", label=label)
         accuracy_axis.plot(epochs, [row[f"{split}_accuracy"] for row in history], "o-", label=label)
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for axis in (loss_axis, accuracy_axis):
-        axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
-    figure.tight_layout()
     with cli.atomic_output(output_dir / "training_curves.png") as temporary:
-        figure.savefig(temporary, dpi=100, format="png")
-    plt.close(figure)
+        figure.savefig(temporary, dpi=100, format="png", bbox_inches="tight", pad_inches=0.1)
 
 
 def resume_state(cfg, checkpoint_dir: Path) -> tuple[dict, object]:
@@ -234,9 +230,8 @@ def train(cfg) -> dict:
             "dataset": loaded.info.as_dict(), "epoch": epoch, "test_accuracy": test_accuracy,
             "best_test_accuracy": best_accuracy, "hyperparameters": vars(cfg), "history": history,
         }
-        models.save_checkpoint(
-            checkpoint_dir / "last.pt", net, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), **metadata
-        )
+        training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        models.save_checkpoint(checkpoint_dir / "last.pt", net, **training, **metadata)
         if improved:
             models.save_checkpoint(checkpoint_dir / "best.pt", net, **metadata)
         write_metrics(history, output_dir)

@@ -15,18 +15,15 @@ import sys
 from pathlib import Path
 
 import cv2
-import matplotlib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import cli  # noqa: E402
-import data  # noqa: E402
-import model as models  # noqa: E402
+import cli
+import data
+import model as models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 checkpoint: str = "checkpoints/best.pt"  # the checkpoint written by train.py
@@ -141,7 +138,9 @@ def draw(cfg) -> list[Path]:
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise cli.UserError(f"cannot create output folder {output_dir} ({error.strerror}); choose another --output_dir") from None
+        raise cli.UserError(
+            f"cannot create output folder {output_dir} ({error.strerror}); choose another --output_dir"
+        ) from None
 
     batch = torch.stack([tensor for _, _, tensor, _ in inputs]).to(device)
     with torch.no_grad():
@@ -164,7 +163,8 @@ def draw(cfg) -> list[Path]:
             save_png(output_dir / f"{prefix}_{kind}.png", rgb)
             written.append(output_dir / f"{prefix}_{kind}.png")
         truth = info.classes[label] if label is not None else "unknown"
-        print(f"{description}: true {truth}, predicted {predicted[0][0]} ({100 * predicted[0][1]:.1f}%)")
+        print(f"{description}: true {truth}, predicted {predicted[0][0]} ({100 * predicted[0][1]:.1f}%) "
+              f"-> {output_dir / prefix}_{{{','.join(images)}}}.png")
         rows.append((description, truth, picture, images["heatmap"], overlays, predicted))
 
     figure_path = output_dir / figure_name
@@ -177,7 +177,8 @@ def draw(cfg) -> list[Path]:
 def write_figure(rows: list, path: Path) -> None:
     """One row per image: input | CAM of the top class | its overlay | overlays of the next classes."""
     columns = 2 + len(rows[0][4])
-    figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 2.8 * len(rows)), squeeze=False)
+    figure = Figure(figsize=(2.6 * columns, 2.9 * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), columns, squeeze=False)
     for axis_row, (description, truth, picture, heatmap, overlays, predicted) in zip(axes, rows):
         panels = [(picture, f"{description}\ntrue: {truth}"), (heatmap, f"CAM of {predicted[0][0]}")]
         panels += [(image, f"{name}: {100 * p:.1f}%") for image, (name, p) in zip(overlays, predicted)]
@@ -185,10 +186,8 @@ def write_figure(rows: list, path: Path) -> None:
             axis.imshow(image)
             axis.set_title(title, fontsize=9)
             axis.axis("off")
-    figure.tight_layout()
     with cli.atomic_output(path) as temporary:
-        figure.savefig(temporary, dpi=100, format="png")
-    plt.close(figure)
+        figure.savefig(temporary, dpi=100, format="png", bbox_inches="tight", pad_inches=0.1)
 
 
 def main(argv: list[str] | None = None) -> None:

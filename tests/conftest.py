@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import cli
+import model as models
+import train
 
-import cli  # noqa: E402
-import model as models  # noqa: E402
-import train  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -65,7 +64,8 @@ def run_script(script: str, *args: str, cwd: Path) -> subprocess.CompletedProces
     """Run a repo script from the command line in cwd; returns the finished process (text output)."""
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, str(REPO / script), *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=environment
+        [sys.executable, str(REPO / script), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300, env=environment, check=False,
     )
 
 

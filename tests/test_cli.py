@@ -135,10 +135,9 @@ def test_atomic_output_replaces_whole_file(tmp_path):
 def test_atomic_output_keeps_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "file.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with cli.atomic_output(target) as temporary:
-            temporary.write_text("half")
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError), cli.atomic_output(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("disk full")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
 

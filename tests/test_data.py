@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import write_mnist_like
 from PIL import Image
 from torchvision import datasets
 
 import cli
 import data
-from conftest import write_mnist_like
 
 RNG = np.random.default_rng(0)
 

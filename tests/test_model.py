@@ -1,10 +1,10 @@
 import pytest
 import torch
+from conftest import write_bad_checkpoints
 from torch import nn
 
 import cli
 import model as models
-from conftest import write_bad_checkpoints
 
 # (name, options, input channels, input size, expected map side)
 ARCHITECTURES = [

@@ -2,16 +2,16 @@ import csv
 
 import pytest
 import torch
+from conftest import assert_clean_error, run_script, run_training, train_args, write_mnist_like
 
 import cli
 import model as models
 import train
-from conftest import assert_clean_error, run_script, run_training, train_args, write_mnist_like
 
 
 def test_training_learns_and_writes_everything(trained):
     checkpoints, outputs = trained / "checkpoints", trained / "outputs"
-    net, checkpoint = models.load_checkpoint(checkpoints / "best.pt")
+    _, checkpoint = models.load_checkpoint(checkpoints / "best.pt")
     assert checkpoint["test_accuracy"] == 100.0  # each class is a square at its own place: easy
     assert checkpoint["arch"] == {"name": "cnn", "num_classes": 10, "in_channels": 1, "options": {}}
     assert checkpoint["dataset"]["name"] == "mnist" and checkpoint["dataset"]["image_size"] == 28

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 import torch
+from conftest import assert_clean_error, pattern_images, run_script, write_bad_checkpoints
 from PIL import Image
 
 import cli
 import data
 import model as models
 import visualize_cam as vis
-from conftest import assert_clean_error, pattern_images, run_script, write_bad_checkpoints
 
 
 def test_normalize_maps_to_unit_range_per_map():
@@ -32,7 +32,8 @@ def test_upsample_is_bilinear_on_floats():
 def test_to_rgb_image_undoes_the_normalization():
     original = np.random.default_rng(0).integers(0, 256, size=(5, 6, 3), dtype=np.uint8)
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
-    tensor = (torch.tensor(original).permute(2, 0, 1) / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    pixels = torch.tensor(original).permute(2, 0, 1) / 255
+    tensor = (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
     assert np.array_equal(vis.to_rgb_image(tensor, mean, std), original)
     gray = vis.to_rgb_image(torch.zeros(1, 5, 6), (0.5,), (0.5,))
     assert gray.shape == (5, 6, 3) and gray.dtype == np.uint8 and (gray == 128).all()
@@ -103,7 +104,10 @@ def test_cam_peaks_on_the_pattern_that_decides_the_class(trained):
     assert (logits.argmax(1).numpy() == labels).all()
     heats = vis.upsample_maps(cams[torch.arange(len(labels)), logits.argmax(1)][:, None], 28)[:, 0]
     peaks = [divmod(int(heat.argmax()), 28) for heat in heats]
-    hits = [top - 2 <= row < top + 10 and left - 2 <= col < left + 10 for (row, col), (top, left) in zip(peaks, corners)]
+    hits = [
+        top - 2 <= row < top + 10 and left - 2 <= col < left + 10
+        for (row, col), (top, left) in zip(peaks, corners, strict=True)
+    ]
     assert np.mean(hits) >= 0.9  # the peak lies on the pattern, within 2 pixels
 
 
