@@ -152,12 +152,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         )
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # torch raises many types for truncated, foreign or unsafe files
+    except Exception as error:  # noqa: BLE001 -- torch raises many types for truncated, foreign or unsafe files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({reason[:200]})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint written by this repo's train.py")
-    arch = checkpoint["arch"]
+    arch = checkpoint.get("arch")
+    if not isinstance(arch, dict) or not {"name", "num_classes", "in_channels", "options"} <= arch.keys() \
+            or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is incomplete: it lacks the model description or the weights; retrain it")
     model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], **arch["options"])
     try:
         model.load_state_dict(checkpoint["state_dict"])

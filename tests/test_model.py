@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 from conftest import write_bad_checkpoints
@@ -116,10 +118,28 @@ def test_load_checkpoint_errors(tmp_path):
         assert message in str(error.value), name
 
 
+class RunsCodeWhenUnpickled:
+    """Unpickling this calls os.system: what a malicious checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
 def test_load_checkpoint_refuses_pickled_code(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"format": models.CHECKPOINT_FORMAT, "payload": Exception("code")}, path)
+    path, marker = tmp_path / "evil.pt", tmp_path / "code-ran"
+    torch.save({"format": models.CHECKPOINT_FORMAT, "payload": RunsCodeWhenUnpickled(marker)}, path)
     with pytest.raises(models.CheckpointError, match="is not a readable checkpoint"):
+        models.load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_load_checkpoint_refuses_incomplete_checkpoint(tmp_path):
+    path = tmp_path / "incomplete.pt"
+    torch.save({"format": models.CHECKPOINT_FORMAT, "state_dict": {}}, path)
+    with pytest.raises(models.CheckpointError, match="is incomplete"):
         models.load_checkpoint(path)
 
 
