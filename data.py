@@ -7,6 +7,10 @@ that checkpoints store so a model can be used without the training script.
 Fashion-MNIST (the default) is looked for in root/FashionMNIST/raw/, root/fashion-mnist/ and
 /usr/share/datasets/fashion-mnist/ (Debian's `dataset-fashion-mnist`), as the original .gz files,
 before torchvision downloads it. MNIST likewise with root/mnist/ and /usr/share/datasets/mnist/.
+
+`fashion-mnist-cluttered` is made from the real Fashion-MNIST splits: each item on a larger
+canvas at a random position among crops of other items, with its ground-truth box and mask, for
+measuring localization (see `make_cluttered` and `ClutteredFashionMNIST`).
 """
 
 import dataclasses
@@ -17,13 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision import transforms as T
 
-from cli import UserError
+from cli import UserError, atomic_output
 
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist"), "mnist": Path("/usr/share/datasets/mnist")}
@@ -44,6 +49,7 @@ class DatasetInfo:
     image_size: int  # images are image_size x image_size
     mean: tuple[float, ...]  # per channel, of the [0, 1] pixel values
     std: tuple[float, ...]
+    options: dict = dataclasses.field(default_factory=dict)  # how the dataset was made (the cluttered set's settings)
 
     def as_dict(self) -> dict:
         values = dataclasses.asdict(self)
@@ -65,6 +71,8 @@ class DatasetSpec:
     std: tuple[float, ...]
     augment: Callable[[int], list]  # image size -> train-time transforms on PIL images
     expected: str  # where the files go under the data folder, and how to get them
+    options: dict = dataclasses.field(default_factory=dict)  # extra settings of open() and their defaults
+    generated: bool = False  # made at the asked image size (no resizing); open() gets it as `size`
 
 
 @dataclass
@@ -136,6 +144,106 @@ def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
         raise DatasetError(f"image folder {split_dir} holds no images in class subfolders ({error})") from None
 
 
+CLUTTER_DEFAULTS = {"clutter": 6, "clutter_size": 10, "clutter_seed": 0}
+CLUTTER_FORMAT = 2  # bump when make_cluttered changes, so that old caches are not reused
+
+
+def paste_max(canvas: np.ndarray, patches: np.ndarray, top: np.ndarray, left: np.ndarray) -> None:
+    """Paste patches (N, p, q) into canvas (N, S, S) in place, patch n with its top-left corner at
+    (top[n], left[n]), keeping the brighter pixel where they overlap."""
+    count, height, width = patches.shape
+    rows = top[:, None, None] + np.arange(height)[None, :, None]
+    cols = left[:, None, None] + np.arange(width)[None, None, :]
+    index = np.arange(count)[:, None, None]
+    canvas[index, rows, cols] = np.maximum(canvas[index, rows, cols], patches)
+
+
+def make_cluttered(
+    items: np.ndarray, size: int = 64, clutter: int = 6, clutter_size: int = 10, seed: int = 0, masks: bool = True
+) -> dict[str, np.ndarray]:
+    """Cluttered canvases, one per item, vectorized and deterministic from seed.
+
+    items: uint8 (N, h, w), each pasted whole at a uniformly random position of a black size x size
+    canvas, over `clutter` crops of clutter_size x clutter_size taken at random from other items and
+    pasted at random positions (the brighter pixel wins where they overlap).
+    Returns images uint8 (N, size, size); boxes int64 (N, 4), the tight box (x0, y0, x1, y1) of
+    the item's non-zero pixels with exclusive ends (so width = x1 - x0); and, with masks=True,
+    masks bool (N, size, size), the item's non-zero pixels.
+    """
+    count, height, width = items.shape
+    if size < max(height, width) or clutter_size > min(height, width):
+        raise DatasetError(f"a canvas of {size} px cannot hold {height}x{width} items with {clutter_size} px clutter")
+    rng = np.random.default_rng(seed)
+    top, left = rng.integers(0, size - height + 1, size=count), rng.integers(0, size - width + 1, size=count)
+    images = np.zeros((count, size, size), dtype=np.uint8)
+    for _ in range(clutter):
+        other = (np.arange(count) + rng.integers(1, max(count, 2), size=count)) % count  # never the item itself
+        crop_top = rng.integers(0, height - clutter_size + 1, size=count)
+        crop_left = rng.integers(0, width - clutter_size + 1, size=count)
+        offsets = np.arange(clutter_size)
+        crops = items[other[:, None, None], crop_top[:, None, None] + offsets[:, None], crop_left[:, None, None] + offsets]
+        places = rng.integers(0, size - clutter_size + 1, size=(2, count))
+        paste_max(images, crops, places[0], places[1])
+    paste_max(images, items, top, left)
+    ink = items > 0
+    rows, cols = ink.any(axis=2), ink.any(axis=1)  # (N, h), (N, w)
+    boxes = np.stack([
+        left + cols.argmax(1), top + rows.argmax(1),
+        left + width - cols[:, ::-1].argmax(1), top + height - rows[:, ::-1].argmax(1),
+    ], axis=1).astype(np.int64)
+    arrays = {"images": images, "boxes": boxes}
+    if masks:
+        arrays["masks"] = np.zeros((count, size, size), dtype=bool)
+        paste_max(arrays["masks"], ink, top, left)
+    return arrays
+
+
+class ClutteredFashionMNIST(Dataset):
+    """Fashion-MNIST items on size x size canvases among clutter (see make_cluttered): the train
+    split from the train items, the test split from the test items, one canvas per item.
+
+    Yields (transform(PIL image), label). `images` uint8 (N, size, size), `targets` int64 (N,),
+    `boxes` int64 (N, 4) as (x0, y0, x1, y1) with exclusive ends, and for the test split `masks`
+    bool (N, size, size) are the whole split as tensors. Each split is cached in
+    root/fashion-mnist-cluttered/ after it is first made.
+    """
+
+    def __init__(self, root: Path, train: bool, transform, download: bool, size: int = 64,
+                 clutter: int = 6, clutter_size: int = 10, clutter_seed: int = 0):
+        split = "train" if train else "test"
+        cache = Path(root) / "fashion-mnist-cluttered" / (
+            f"{split}-v{CLUTTER_FORMAT}-size{size}-clutter{clutter}x{clutter_size}-seed{clutter_seed}.pt"
+        )
+        arrays = None
+        if cache.is_file():
+            try:
+                arrays = torch.load(cache, weights_only=True)
+            except Exception:  # noqa: BLE001 -- a broken cache is made again
+                arrays = None
+        source = open_mnist_like(datasets.FashionMNIST, "fashion-mnist")(Path(root), train, None, download)
+        self.classes = source.classes
+        if arrays is None:
+            made = make_cluttered(source.data.numpy(), size, clutter, clutter_size, seed=2 * clutter_seed + (not train),
+                                  masks=not train)
+            arrays = {key: torch.from_numpy(value) for key, value in made.items()}
+            arrays["targets"] = source.targets.clone()
+            try:
+                with atomic_output(cache) as temporary:
+                    torch.save(arrays, temporary)
+            except OSError:
+                pass  # a read-only data folder: the split is made again next time
+        self.images, self.targets, self.boxes = arrays["images"], arrays["targets"], arrays["boxes"]
+        self.masks = arrays.get("masks")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.images[index].numpy(), mode="L")
+        return (self.transform(image) if self.transform else image), int(self.targets[index])
+
+
 def crop_and_flip(padding_fraction: float, flip: bool) -> Callable[[int], list]:
     """Random translation by up to padding_fraction of the size, and optionally a horizontal flip."""
     return lambda size: [T.RandomCrop(size, padding=round(size * padding_fraction))] + (
@@ -149,6 +257,13 @@ DATASETS = {
         mean=(0.2860,), std=(0.3530,), augment=crop_and_flip(1 / 14, flip=True),
         expected="FashionMNIST/raw/ (the four .gz files); offline, `apt-get install dataset-fashion-mnist` "
         "puts them in /usr/share/datasets/fashion-mnist/, where they are found too",
+    ),
+    "fashion-mnist-cluttered": DatasetSpec(
+        open=ClutteredFashionMNIST, channels=1, image_size=64,
+        mean=(0.1069,), std=(0.2587,), augment=lambda size: [T.RandomHorizontalFlip()],
+        expected="FashionMNIST/raw/ or fashion-mnist/ (the four Fashion-MNIST .gz files, from which it is made); "
+        "offline, `apt-get install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist/",
+        options=CLUTTER_DEFAULTS, generated=True,
     ),
     "mnist": DatasetSpec(
         open=open_mnist_like(datasets.MNIST, "mnist"), channels=1, image_size=28,
@@ -183,25 +298,34 @@ DATASETS = {
 }
 
 
-def load_dataset(name: str, root: str | Path = "data", download: bool = True, image_size: int = 0) -> LoadedDataset:
-    """Train and test sets of a dataset by name; image_size 0 keeps the dataset's own size.
+def load_dataset(
+    name: str, root: str | Path = "data", download: bool = True, image_size: int = 0, options: dict | None = None
+) -> LoadedDataset:
+    """Train and test sets of a dataset by name; image_size 0 keeps the dataset's own size (a
+    generated dataset is made at image_size). options override the dataset's own settings
+    (DatasetSpec.options, e.g. {"clutter": 4}); unknown ones are an error.
 
     Raises DatasetError if the name is unknown or the files are neither in root nor downloadable.
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     spec, root = DATASETS[name], Path(root)
+    unknown = set(options or {}) - set(spec.options)
+    if unknown:
+        raise DatasetError(f"dataset {name!r} has no setting {', '.join(sorted(unknown))}")
+    settings = {**spec.options, **(options or {})}
     size = image_size or spec.image_size
-    resize = size != spec.image_size or name == "folder"
+    resize = not spec.generated and (size != spec.image_size or name == "folder")
     normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
     transforms = {
         "train": T.Compose(([T.Resize(size)] if resize and name != "folder" else []) + spec.augment(size) + normalize),
         "test": T.Compose(([T.Resize(size), T.CenterCrop(size)] if resize else []) + normalize),
     }
+    extra = {"size": size, **settings} if spec.generated else settings
     splits = {}
     for split, transform in transforms.items():
         try:
-            splits[split] = spec.open(root, split == "train", transform, download)
+            splits[split] = spec.open(root, split == "train", transform, download, **extra)
         except (RuntimeError, OSError) as error:
             reason = " ".join(str(error).split())[:200]
             how = "could not be downloaded" if download else "download is off (--download=false)"
@@ -211,7 +335,7 @@ def load_dataset(name: str, root: str | Path = "data", download: bool = True, im
     classes = tuple(splits["train"].classes)
     if name == "folder" and tuple(splits["test"].classes) != classes:
         raise DatasetError(f"{root}/train and {root}/test must hold the same class folders")
-    info = DatasetInfo(name, classes, spec.channels, size, spec.mean, spec.std)
+    info = DatasetInfo(name, classes, spec.channels, size, spec.mean, spec.std, settings)
     return LoadedDataset(splits["train"], splits["test"], info)
 
 

@@ -51,13 +51,19 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     ]
 
 
-def cnn_features(in_channels: int, width: int = 32) -> tuple[nn.Module, int]:
+def cnn_features(in_channels: int, width: int = 32, pools: int = 2) -> tuple[nn.Module, int]:
     """The default small CNN: 3 stages of two conv-BN-ReLU blocks (width, 2*width, 4*width channels),
-    2x2 max pooling between stages, so h, w = H/4, W/4 (7x7 on 28x28 images)."""
-    layers = conv_bn_relu(in_channels, width) + conv_bn_relu(width, width) + [nn.MaxPool2d(2)]
-    layers += conv_bn_relu(width, 2 * width) + conv_bn_relu(2 * width, 2 * width) + [nn.MaxPool2d(2)]
-    layers += conv_bn_relu(2 * width, 4 * width) + conv_bn_relu(4 * width, 4 * width)
-    return nn.Sequential(*layers), 4 * width
+    with 2x2 max pooling after the first `pools` (0 to 2) stages, so h, w = H / 2**pools, W / 2**pools
+    (7x7 on 28x28 images with the default 2; finer maps localize more sharply but cost more)."""
+    if not 0 <= pools <= 2:
+        raise TypeError(f"pools must be 0, 1 or 2, got {pools}")
+    layers, channels = [], in_channels
+    for stage, out_channels in enumerate((width, 2 * width, 4 * width)):
+        layers += conv_bn_relu(channels, out_channels) + conv_bn_relu(out_channels, out_channels)
+        if stage < pools:
+            layers.append(nn.MaxPool2d(2))
+        channels = out_channels
+    return nn.Sequential(*layers), channels
 
 
 def resnet18_features(in_channels: int) -> tuple[nn.Module, int]:
@@ -99,7 +105,7 @@ MODELS = {"cnn": cnn_features, "resnet18": resnet18_features, "vgg16_gap": vgg16
 
 def build_model(name: str, num_classes: int, in_channels: int, **options) -> GapNet:
     """A GapNet by name ('cnn', 'resnet18', 'vgg16_gap'); options go to the feature builder
-    (cnn: width; vgg16_gap: max_pools)."""
+    (cnn: width, pools; vgg16_gap: max_pools)."""
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     try:
@@ -128,6 +134,27 @@ def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor,
     logits = model.fc(features.mean(dim=(-2, -1)))
     cams = torch.einsum("ck,bkhw->bchw", model.fc.weight, features)
     return logits, cams
+
+
+def grad_cam(model: GapNet, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, num_classes) and the Grad-CAM (Selvaraju et al. 2017) of classes[b] for each
+    image b, (B, h, w), with autograd on the last conv feature maps f = model.features(x):
+
+        alpha_k = mean_xy d logit_c / d f_k(x, y),    map = ReLU(sum_k alpha_k f_k).
+
+    On a GapNet alpha_k = fc.weight[c, k] / (h * w), so the map is ReLU(CAM of c) / (h * w): the
+    same map as CAM up to a ReLU and a scale. Both results are detached; model weights get no grads.
+    """
+    with torch.enable_grad():
+        features = model.features(x)
+        if not features.requires_grad:  # the input and the model are frozen: ask for grads of f alone
+            features.requires_grad_()
+        logits = model.fc(features.mean(dim=(-2, -1)))
+        scores = logits.gather(1, classes.view(-1, 1)).sum()
+        (gradients,) = torch.autograd.grad(scores, features)
+    weights = gradients.mean(dim=(-2, -1))  # (B, K)
+    maps = torch.einsum("bk,bkhw->bhw", weights, features.detach()).relu()
+    return logits.detach(), maps
 
 
 def save_checkpoint(path: str | Path, model: GapNet, **metadata) -> None:

@@ -26,12 +26,16 @@ import data
 import model as models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
-dataset: str = "fashion-mnist"  # fashion-mnist | mnist | cifar10 | cifar100 | svhn | stl10 | folder
+dataset: str = "fashion-mnist"  # fashion-mnist | fashion-mnist-cluttered | mnist | cifar10 | cifar100 | svhn | stl10 | folder
 data_dir: str = "data"  # where datasets are looked for and downloaded to (for folder: its root)
 download: bool = True  # download a dataset that is not on disk
-image_size: int = 0  # resize images to this side; 0: the dataset's own size (folder: 128)
+image_size: int = 0  # resize images to this side; 0: the dataset's own size (folder: 128; cluttered: canvas 64)
+clutter: int = 6  # fashion-mnist-cluttered: crops of other items pasted on each canvas
+clutter_size: int = 10  # fashion-mnist-cluttered: side of those crops in pixels (at most 28)
 subset: int = 0  # use only the first N images of each split (0: all), for quick checks
 model: str = "cnn"  # cnn | resnet18 | vgg16_gap
+width: int = 32  # cnn: channels of its first stage (doubled in each of the next two)
+pools: int = 2  # cnn: 2x2 max pools after its first stages (0-2); its maps are 1/2**pools of the image side
 epochs: int = 5  # passes over the training set
 batch_size: int = 128  # images per step
 lr: float = 0.1  # peak learning rate of SGD with Nesterov momentum
@@ -59,6 +63,8 @@ def validate(cfg) -> None:
          f"--dataset={cfg.dataset!r} is unknown; choose one of: {', '.join(data.DATASETS)}"),
         (cfg.model in models.MODELS, f"--model={cfg.model!r} is unknown; choose one of: {', '.join(models.MODELS)}"),
         (cfg.schedule in SCHEDULES, f"--schedule={cfg.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}"),
+        (cfg.width >= 1, f"--width must be at least 1, got {cfg.width}"),
+        (0 <= cfg.pools <= 2, f"--pools must be 0, 1 or 2, got {cfg.pools}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
         (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
@@ -66,6 +72,8 @@ def validate(cfg) -> None:
         (cfg.weight_decay >= 0, f"--weight_decay must be >= 0, got {cfg.weight_decay}"),
         (0 <= cfg.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {cfg.label_smoothing}"),
         (cfg.image_size >= 0, f"--image_size must be >= 0, got {cfg.image_size}"),
+        (cfg.clutter >= 0, f"--clutter must be >= 0, got {cfg.clutter}"),
+        (1 <= cfg.clutter_size <= 28, f"--clutter_size must be in [1, 28], got {cfg.clutter_size}"),
         (cfg.subset >= 0, f"--subset must be >= 0, got {cfg.subset}"),
         (cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}"),
     ]
@@ -146,7 +154,7 @@ def resume_state(cfg, checkpoint_dir: Path) -> tuple[dict, object]:
     _, checkpoint = models.load_checkpoint(path)
     if "optimizer" not in checkpoint:
         raise cli.UserError(f"--resume: {path} holds no training state (optimizer, scheduler)")
-    saved = dict(checkpoint["hyperparameters"])
+    saved = {**vars(cfg), **checkpoint["hyperparameters"]}  # settings added since the run began keep their defaults
     saved.update({name: getattr(cfg, name) for name in RUNTIME_SETTINGS})
     return checkpoint, type(cfg)(**saved)
 
@@ -154,7 +162,8 @@ def resume_state(cfg, checkpoint_dir: Path) -> tuple[dict, object]:
 def training_state(cfg, info: data.DatasetInfo, steps_per_epoch: int, device, checkpoint: dict | None):
     """(model, optimizer, scheduler, history, best test accuracy), new or as saved in checkpoint."""
     torch.manual_seed(cfg.seed)
-    net = models.build_model(cfg.model, len(info.classes), info.channels).to(device)
+    options = {"width": cfg.width, "pools": cfg.pools} if cfg.model == "cnn" else {}
+    net = models.build_model(cfg.model, len(info.classes), info.channels, **options).to(device)
     optimizer = torch.optim.SGD(
         net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay
     )
@@ -175,7 +184,8 @@ def train(cfg) -> dict:
     checkpoint = None
     if cfg.resume:
         checkpoint, cfg = resume_state(cfg, checkpoint_dir)
-    loaded = data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size)
+    options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
+    loaded = data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options)
     train_set, test_set = loaded.train, loaded.test
     if cfg.subset:
         train_set = Subset(train_set, range(min(cfg.subset, len(train_set))))

@@ -6,7 +6,9 @@
     python visualize_cam.py --help                   # every hyperparameter with its default
 
 For each image it writes PREFIX_input.png, PREFIX_heatmap.png and PREFIX_overlay.png to outputs/,
-and one figure per run with input | CAM | overlay and the predicted and true classes.
+and one figure per run with input | CAM | overlay and the predicted and true classes. The overlays
+show the CAM paper's box of each map in green (largest region above 20% of the normalized map)
+and, for datasets with ground truth (fashion-mnist-cluttered), the true box in red.
 """
 
 import random
@@ -17,12 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from PIL import Image
 
 import cli
 import data
+import localization
 import model as models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
@@ -33,6 +35,8 @@ seed: int = -1  # seed of the random pick; -1: a new pick each run (the seed is 
 topk: int = 1  # draw the CAMs of the K most probable classes (1: the predicted class only)
 alpha: float = 0.5  # opacity of the heatmap over the image, in [0, 1]
 colormap: str = "jet"  # OpenCV colormap name: jet, turbo, inferno, viridis, hot, ...
+boxes: bool = True  # draw each map's box (green) and, where the dataset has one, the true box (red)
+box_threshold: float = 0.2  # the box bounds the largest region above this fraction of the normalized map
 display_size: int = 224  # side of the written images in pixels (0: the model's input size)
 image: str = ""  # draw this image file instead of test images
 output_dir: str = "outputs"  # where the images and the figure are written
@@ -40,18 +44,6 @@ data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoi
 download: bool = True  # download the test set if it is not on disk
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 # ------------------------------------------------------------------------------------------------
-
-
-def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of float maps (B, N, h, w) -> (B, N, H, W), before any 8-bit conversion."""
-    return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
-
-
-def normalize_maps(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Min-max normalize each map (..., H, W) to [0, 1]; a constant map becomes zeros, not NaN."""
-    low = maps.amin(dim=(-2, -1), keepdim=True)
-    high = maps.amax(dim=(-2, -1), keepdim=True)
-    return (maps - low) / (high - low).clamp_min(eps)
 
 
 def to_rgb_image(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
@@ -83,6 +75,13 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, colormap: s
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
+def draw_box(rgb: np.ndarray, box: np.ndarray, color: tuple[int, int, int], thickness: int = 1) -> None:
+    """Draw box (x0, y0, x1, y1), exclusive ends, on a uint8 RGB image (H, W, 3) in place; an empty box draws nothing."""
+    x0, y0, x1, y1 = (int(value) for value in box)
+    if x1 > x0 and y1 > y0:
+        cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), color, thickness)
+
+
 def save_png(path: Path, rgb: np.ndarray) -> None:
     with cli.atomic_output(path) as temporary:
         Image.fromarray(rgb).save(temporary, format="PNG")
@@ -94,6 +93,7 @@ def validate(cfg) -> None:
         (cfg.index >= -1, f"--index must be a test image index >= 0 (or -1 for random), got {cfg.index}"),
         (cfg.topk >= 1, f"--topk must be at least 1, got {cfg.topk}"),
         (0 <= cfg.alpha <= 1, f"--alpha must be in [0, 1], got {cfg.alpha}"),
+        (0 <= cfg.box_threshold < 1, f"--box_threshold must be in [0, 1), got {cfg.box_threshold}"),
         (cfg.display_size >= 0, f"--display_size must be >= 0, got {cfg.display_size}"),
     ]
     for ok, message in checks:
@@ -103,12 +103,15 @@ def validate(cfg) -> None:
 
 
 def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[list, str]:
-    """[(file prefix, description, image (C, S, S), true label or None)] and the figure's name."""
+    """[(file prefix, description, image (C, S, S), true label or None, true box (4,) or None)] and
+    the figure's name."""
     if cfg.image:
         tensor, _ = data.load_image(cfg.image, info)
         stem = Path(cfg.image).stem
-        return [(f"cam_{stem}", Path(cfg.image).name, tensor, None)], f"cams_{stem}.png"
-    test_set = data.load_dataset(info.name, cfg.data_dir or trained_data_dir, cfg.download, info.image_size).test
+        return [(f"cam_{stem}", Path(cfg.image).name, tensor, None, None)], f"cams_{stem}.png"
+    test_set = data.load_dataset(
+        info.name, cfg.data_dir or trained_data_dir, cfg.download, info.image_size, info.options
+    ).test
     if cfg.index >= len(test_set):
         raise cli.UserError(f"--index={cfg.index} is out of range: the {info.name} test set has {len(test_set)} images")
     if cfg.index >= 0:
@@ -119,9 +122,11 @@ def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[lis
         figure_name = f"cams_seed{pick_seed}.png"
         print(f"picked test images {indices} with --seed={pick_seed}")
     inputs = []
+    true_boxes = getattr(test_set, "boxes", None)
     for i in indices:
         tensor, label = test_set[i]
-        inputs.append((f"cam_test{i:05d}", f"test image {i}", tensor, int(label)))
+        box = true_boxes[i].numpy() if true_boxes is not None else None
+        inputs.append((f"cam_test{i:05d}", f"test image {i}", tensor, int(label), box))
     return inputs, figure_name
 
 
@@ -142,20 +147,26 @@ def draw(cfg) -> list[Path]:
             f"cannot create output folder {output_dir} ({error.strerror}); choose another --output_dir"
         ) from None
 
-    batch = torch.stack([tensor for _, _, tensor, _ in inputs]).to(device)
+    batch = torch.stack([tensor for _, _, tensor, _, _ in inputs]).to(device)
     with torch.no_grad():
         logits, cams = models.class_activation_maps(net, batch)
     probabilities = logits.softmax(dim=1)
     top_probabilities, top_classes = probabilities.topk(cfg.topk, dim=1)  # (B, K)
     size = cfg.display_size or info.image_size
     chosen = cams.gather(1, top_classes[:, :, None, None].expand(-1, -1, *cams.shape[-2:]))  # (B, K, h, w)
-    heats = normalize_maps(upsample_maps(chosen, size)).cpu().numpy()
+    heats = localization.normalize_maps(localization.upsample_maps(chosen, size)).cpu().numpy()
 
     written, rows = [], []
-    for b, (prefix, description, tensor, label) in enumerate(inputs):
+    for b, (prefix, description, tensor, label, true_box) in enumerate(inputs):
         picture = cv2.resize(to_rgb_image(tensor, info.mean, info.std), (size, size), interpolation=cv2.INTER_NEAREST)
         predicted = [(info.classes[c], p) for c, p in zip(top_classes[b].tolist(), top_probabilities[b].tolist())]
         overlays = [overlay(picture, heat, cfg.alpha, cfg.colormap) for heat in heats[b]]
+        if cfg.boxes:
+            thickness = max(1, size // 112)
+            for drawn, box in zip(overlays, localization.boxes_from_maps(heats[b], cfg.box_threshold)):
+                if true_box is not None:
+                    draw_box(drawn, np.round(true_box * size / info.image_size), (255, 0, 0), thickness)
+                draw_box(drawn, box, (0, 255, 0), thickness)
         images = {"input": picture, "heatmap": colorize(heats[b, 0], cfg.colormap), "overlay": overlays[0]}
         for rank, (name, _) in enumerate(predicted[1:], start=2):
             images[f"top{rank}_{re.sub(r'[^A-Za-z0-9]+', '-', name)}_overlay"] = overlays[rank - 1]

@@ -92,6 +92,17 @@ def trained(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="session")
+def trained_cluttered(tmp_path_factory) -> Path:
+    """A workdir whose checkpoints/best.pt is a small cnn trained briefly on fashion-mnist-cluttered
+    (40x40 canvases) made from a small Fashion-MNIST in workdir/data/fashion-mnist/."""
+    workdir = tmp_path_factory.mktemp("trained_cluttered")
+    write_mnist_like(workdir / "data" / "fashion-mnist", train_size=200, test_size=60)
+    run_training(workdir / "data", workdir, "--dataset=fashion-mnist-cluttered", "--image_size=40", "--clutter=3",
+                 "--width=4", "--epochs=2", "--lr=0.05", "--batch_size=16")
+    return workdir
+
+
 def write_bad_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
     """case -> (path, expected message fragment) for each way a checkpoint file can be wrong."""
     good = folder / "good.pt"

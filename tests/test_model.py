@@ -83,6 +83,28 @@ def test_gradients_flow_through_the_maps():
     assert net.fc.weight.grad is not None and net.features[0].weight.grad is not None
 
 
+def test_grad_cam_by_hand_on_tiny_model():
+    x = torch.tensor([[1.0, -2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
+    # class 1: alpha = w_1 / (h * w) = (-1, 1) / 4, so the map is ReLU(-x + 2x) / 4 = ReLU(x) / 4
+    logits, maps = models.grad_cam(tiny_model(), x, torch.tensor([1]))
+    assert torch.allclose(maps, torch.tensor([[[0.25, 0.0], [0.75, 1.0]]]))
+    assert torch.allclose(logits, torch.tensor([[2 * 1.5 + 0.1, 1.5 - 0.2]]))  # mean(x) = 1.5
+
+
+@pytest.mark.parametrize("name, options, channels, size, side", ARCHITECTURES[:1] + ARCHITECTURES[2:5:2])
+def test_grad_cam_is_relu_of_cam_over_hw_on_gap_models(name, options, channels, size, side):
+    torch.manual_seed(0)
+    net = models.build_model(name, 5, channels, **options).eval()
+    x, classes = torch.randn(3, channels, size, size), torch.tensor([0, 3, 4])
+    with torch.no_grad():
+        _, cams = models.class_activation_maps(net, x)
+    logits, maps = models.grad_cam(net, x, classes)
+    expected = cams[torch.arange(3), classes].relu() / (side * side)
+    assert maps.shape == (3, side, side) and not maps.requires_grad and not logits.requires_grad
+    assert torch.allclose(maps, expected, atol=1e-6, rtol=1e-4)
+    assert all(parameter.grad is None for parameter in net.parameters())  # nothing leaks into the model
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("alexnet", {}, "unknown model 'alexnet'; choose one of: cnn, resnet18, vgg16_gap"),
     ("cnn", {"depth": 3}, "bad options {'depth': 3} for model 'cnn'"),

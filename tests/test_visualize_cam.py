@@ -6,27 +6,9 @@ from PIL import Image
 
 import cli
 import data
+import localization
 import model as models
 import visualize_cam as vis
-
-
-def test_normalize_maps_to_unit_range_per_map():
-    maps = torch.tensor([[[[-2.0, 0.0], [2.0, 6.0]], [[1.0, 1.0], [1.0, 3.0]]]])
-    normalized = vis.normalize_maps(maps)
-    assert torch.allclose(normalized, torch.tensor([[[[0.0, 0.25], [0.5, 1.0]], [[0.0, 0.0], [0.0, 1.0]]]]))
-
-
-def test_constant_map_normalizes_to_zeros_not_nan():
-    normalized = vis.normalize_maps(torch.full((1, 1, 4, 4), 3.5))
-    assert not torch.isnan(normalized).any() and torch.equal(normalized, torch.zeros(1, 1, 4, 4))
-
-
-def test_upsample_is_bilinear_on_floats():
-    maps = torch.tensor([[[[0.0, 1.0]]]])  # (1, 1, 1, 2)
-    up = vis.upsample_maps(maps, (1, 4))
-    assert up.dtype == torch.float32 and up.shape == (1, 1, 1, 4)
-    assert torch.allclose(up, torch.tensor([[[[0.0, 0.25, 0.75, 1.0]]]]))  # interpolated, not repeated
-    assert torch.equal(vis.upsample_maps(torch.full((2, 3, 7, 7), 2.0), 28), torch.full((2, 3, 28, 28), 2.0))
 
 
 def test_to_rgb_image_undoes_the_normalization():
@@ -102,7 +84,7 @@ def test_cam_peaks_on_the_pattern_that_decides_the_class(trained):
     with torch.no_grad():
         logits, cams = models.class_activation_maps(net, images)
     assert (logits.argmax(1).numpy() == labels).all()
-    heats = vis.upsample_maps(cams[torch.arange(len(labels)), logits.argmax(1)][:, None], 28)[:, 0]
+    heats = localization.upsample_maps(cams[torch.arange(len(labels)), logits.argmax(1)][:, None], 28)[:, 0]
     peaks = [divmod(int(heat.argmax()), 28) for heat in heats]
     hits = [
         top - 2 <= row < top + 10 and left - 2 <= col < left + 10

@@ -1,0 +1,181 @@
+"""Boxes from class activation maps, and the metrics of weakly supervised object localization.
+
+Conventions, shared by every function here:
+- a map (heat) is a float array (H, W), min-max normalized to [0, 1], at the image's resolution;
+- at threshold t a pixel is "on" when heat > t (strictly, as OpenCV's THRESH_BINARY);
+- a box is (x0, y0, x1, y1) in pixels with exclusive ends (width = x1 - x0); no pixel on gives
+  the empty box (0, 0, 0, 0), whose IoU with anything is 0;
+- components are 8-connected.
+
+Box rule of the CAM paper (Zhou et al. 2016): threshold at 20% (of the normalized map), take the
+bounding box of the largest connected component (largest by pixel count). The metrics follow
+Choe et al., "Evaluating Weakly Supervised Object Localization Methods Right" (CVPR 2020):
+MaxBoxAcc, MaxBoxAccV2 and PxAP; see `LocalizationEvaluator`.
+"""
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEFAULT_THRESHOLDS = np.round(np.arange(0, 1, 0.01), 4)  # 0.00, 0.01, ..., 0.99
+IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 averages over these
+
+
+def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of float maps (B, N, h, w) -> (B, N, H, W), before any 8-bit conversion."""
+    return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def normalize_maps(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Min-max normalize each map (..., H, W) to [0, 1]; a constant map becomes zeros, not NaN."""
+    low = maps.amin(dim=(-2, -1), keepdim=True)
+    high = maps.amax(dim=(-2, -1), keepdim=True)
+    return (maps - low) / (high - low).clamp_min(eps)
+
+
+def component_boxes(on: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 8-connected components of a batch of bool masks (N, H, W), with one OpenCV call:
+    (image index int64 (M,), boxes int64 (M, 4), pixel counts int64 (M,)) for the M components,
+    in raster order within each image. The masks are stacked into one tall image with a row of
+    zeros after each, so that no component crosses from one mask into the next."""
+    count, height, width = on.shape
+    stacked = np.zeros((count, height + 1, width), dtype=np.uint8)
+    stacked[:, :height] = on
+    _, _, stats, _ = cv2.connectedComponentsWithStats(stacked.reshape(-1, width), connectivity=8)
+    left, top, box_width, box_height, areas = stats[1:].astype(np.int64).T  # row 0 is the background
+    owner, top = np.divmod(top, height + 1)
+    return owner, np.stack([left, top, left + box_width, top + box_height], axis=1), areas
+
+
+def largest_component_boxes(owner: np.ndarray, boxes: np.ndarray, areas: np.ndarray, count: int) -> np.ndarray:
+    """From component_boxes' output: int64 (count, 4), the box of each image's largest component
+    (the first in raster order among equals), the empty box where an image has none."""
+    largest = np.zeros((count, 4), dtype=np.int64)
+    order = np.lexsort((-areas, owner))  # by image, then largest first (stable among equals)
+    first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]] if len(order) else order
+    largest[owner[first]] = boxes[first]
+    return largest
+
+
+def boxes_from_maps(maps: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """The CAM paper's box for each map (N, H, W): int64 (N, 4), the bounding box of the largest
+    component of map > threshold (the empty box if no pixel is above it)."""
+    return largest_component_boxes(*component_boxes(maps > threshold), count=len(maps))
+
+
+def box_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU in [0, 1] of boxes (..., 4) with others (..., 4), broadcast; empty boxes give 0."""
+    boxes, others = np.asarray(boxes, dtype=np.float64), np.asarray(others, dtype=np.float64)
+    width = np.clip(np.minimum(boxes[..., 2], others[..., 2]) - np.maximum(boxes[..., 0], others[..., 0]), 0, None)
+    height = np.clip(np.minimum(boxes[..., 3], others[..., 3]) - np.maximum(boxes[..., 1], others[..., 1]), 0, None)
+    intersection = width * height
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    other_area = (others[..., 2] - others[..., 0]) * (others[..., 3] - others[..., 1])
+    union = area + other_area - intersection
+    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
+def sweep_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For maps (N, H, W), gt_boxes (N, 4) and each threshold of (T,): the IoU with the ground truth
+    of the largest component's box, and the best IoU of any component's box, as float (N, T)
+    arrays (0 where nothing is on)."""
+    count = len(maps)
+    largest, best = np.zeros((count, len(thresholds))), np.zeros((count, len(thresholds)))
+    for t, threshold in enumerate(thresholds):
+        owner, boxes, areas = component_boxes(maps > threshold)
+        if len(owner) == 0:
+            break  # higher thresholds keep fewer pixels
+        ious = box_iou(boxes, gt_boxes[owner])
+        np.maximum.at(best[:, t], owner, ious)
+        largest[:, t] = box_iou(largest_component_boxes(owner, boxes, areas, count), gt_boxes)
+    return largest, best
+
+
+class LocalizationEvaluator:
+    """Localization metrics accumulated over batches of maps, wsolevaluation style.
+
+    accumulate(maps, gt_boxes, gt_masks, correct) for each batch, then compute() for:
+    - top1_loc: % of images whose class is predicted right and whose box at `cam_threshold`
+      (largest component) has IoU >= 0.5 with the ground truth; gt_known_loc: the same without
+      the class condition (the maps given must be those of the true class);
+    - max_box_acc: the best over thresholds of the % of images whose largest-component box has
+      IoU >= 0.5 (MaxBoxAcc of Choe et al.);
+    - max_box_acc_v2: the mean over IoU 0.3, 0.5, 0.7 of the best over thresholds of the % of
+      images for which the box of any component has that IoU (MaxBoxAccV2);
+    - pxap: the area under the pixel precision-recall curve of (map > t) against the masks, over
+      all pixels of all images (PxAP).
+    All in [0, 100]. Thresholds are the sweep of (map > t), by default 0.00, 0.01, ..., 0.99.
+    """
+
+    def __init__(self, thresholds: np.ndarray = DEFAULT_THRESHOLDS, cam_threshold: float = 0.2):
+        self.thresholds = np.asarray(thresholds, dtype=np.float64)
+        self.cam_threshold = cam_threshold
+        self.count = 0
+        self.top1_hits = 0
+        self.gt_known_hits = 0
+        self.largest_hits = np.zeros((len(self.thresholds), len(IOU_THRESHOLDS)), dtype=np.int64)  # (T, 3)
+        self.any_hits = np.zeros((len(self.thresholds), len(IOU_THRESHOLDS)), dtype=np.int64)
+        self.positive_on = np.zeros(len(self.thresholds), dtype=np.int64)  # mask pixels with map > t
+        self.negative_on = np.zeros(len(self.thresholds), dtype=np.int64)  # other pixels with map > t
+        self.positives = 0
+
+    def accumulate(self, maps: np.ndarray, gt_boxes: np.ndarray, gt_masks: np.ndarray, correct: np.ndarray) -> None:
+        """maps float (N, H, W) in [0, 1]; gt_boxes int (N, 4); gt_masks bool (N, H, W);
+        correct bool (N,): whether the image's class was predicted right (for top1_loc)."""
+        maps, gt_boxes, gt_masks = np.asarray(maps), np.asarray(gt_boxes), np.asarray(gt_masks, dtype=bool)
+        largest, best = sweep_ious(maps, gt_boxes, self.thresholds)  # (N, T)
+        boxes = boxes_from_maps(maps, self.cam_threshold)
+        iou_levels = np.asarray(IOU_THRESHOLDS)
+        self.largest_hits += (largest[:, :, None] >= iou_levels).sum(0)
+        self.any_hits += (best[:, :, None] >= iou_levels).sum(0)
+        located = box_iou(boxes, gt_boxes) >= 0.5
+        self.gt_known_hits += int(located.sum())
+        self.top1_hits += int((located & np.asarray(correct, dtype=bool)).sum())
+        self.count += len(maps)
+        # pixel counts above each threshold: a value above exactly k thresholds is on for the first k
+        levels = np.searchsorted(self.thresholds, maps, side="left")  # thresholds strictly below each value
+        for on, pixels in ((self.positive_on, levels[gt_masks]), (self.negative_on, levels[~gt_masks])):
+            histogram = np.bincount(pixels, minlength=len(self.thresholds) + 1)
+            on += np.cumsum(histogram[::-1])[::-1][1:]  # on[t] = #pixels above more than t thresholds
+        self.positives += int(gt_masks.sum())
+
+    def compute(self) -> dict:
+        """The metrics in % and the curves behind them (per threshold)."""
+        if self.count == 0:
+            raise ValueError("no images accumulated")
+        largest_accuracy = 100 * self.largest_hits / self.count  # (T, 3)
+        any_accuracy = 100 * self.any_hits / self.count
+        middle = IOU_THRESHOLDS.index(0.5)
+        recall = self.positive_on / max(self.positives, 1)
+        predicted = self.positive_on + self.negative_on
+        precision = np.divide(self.positive_on, predicted, out=np.ones(len(predicted)), where=predicted > 0)
+        recall_drop = recall - np.r_[recall[1:], 0.0]  # recall falls as the threshold rises
+        return {
+            "images": self.count,
+            "top1_loc": 100 * self.top1_hits / self.count,
+            "gt_known_loc": 100 * self.gt_known_hits / self.count,
+            "max_box_acc": float(largest_accuracy[:, middle].max()),
+            "max_box_acc_threshold": float(self.thresholds[largest_accuracy[:, middle].argmax()]),
+            "max_box_acc_v2": float(any_accuracy.max(0).mean()),
+            "max_box_acc_v2_by_iou": {
+                str(iou): float(any_accuracy[:, i].max()) for i, iou in enumerate(IOU_THRESHOLDS)
+            },
+            "pxap": float(100 * (recall_drop * precision).sum()),
+            "curves": {
+                "thresholds": self.thresholds.tolist(),
+                "box_acc_largest_iou0.5": largest_accuracy[:, middle].tolist(),
+                **{f"box_acc_any_iou{iou}": any_accuracy[:, i].tolist() for i, iou in enumerate(IOU_THRESHOLDS)},
+                "pixel_precision": precision.tolist(),
+                "pixel_recall": recall.tolist(),
+            },
+        }
+
+
+def centered_gaussian(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
+    """The centered baseline's map: float32 (H, W) in [0, 1], a Gaussian at the image center with
+    standard deviation sigma times the side. Its boxes over the sweep are centered boxes of every size."""
+    rows = (np.arange(height) - (height - 1) / 2) / (sigma * height)
+    cols = (np.arange(width) - (width - 1) / 2) / (sigma * width)
+    heat = np.exp(-0.5 * (rows[:, None] ** 2 + cols[None, :] ** 2))
+    return ((heat - heat.min()) / (heat.max() - heat.min())).astype(np.float32)

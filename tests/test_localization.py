@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+import torch
+
+import localization
+
+GT_BOX = np.array([20, 10, 50, 30])  # x0, y0, x1, y1 (exclusive ends): 30 x 20 pixels
+
+
+def box_mask(box, size=64) -> np.ndarray:
+    mask = np.zeros((size, size), dtype=bool)
+    mask[box[1]:box[3], box[0]:box[2]] = True
+    return mask
+
+
+def evaluate(maps, boxes, masks, correct, **options) -> dict:
+    evaluator = localization.LocalizationEvaluator(**options)
+    evaluator.accumulate(np.asarray(maps, dtype=np.float32), np.asarray(boxes), np.asarray(masks), np.asarray(correct))
+    return evaluator.compute()
+
+
+def test_normalize_maps_to_unit_range_per_map():
+    maps = torch.tensor([[[[-2.0, 0.0], [2.0, 6.0]], [[1.0, 1.0], [1.0, 3.0]]]])
+    normalized = localization.normalize_maps(maps)
+    assert torch.allclose(normalized, torch.tensor([[[[0.0, 0.25], [0.5, 1.0]], [[0.0, 0.0], [0.0, 1.0]]]]))
+
+
+def test_constant_map_normalizes_to_zeros_not_nan():
+    normalized = localization.normalize_maps(torch.full((1, 1, 4, 4), 3.5))
+    assert not torch.isnan(normalized).any() and torch.equal(normalized, torch.zeros(1, 1, 4, 4))
+
+
+def test_upsample_is_bilinear_on_floats():
+    maps = torch.tensor([[[[0.0, 1.0]]]])  # (1, 1, 1, 2)
+    up = localization.upsample_maps(maps, (1, 4))
+    assert up.dtype == torch.float32 and up.shape == (1, 1, 1, 4)
+    assert torch.allclose(up, torch.tensor([[[[0.0, 0.25, 0.75, 1.0]]]]))  # interpolated, not repeated
+    assert torch.equal(localization.upsample_maps(torch.full((2, 3, 7, 7), 2.0), 28), torch.full((2, 3, 28, 28), 2.0))
+
+
+def test_box_iou_by_hand():
+    assert localization.box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
+    assert localization.box_iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
+    assert localization.box_iou([0, 0, 10, 10], [10, 10, 20, 20]) == 0.0  # touching corners
+    assert localization.box_iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0  # empty boxes
+    pairwise = localization.box_iou(np.array([[0, 0, 4, 4], [0, 0, 2, 8]]), np.array([0, 0, 2, 4]))
+    assert np.allclose(pairwise, [8 / 16, 8 / 16])
+
+
+def test_box_of_the_largest_of_two_blobs():
+    heat = np.zeros((1, 64, 64), dtype=np.float32)
+    heat[0, 5:15, 5:15] = 1.0  # 100 pixels, the peak
+    heat[0, 30:50, 20:60] = 0.5  # 800 pixels: the largest component above 0.2
+    assert localization.boxes_from_maps(heat, 0.2).tolist() == [[20, 30, 60, 50]]
+    assert localization.boxes_from_maps(heat, 0.6).tolist() == [[5, 5, 15, 15]]  # the threshold is respected
+    assert localization.boxes_from_maps(heat, 0.5).tolist() == [[5, 5, 15, 15]]  # on means strictly above
+
+
+def test_boxes_from_maps_batch_keeps_images_apart_and_gives_empty_boxes():
+    heats = np.zeros((3, 8, 8), dtype=np.float32)
+    heats[0, 7, :] = 1.0  # touches the bottom edge: must not join the next image's top edge
+    heats[1, 0, 2:4] = 1.0
+    boxes, areas = localization.component_boxes(heats > 0.5)[1:]
+    assert boxes.tolist() == [[0, 7, 8, 8], [2, 0, 4, 1]] and areas.tolist() == [8, 2]
+    assert localization.boxes_from_maps(heats).tolist() == [[0, 7, 8, 8], [2, 0, 4, 1], [0, 0, 0, 0]]
+
+
+def test_diagonal_pixels_are_one_component():
+    heat = np.eye(6, dtype=np.float32)[None]
+    assert localization.boxes_from_maps(heat).tolist() == [[0, 0, 6, 6]]
+
+
+def test_a_map_equal_to_the_mask_scores_100():
+    mask = box_mask(GT_BOX)
+    result = evaluate([mask], [GT_BOX], [mask], [True])
+    for metric in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
+        assert result[metric] == pytest.approx(100.0), metric
+
+
+def test_a_map_that_is_zero_on_the_object_scores_0():
+    mask = box_mask(GT_BOX)
+    heat = np.zeros((64, 64), dtype=np.float32)
+    heat[40:60, 0:15] = 1.0  # elsewhere
+    heat[45:50, 30:64] = 0.3  # a weaker second blob, also off the object
+    result = evaluate([heat], [GT_BOX], [mask], [True])
+    for metric in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
+        assert result[metric] == 0.0, metric
+    zeros = evaluate([np.zeros((64, 64))], [GT_BOX], [mask], [True])  # a constant map: nothing on, no NaN
+    assert zeros["max_box_acc_v2"] == 0.0 and zeros["pxap"] == 0.0
+
+
+def test_known_iou_decides_the_box_accuracies():
+    # The map's box is GT_BOX shifted right by 10 px: IoU = 20 * 20 / (2 * 600 - 400) = 0.5 exactly
+    shifted = box_mask(GT_BOX + [10, 0, 10, 0]).astype(np.float32)
+    assert localization.box_iou(GT_BOX + [10, 0, 10, 0], GT_BOX) == 0.5
+    result = evaluate([shifted], [GT_BOX], [box_mask(GT_BOX)], [True])
+    assert result["gt_known_loc"] == 100.0 and result["max_box_acc"] == 100.0
+    assert result["max_box_acc_v2_by_iou"] == {"0.3": 100.0, "0.5": 100.0, "0.7": 0.0}
+    assert result["max_box_acc_v2"] == pytest.approx(200 / 3)
+    assert evaluate([shifted], [GT_BOX], [box_mask(GT_BOX)], [False])["top1_loc"] == 0.0  # wrong class
+
+
+def test_v2_counts_any_component_but_maxboxacc_only_the_largest():
+    heat = box_mask(GT_BOX).astype(np.float32) * 0.8  # on the object, 600 pixels
+    heat[40:64, 0:64] = 1.0  # a larger blob elsewhere, 1536 pixels
+    result = evaluate([heat], [GT_BOX], [box_mask(GT_BOX)], [True])
+    assert result["max_box_acc"] == 0.0 and result["gt_known_loc"] == 0.0
+    assert result["max_box_acc_v2"] == 100.0
+
+
+def test_one_best_threshold_is_chosen_over_the_sweep():
+    # low: the object at 0.25 with a small peak at 1.0; its box is right only below 0.25.
+    low = box_mask(GT_BOX) * 0.25
+    low[12:15, 22:25] = 1.0
+    # high: the object at 1.0 on a background at 0.5; its box is right only from 0.5 on.
+    high = box_mask(GT_BOX) * 0.5 + 0.5
+    result = evaluate([low, high, high], [GT_BOX] * 3, [box_mask(GT_BOX)] * 3, [True] * 3)
+    curve = result["curves"]["box_acc_largest_iou0.5"]
+    assert curve[10] == pytest.approx(100 / 3) and curve[30] == 0.0 and curve[70] == pytest.approx(200 / 3)
+    assert result["max_box_acc"] == pytest.approx(200 / 3) and result["max_box_acc_threshold"] == 0.5
+
+
+def test_pxap_by_hand():
+    # Half of the object at 1.0, the other half and an equal background area at 0.5, the rest 0:
+    # above 0.5: precision 1, recall 1/2; above 0.0: precision 2/3, recall 1.
+    mask = box_mask(GT_BOX)
+    heat = np.zeros((64, 64), dtype=np.float32)
+    heat[10:30, 20:35] = 1.0
+    heat[10:30, 35:50] = 0.5
+    heat[40:60, 0:15] = 0.5
+    result = evaluate([heat], [GT_BOX], [mask], [True])
+    assert result["pxap"] == pytest.approx(100 * (0.5 * 1 + 0.5 * 2 / 3))
+
+
+def test_accumulating_in_batches_equals_one_pass():
+    rng = np.random.default_rng(0)
+    maps = rng.random((6, 32, 32)).astype(np.float32)
+    boxes = np.array([[2, 3, 20, 25]] * 6)
+    masks = np.stack([box_mask(box, 32) for box in boxes])
+    correct = np.array([True, False, True, True, False, True])
+    whole = evaluate(maps, boxes, masks, correct)
+    evaluator = localization.LocalizationEvaluator()
+    for start in range(0, 6, 4):
+        evaluator.accumulate(maps[start:start + 4], boxes[start:start + 4], masks[start:start + 4], correct[start:start + 4])
+    assert evaluator.compute() == whole
+
+
+def test_centered_gaussian_peaks_in_the_middle():
+    heat = localization.centered_gaussian(64, 64)
+    assert heat.shape == (64, 64) and heat.min() == 0.0 and heat.max() == pytest.approx(1.0)
+    assert np.allclose(heat, heat[::-1]) and np.allclose(heat, heat[:, ::-1])
+    box = localization.boxes_from_maps(heat[None], 0.5)[0]
+    assert (box[0] + box[2]) / 2 == 32 and (box[1] + box[3]) / 2 == 32
