@@ -13,7 +13,7 @@ def test_training_learns_and_writes_everything(trained):
     checkpoints, outputs = trained / "checkpoints", trained / "outputs"
     _, checkpoint = models.load_checkpoint(checkpoints / "best.pt")
     assert checkpoint["test_accuracy"] == 100.0  # each class is a square at its own place: easy
-    assert checkpoint["arch"] == {"name": "cnn", "num_classes": 10, "in_channels": 1, "options": {}}
+    assert checkpoint["arch"] == {"name": "cnn", "num_classes": 10, "in_channels": 1, "options": {"width": 32, "pools": 2}}
     assert checkpoint["dataset"]["name"] == "mnist" and checkpoint["dataset"]["image_size"] == 28
     assert len(checkpoint["dataset"]["classes"]) == 10 and checkpoint["dataset"]["mean"] == [0.1307]
     assert checkpoint["hyperparameters"]["epochs"] == 5 and checkpoint["hyperparameters"]["batch_size"] == 16
