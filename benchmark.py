@@ -1,0 +1,188 @@
+"""Speed of training and of computing maps, side by side on this machine: prints tables, writes JSON.
+
+    python benchmark.py                                   # every model, Fashion-MNIST and the cluttered set
+    python benchmark.py --model_names=cnn --dataset_names=fashion-mnist --repeats=9
+    python benchmark.py --help                            # every hyperparameter with its default
+
+Training: images/s of full training steps (loading, augmentation, forward, backward, SGD step) on
+the real training set, and the epoch time that implies. Maps, per image, on batches of test images
+in eval mode: the plain forward pass (the floor), CAM of every class from one forward pass, Grad-CAM
+with autograd on the same model, and pytorch-grad-cam's GradCAM when that optional package is
+installed (requirements-optional.txt). Each number is the median of `repeats` timed runs after
+`warmup` untimed ones. Timings vary between machines and runs: compare within one table.
+"""
+
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+import cli
+import data
+import model as models
+
+# --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
+model_names: str = "cnn,resnet18,vgg16_gap"  # comma-separated model names
+dataset_names: str = "fashion-mnist,fashion-mnist-cluttered"  # comma-separated dataset names
+batch_size: int = 128  # training batch size
+map_batch_size: int = 64  # test images per batch when timing maps
+warmup: int = 2  # untimed runs before the timed ones
+repeats: int = 5  # timed runs; the median is reported
+data_dir: str = "data"  # where datasets are looked for (see train.py)
+download: bool = True  # download a dataset that is not on disk
+device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+output_dir: str = "outputs"  # where benchmark.json is written
+# ------------------------------------------------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(run, device: torch.device, warmup_runs: int, timed_runs: int) -> float:
+    """Median wall time in seconds of run() over timed_runs calls, after warmup_runs untimed calls."""
+    for _ in range(warmup_runs):
+        run()
+    synchronize(device)
+    times = []
+    for _ in range(timed_runs):
+        started = time.perf_counter()
+        run()
+        synchronize(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def training_speed(net, loader, device, warmup_runs: int, timed_runs: int) -> float:
+    """Images per second of whole training steps, batches drawn from loader (loading included)."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    batches = iter(loader)
+    net.train()
+
+    def step():
+        images, labels = next(batches)
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        loss = F.cross_entropy(net(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return loader.batch_size / median_seconds(step, device, warmup_runs, timed_runs)
+
+
+def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs: int) -> dict[str, float]:
+    """Milliseconds per image of each way to get maps for a batch (B, C, H, W)."""
+    net.eval()
+    classes = torch.zeros(len(images), dtype=torch.long, device=device)
+
+    def forward():
+        with torch.no_grad():
+            net(images)
+
+    def cam():
+        with torch.no_grad():
+            models.class_activation_maps(net, images)
+
+    runs = {"forward": forward, "CAM (all classes)": cam, "Grad-CAM": lambda: models.grad_cam(net, images, classes)}
+    timings = {
+        name: 1000 * median_seconds(run, device, warmup_runs, timed_runs) / len(images) for name, run in runs.items()
+    }
+    try:
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    except ImportError:
+        return timings
+    targets = [ClassifierOutputTarget(0)] * len(images)
+    with GradCAM(model=net, target_layers=[net.features[-1]]) as library:  # its hooks are removed on exit
+        seconds = median_seconds(lambda: library(input_tensor=images, targets=targets), device, warmup_runs, timed_runs)
+    timings["pytorch-grad-cam GradCAM"] = 1000 * seconds / len(images)
+    return timings
+
+
+def run_benchmark(cfg) -> dict:
+    device = models.pick_device(cfg.device)
+    names = [name.strip() for name in cfg.model_names.split(",") if name.strip()]
+    datasets = [name.strip() for name in cfg.dataset_names.split(",") if name.strip()]
+    for name in names:
+        if name not in models.MODELS:
+            raise cli.UserError(f"unknown model {name!r} in --model_names; choose from {', '.join(models.MODELS)}")
+    if cfg.warmup < 0 or cfg.repeats < 1 or cfg.batch_size < 1 or cfg.map_batch_size < 1:
+        raise cli.UserError("--warmup must be >= 0, and --repeats, --batch_size and --map_batch_size >= 1")
+    torch.manual_seed(0)
+    rows = []
+    print(f"benchmark on {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__})")
+    for dataset_name in datasets:
+        loaded = data.load_dataset(dataset_name, cfg.data_dir, cfg.download)
+        info = loaded.info
+        steps = cfg.warmup + cfg.repeats
+        generator = torch.Generator().manual_seed(0)
+        loader = DataLoader(loaded.train, batch_size=cfg.batch_size, shuffle=True, generator=generator, drop_last=True)
+        if len(loader) < steps:
+            raise cli.UserError(f"{dataset_name} has fewer than {steps} training batches of {cfg.batch_size}")
+        test_images = torch.stack([loaded.test[i][0] for i in range(cfg.map_batch_size)]).to(device)
+        for name in names:
+            net = models.build_model(name, len(info.classes), info.channels).to(device)
+            images_per_second = training_speed(net, loader, device, cfg.warmup, cfg.repeats)
+            maps = map_timings(net, test_images, device, cfg.warmup, cfg.repeats)
+            row = {
+                "dataset": dataset_name, "model": name, "image_size": info.image_size,
+                "train_images_per_second": round(images_per_second, 1),
+                "epoch_seconds": round(len(loaded.train) / images_per_second, 1),
+                "map_ms_per_image": {key: round(value, 4) for key, value in maps.items()},
+                "cam_over_forward": round(maps["CAM (all classes)"] / maps["forward"], 3),
+                "grad_cam_over_cam": round(maps["Grad-CAM"] / maps["CAM (all classes)"], 3),
+            }
+            rows.append(row)
+            print(format_row(row))
+    report = {"device": str(device), "machine": platform.platform(), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "batch_size": cfg.batch_size, "map_batch_size": cfg.map_batch_size,
+              "warmup": cfg.warmup, "repeats": cfg.repeats, "rows": rows}
+    print()
+    print(markdown_table(rows))
+    path = Path(cfg.output_dir) / "benchmark.json"
+    try:
+        with cli.atomic_output(path) as temporary:
+            temporary.write_text(json.dumps(report, indent=1) + "\n")
+    except OSError as error:
+        raise cli.UserError(f"cannot write {path} ({error.strerror}); choose another --output_dir") from None
+    print(f"wrote {path}")
+    return report
+
+
+def format_row(row: dict) -> str:
+    maps = row["map_ms_per_image"]
+    return (f"{row['dataset']:>24} {row['model']:>10}: train {row['train_images_per_second']:8.1f} img/s "
+            f"(epoch {row['epoch_seconds']:7.1f} s); maps ms/img: " + ", ".join(f"{k} {v:.3f}" for k, v in maps.items()))
+
+
+def markdown_table(rows: list[dict]) -> str:
+    library = any("pytorch-grad-cam GradCAM" in row["map_ms_per_image"] for row in rows)
+    header = ("| dataset | model | train img/s | epoch (s) | forward ms/img | CAM ms/img | Grad-CAM ms/img | "
+              + ("pytorch-grad-cam ms/img | " if library else "") + "CAM / forward | Grad-CAM / CAM |")
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for row in rows:
+        maps = row["map_ms_per_image"]
+        extra = f"{maps['pytorch-grad-cam GradCAM']:.3f} | " if "pytorch-grad-cam GradCAM" in maps else (
+            "n/a | " if library else "")
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | {row['train_images_per_second']:.0f} | {row['epoch_seconds']:.0f} | "
+            f"{maps['forward']:.3f} | {maps['CAM (all classes)']:.3f} | {maps['Grad-CAM']:.3f} | {extra}"
+            f"{row['cam_over_forward']:.3f} | {row['grad_cam_over_cam']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_benchmark(cli.parse_hyperparameters(sys.modules[__name__], argv))
+
+
+if __name__ == "__main__":
+    cli.run(main)
