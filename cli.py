@@ -14,6 +14,7 @@ Types are int, float, bool and str.
 import argparse
 import ast
 import contextlib
+import ctypes
 import difflib
 import inspect
 import io
@@ -107,8 +108,27 @@ class StrictParser(argparse.ArgumentParser):
         raise UserError(f"{message} (`{self.prog} --help` lists every hyperparameter and its type)")
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
+
+    By default each buffer over a few MB (a batch of activations) is mmap-ed when allocated and
+    unmapped when freed, so every training step page-faults its activations afresh: up to 1.25x
+    slower training on a 2-core CPU (measured at 64x64). Does nothing where malloc is not glibc's.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    for option, value in ((M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 256 << 20)):
+        libc.mallopt(option, value)
+
+
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt() options
+
+
 def run(main) -> None:
     """Call main(); a UserError or Ctrl-C ends the program with one line on stderr and a non-zero exit."""
+    keep_freed_memory()
     try:
         main()
     except UserError as error:
