@@ -12,7 +12,7 @@ def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
     report = benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
     (row,) = report["rows"]
     assert row["dataset"] == "fashion-mnist" and row["model"] == "cnn" and row["train_images_per_second"] > 0
-    assert row["epoch_seconds"] == pytest.approx(96 / row["train_images_per_second"], rel=0.01)
+    assert row["epoch_seconds"] == pytest.approx(96 / row["train_images_per_second"], rel=0.01, abs=0.06)  # rounded
     assert {"forward", "CAM (all classes)", "Grad-CAM"} <= set(row["map_ms_per_image"])
     assert row["cam_over_forward"] > 0 and row["grad_cam_over_cam"] > 0
     assert json.loads((tmp_path / "benchmark.json").read_text()) == report
