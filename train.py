@@ -105,11 +105,16 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, descriptio
         labels = labels.to(device, non_blocking=True)
         logits = model(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+        if not math.isfinite(loss_value := loss.item()):
+            raise cli.UserError(
+                f"the training loss became {loss_value} ({description}, after {seen} images); stopped before "
+                f"that step, keeping the checkpoints of the last finished epoch; try a lower --lr"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
-        loss_sum += loss.item() * len(labels)
+        loss_sum += loss_value * len(labels)
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
         progress.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")

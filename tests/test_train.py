@@ -107,6 +107,17 @@ def test_command_line_errors_are_one_line_and_clobber_nothing(tmp_path, fashion_
     assert not (tmp_path / "outputs").exists()
 
 
+def test_a_diverging_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, fashion_data):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"earlier work")
+    result = run_script("train.py", *train_args(fashion_data, tmp_path, "--lr=1e30", "--epochs=2"), cwd=tmp_path)
+    assert_clean_error(result, "the training loss became ")
+    assert "became nan" in result.stderr or "became inf" in result.stderr
+    assert "keeping the checkpoints of the last finished epoch; try a lower --lr" in result.stderr
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"earlier work"
+    assert not (tmp_path / "checkpoints" / "best.pt").exists()
+
+
 def test_missing_dataset_message_says_how_to_get_it(tmp_path):
     result = run_script("train.py", "--dataset=cifar10", f"--data_dir={tmp_path}", "--download=false", cwd=tmp_path)
     assert_clean_error(result, "download is off (--download=false)")
