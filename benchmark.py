@@ -37,6 +37,7 @@ repeats: int = 5  # timed runs; the median is reported
 data_dir: str = "data"  # where datasets are looked for (see train.py)
 download: bool = True  # download a dataset that is not on disk
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+channels_last: bool = True  # NHWC memory layout, as train.py uses by default
 output_dir: str = "outputs"  # where benchmark.json is written
 # ------------------------------------------------------------------------------------------------
 
@@ -60,7 +61,7 @@ def median_seconds(run, device: torch.device, warmup_runs: int, timed_runs: int)
     return statistics.median(times)
 
 
-def training_speed(net, loader, device, warmup_runs: int, timed_runs: int) -> float:
+def training_speed(net, loader, device, layout: torch.memory_format, warmup_runs: int, timed_runs: int) -> float:
     """Images per second of whole training steps, batches drawn from loader (loading included)."""
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     batches = iter(loader)
@@ -68,7 +69,8 @@ def training_speed(net, loader, device, warmup_runs: int, timed_runs: int) -> fl
 
     def step():
         images, labels = next(batches)
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=layout)
+        labels = labels.to(device, non_blocking=True)
         loss = F.cross_entropy(net(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -127,10 +129,12 @@ def run_benchmark(cfg) -> dict:
         loader = DataLoader(loaded.train, batch_size=cfg.batch_size, shuffle=True, generator=generator, drop_last=True)
         if len(loader) < steps:
             raise cli.UserError(f"{dataset_name} has fewer than {steps} training batches of {cfg.batch_size}")
-        test_images = torch.stack([loaded.test[i][0] for i in range(cfg.map_batch_size)]).to(device)
+        layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        test_images = torch.stack([loaded.test[i][0] for i in range(cfg.map_batch_size)])
+        test_images = test_images.to(device, memory_format=layout)
         for name in names:
-            net = models.build_model(name, len(info.classes), info.channels).to(device)
-            images_per_second = training_speed(net, loader, device, cfg.warmup, cfg.repeats)
+            net = models.build_model(name, len(info.classes), info.channels).to(device, memory_format=layout)
+            images_per_second = training_speed(net, loader, device, layout, cfg.warmup, cfg.repeats)
             maps = map_timings(net, test_images, device, cfg.warmup, cfg.repeats)
             row = {
                 "dataset": dataset_name, "model": name, "image_size": info.image_size,
@@ -143,7 +147,7 @@ def run_benchmark(cfg) -> dict:
             rows.append(row)
             print(format_row(row))
     report = {"device": str(device), "machine": platform.platform(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "batch_size": cfg.batch_size, "map_batch_size": cfg.map_batch_size,
+              "torch": torch.__version__, "channels_last": cfg.channels_last, "batch_size": cfg.batch_size, "map_batch_size": cfg.map_batch_size,
               "warmup": cfg.warmup, "repeats": cfg.repeats, "rows": rows}
     print()
     print(markdown_table(rows))
