@@ -220,9 +220,9 @@ class ClutteredFashionMNIST(Dataset):
                 arrays = torch.load(cache, weights_only=True)
             except Exception:  # noqa: BLE001 -- a broken cache is made again
                 arrays = None
-        source = open_mnist_like(datasets.FashionMNIST, "fashion-mnist")(Path(root), train, None, download)
-        self.classes = source.classes
-        if arrays is None:
+        self.classes = list(datasets.FashionMNIST.classes)
+        if arrays is None:  # made from the Fashion-MNIST items, read only on a cache miss
+            source = open_mnist_like(datasets.FashionMNIST, "fashion-mnist")(Path(root), train, None, download)
             made = make_cluttered(source.data.numpy(), size, clutter, clutter_size, seed=2 * clutter_seed + (not train),
                                   masks=not train)
             arrays = {key: torch.from_numpy(value) for key, value in made.items()}
