@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
 import cli
 import data
 import model as models
+import train
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 model_names: str = "cnn,resnet18,vgg16_gap"  # comma-separated model names
@@ -38,6 +38,7 @@ data_dir: str = "data"  # where datasets are looked for (see train.py)
 download: bool = True  # download a dataset that is not on disk
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 channels_last: bool = True  # NHWC memory layout, as train.py uses by default
+precision: str = "auto"  # training steps: auto (bf16 autocast where it is fast, as in train.py) | bf16 | fp32
 output_dir: str = "outputs"  # where benchmark.json is written
 # ------------------------------------------------------------------------------------------------
 
@@ -61,8 +62,10 @@ def median_seconds(run, device: torch.device, warmup_runs: int, timed_runs: int)
     return statistics.median(times)
 
 
-def training_speed(net, loader, device, layout: torch.memory_format, warmup_runs: int, timed_runs: int) -> float:
-    """Images per second of whole training steps, batches drawn from loader (loading included)."""
+def training_speed(net, loader, device, layout: torch.memory_format, precision, warmup_runs: int,
+                   timed_runs: int) -> float:
+    """Images per second of whole training steps, batches drawn from loader (loading included),
+    forward passes in the context precision() gives."""
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     batches = iter(loader)
     net.train()
@@ -71,7 +74,8 @@ def training_speed(net, loader, device, layout: torch.memory_format, warmup_runs
         images, labels = next(batches)
         images = images.to(device, non_blocking=True, memory_format=layout)
         labels = labels.to(device, non_blocking=True)
-        loss = F.cross_entropy(net(images), labels)
+        with precision():
+            loss = F.cross_entropy(net(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -125,16 +129,15 @@ def run_benchmark(cfg) -> dict:
         loaded = data.load_dataset(dataset_name, cfg.data_dir, cfg.download)
         info = loaded.info
         steps = cfg.warmup + cfg.repeats
-        generator = torch.Generator().manual_seed(0)
-        loader = DataLoader(loaded.train, batch_size=cfg.batch_size, shuffle=True, generator=generator, drop_last=True)
-        if len(loader) < steps:
-            raise cli.UserError(f"{dataset_name} has fewer than {steps} training batches of {cfg.batch_size}")
         layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        test_images = torch.stack([loaded.test[i][0] for i in range(cfg.map_batch_size)])
-        test_images = test_images.to(device, memory_format=layout)
+        loader = loaded.loader("train", cfg.batch_size, device, torch.Generator().manual_seed(0), memory_format=layout)
+        if len(loaded.train) // cfg.batch_size < steps:  # full batches only
+            raise cli.UserError(f"{dataset_name} has fewer than {steps} training batches of {cfg.batch_size}")
+        test_images = next(iter(loaded.loader("test", cfg.map_batch_size, device, memory_format=layout)))[0]
         for name in names:
             net = models.build_model(name, len(info.classes), info.channels).to(device, memory_format=layout)
-            images_per_second = training_speed(net, loader, device, layout, cfg.warmup, cfg.repeats)
+            images_per_second = training_speed(net, loader, device, layout, lambda: train.autocast(cfg, device),
+                                               cfg.warmup, cfg.repeats)
             maps = map_timings(net, test_images, device, cfg.warmup, cfg.repeats)
             row = {
                 "dataset": dataset_name, "model": name, "image_size": info.image_size,
@@ -147,7 +150,8 @@ def run_benchmark(cfg) -> dict:
             rows.append(row)
             print(format_row(row))
     report = {"device": str(device), "machine": platform.platform(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "channels_last": cfg.channels_last, "batch_size": cfg.batch_size, "map_batch_size": cfg.map_batch_size,
+              "torch": torch.__version__, "channels_last": cfg.channels_last,
+              "precision": cfg.precision, "batch_size": cfg.batch_size, "map_batch_size": cfg.map_batch_size,
               "warmup": cfg.warmup, "repeats": cfg.repeats, "rows": rows}
     print()
     print(markdown_table(rows))

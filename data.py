@@ -15,16 +15,18 @@ measuring localization (see `make_cluttered` and `ClutteredFashionMNIST`).
 
 import dataclasses
 import gzip
+import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets
 from torchvision import transforms as T
 
@@ -69,7 +71,7 @@ class DatasetSpec:
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augment: Callable[[int], list]  # image size -> train-time transforms on PIL images
+    augment: "ShiftFlip | ResizedCropFlip"  # train-time augmentation
     expected: str  # where the files go under the data folder, and how to get them
     options: dict = dataclasses.field(default_factory=dict)  # extra settings of open() and their defaults
     generated: bool = False  # made at the asked image size (no resizing); open() gets it as `size`
@@ -77,9 +79,44 @@ class DatasetSpec:
 
 @dataclass
 class LoadedDataset:
+    """The two splits of a dataset, what a model needs to know of it, and how to feed it in batches."""
+
     train: Dataset
     test: Dataset
     info: DatasetInfo
+    augment: "ShiftFlip | ResizedCropFlip"
+    in_memory: bool  # both splits are tensors at the model's input size, fed by TensorLoader
+    _on_device: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def loader(self, split: str, batch_size: int, device: torch.device, generator: torch.Generator | None = None,
+               limit: int = 0, num_workers: int = 0, memory_format: torch.memory_format = torch.contiguous_format,
+               rank: int = 0, world_size: int = 1) -> Iterable:
+        """Batches (normalized float images (B, C, H, W) on device, int64 labels (B,)) of split
+        ("train" or "test"), its first `limit` images only if limit > 0. With a generator the
+        order is shuffled and the train split augmented, the draws all taken from generator;
+        without, the images come in order, unaugmented. rank and world_size give each of
+        world_size processes its own share of the images (see TensorLoader).
+
+        In-memory datasets are held on device once and batched there (TensorLoader); others go
+        through a DataLoader with num_workers processes that decode and augment image by image.
+        """
+        dataset = getattr(self, split)
+        if limit:
+            dataset = Subset(dataset, range(min(limit, len(dataset))))
+        if self.in_memory:
+            if (split, limit, device) not in self._on_device:
+                images, labels = split_tensors(dataset)
+                self._on_device = {(split, limit, device): (images.to(device), labels.to(device)), **self._on_device}
+            images, labels = self._on_device[split, limit, device]
+            augment = self.augment if split == "train" and generator is not None else None
+            return TensorLoader(images, labels, self.info.mean, self.info.std, batch_size, augment, generator,
+                                memory_format, rank, world_size)
+        sampler = None
+        if world_size > 1:
+            seed = int(torch.randint(2**62, (1,), generator=generator)) if generator is not None else 0
+            sampler = DistributedSampler(dataset, world_size, rank, shuffle=generator is not None, seed=seed)
+        return DataLoader(dataset, batch_size, shuffle=generator is not None and sampler is None, sampler=sampler,
+                          generator=generator, num_workers=num_workers, pin_memory=device.type == "cuda")
 
 
 def stage_idx_files(raw_dir: Path, search_dirs: list[Path]) -> None:
@@ -244,55 +281,150 @@ class ClutteredFashionMNIST(Dataset):
         return (self.transform(image) if self.transform else image), int(self.targets[index])
 
 
-def crop_and_flip(padding_fraction: float, flip: bool) -> Callable[[int], list]:
-    """Random translation by up to padding_fraction of the size, and optionally a horizontal flip."""
-    return lambda size: [T.RandomCrop(size, padding=round(size * padding_fraction))] + (
-        [T.RandomHorizontalFlip()] if flip else []
-    )
+@dataclass(frozen=True)
+class ShiftFlip:
+    """Train-time augmentation: a random shift by up to padding_fraction of the image side (the
+    uncovered border black), then, with flip, a horizontal flip half of the time. `transforms` is
+    it for PIL images one at a time, `batch` the same on a whole uint8 batch at once."""
+
+    padding_fraction: float
+    flip: bool
+
+    def transforms(self, size: int) -> list:
+        shift = [T.RandomCrop(size, padding=padding)] if (padding := round(size * self.padding_fraction)) else []
+        return shift + ([T.RandomHorizontalFlip()] if self.flip else [])
+
+    def batch(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """images uint8 (B, C, H, W) with H == W -> augmented uint8 (B, C, H, W); the random draws
+        come from generator (a CPU one), so they do not depend on the device."""
+        count, _, height, width = images.shape
+        if padding := round(height * self.padding_fraction):
+            offsets = torch.randint(0, 2 * padding + 1, (2, count, 1), generator=generator).to(images.device)
+            rows = offsets[0] + torch.arange(height, device=images.device)  # (B, H) rows of the padded batch
+            cols = offsets[1] + torch.arange(width, device=images.device)
+            padded = F.pad(images, (padding,) * 4)
+            index = torch.arange(count, device=images.device)[:, None, None]
+            images = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        if self.flip:
+            flips = (torch.rand(count, generator=generator) < 0.5).to(images.device)
+            images = torch.where(flips[:, None, None, None], images.flip(3), images)
+        return images
+
+
+def split_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images uint8 (N, C, H, W), labels int64 (N,)) of a split torchvision holds in memory, as
+    stored (before any transform): MNIST-like, CIFAR, SVHN, STL10, the cluttered set, or a Subset of one."""
+    if isinstance(dataset, Subset):
+        images, labels = split_tensors(dataset.dataset)
+        index = torch.as_tensor(list(dataset.indices), dtype=torch.long)
+        return images[index], labels[index]
+    if isinstance(dataset, ClutteredFashionMNIST):
+        return dataset.images[:, None], dataset.targets
+    if isinstance(dataset, datasets.MNIST):
+        return dataset.data[:, None], dataset.targets
+    if isinstance(dataset, datasets.CIFAR10):  # and CIFAR100: (N, H, W, C) arrays and a list of labels
+        return torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(dataset.targets)
+    if isinstance(dataset, (datasets.SVHN, datasets.STL10)):  # (N, C, H, W) arrays
+        return torch.from_numpy(dataset.data), torch.from_numpy(dataset.labels).long()
+    raise TypeError(f"{type(dataset).__name__} is not held in memory; feed it with a DataLoader")
+
+
+class TensorLoader:
+    """Batches of a split held as one uint8 tensor, with no per-image Python work: each batch is
+    gathered by index, augmented as a whole (ShiftFlip.batch) and normalized on the images' device.
+
+    images uint8 (N, C, H, W) and labels int64 (N,), on the device the batches should be on.
+    Yields (float images (B, C, H, W), (pixel / 255 - mean) / std in memory_format, labels (B,)).
+    With a generator the order is a random permutation and augment (if any) is applied; without,
+    the images come in order. With world_size > 1, process `rank` takes every world_size-th image
+    of that order; shuffled orders are first extended by their own start to a multiple of
+    world_size, so that every process takes the same number of steps (as DistributedSampler does).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+                 batch_size: int, augment: "ShiftFlip | None" = None, generator: torch.Generator | None = None,
+                 memory_format: torch.memory_format = torch.contiguous_format, rank: int = 0, world_size: int = 1):
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.augment, self.generator, self.memory_format = augment, generator, memory_format
+        self.mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+        count = len(labels)
+        if generator is None:
+            order = torch.arange(count)
+        else:
+            order = torch.randperm(count, generator=generator)
+            order = torch.cat([order, order[: -count % world_size]]) if count % world_size else order
+            if world_size > 1:  # the same order everywhere, but each process its own augmentation
+                seed = int(torch.randint(2**62, (1,), generator=generator))
+                self.generator = torch.Generator().manual_seed(seed + rank)
+        self.order = order[rank::world_size].to(images.device)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.order), self.batch_size):
+            index = self.order[start : start + self.batch_size]
+            images = self.images[index]
+            if self.augment is not None and self.generator is not None:
+                images = self.augment.batch(images, self.generator)
+            images = (images.float().div_(255).sub_(self.mean).div_(self.std)).contiguous(memory_format=self.memory_format)
+            yield images, self.labels[index]
+
+
+@dataclass(frozen=True)
+class ResizedCropFlip:
+    """Train-time augmentation of photos: a random crop of 35-100% of the area, resized, and with
+    flip a horizontal flip half of the time."""
+
+    flip: bool = True
+
+    def transforms(self, size: int) -> list:
+        return [T.RandomResizedCrop(size, scale=(0.35, 1.0))] + ([T.RandomHorizontalFlip()] if self.flip else [])
 
 
 DATASETS = {
     "fashion-mnist": DatasetSpec(
         open=open_mnist_like(datasets.FashionMNIST, "fashion-mnist"), channels=1, image_size=28,
-        mean=(0.2860,), std=(0.3530,), augment=crop_and_flip(1 / 14, flip=True),
+        mean=(0.2860,), std=(0.3530,), augment=ShiftFlip(1 / 14, flip=True),
         expected="FashionMNIST/raw/ (the four .gz files); offline, `apt-get install dataset-fashion-mnist` "
         "puts them in /usr/share/datasets/fashion-mnist/, where they are found too",
     ),
     "fashion-mnist-cluttered": DatasetSpec(
         open=ClutteredFashionMNIST, channels=1, image_size=64,
-        mean=(0.1069,), std=(0.2587,), augment=lambda size: [T.RandomHorizontalFlip()],
+        mean=(0.1069,), std=(0.2587,), augment=ShiftFlip(0, flip=True),
         expected="FashionMNIST/raw/ or fashion-mnist/ (the four Fashion-MNIST .gz files, from which it is made); "
         "offline, `apt-get install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist/",
         options=CLUTTER_DEFAULTS, generated=True,
     ),
     "mnist": DatasetSpec(
         open=open_mnist_like(datasets.MNIST, "mnist"), channels=1, image_size=28,
-        mean=(0.1307,), std=(0.3081,), augment=crop_and_flip(1 / 14, flip=False),
+        mean=(0.1307,), std=(0.3081,), augment=ShiftFlip(1 / 14, flip=False),
         expected="MNIST/raw/ (train-images-idx3-ubyte.gz and the three other original files)",
     ),
     "cifar10": DatasetSpec(
         open=open_cifar(datasets.CIFAR10), channels=3, image_size=32,
-        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), augment=crop_and_flip(1 / 8, flip=True),
+        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), augment=ShiftFlip(1 / 8, flip=True),
         expected="cifar-10-batches-py/ (extract cifar-10-python.tar.gz there)",
     ),
     "cifar100": DatasetSpec(
         open=open_cifar(datasets.CIFAR100), channels=3, image_size=32,
-        mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), augment=crop_and_flip(1 / 8, flip=True),
+        mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), augment=ShiftFlip(1 / 8, flip=True),
         expected="cifar-100-python/ (extract cifar-100-python.tar.gz there)",
     ),
     "svhn": DatasetSpec(
         open=open_svhn, channels=3, image_size=32,
-        mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), augment=crop_and_flip(1 / 8, flip=False),
+        mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), augment=ShiftFlip(1 / 8, flip=False),
         expected="svhn/train_32x32.mat and svhn/test_32x32.mat",
     ),
     "stl10": DatasetSpec(
         open=open_stl10, channels=3, image_size=96,
-        mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713), augment=crop_and_flip(1 / 8, flip=True),
+        mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0.2566, 0.2713), augment=ShiftFlip(1 / 8, flip=True),
         expected="stl10_binary/ (extract stl10_binary.tar.gz there)",
     ),
     "folder": DatasetSpec(
         open=open_folder, channels=3, image_size=128, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        augment=lambda size: [T.RandomResizedCrop(size, scale=(0.35, 1.0)), T.RandomHorizontalFlip()],
+        augment=ResizedCropFlip(),
         expected="train/<class>/<image> and test/<class>/<image> (your own images; pass the folder as --data_dir)",
     ),
 }
@@ -318,7 +450,7 @@ def load_dataset(
     resize = not spec.generated and (size != spec.image_size or name == "folder")
     normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
     transforms = {
-        "train": T.Compose(([T.Resize(size)] if resize and name != "folder" else []) + spec.augment(size) + normalize),
+        "train": T.Compose(([T.Resize(size)] if resize and name != "folder" else []) + spec.augment.transforms(size) + normalize),
         "test": T.Compose(([T.Resize(size), T.CenterCrop(size)] if resize else []) + normalize),
     }
     extra = {"size": size, **settings} if spec.generated else settings
@@ -336,7 +468,7 @@ def load_dataset(
     if name == "folder" and tuple(splits["test"].classes) != classes:
         raise DatasetError(f"{root}/train and {root}/test must hold the same class folders")
     info = DatasetInfo(name, classes, spec.channels, size, spec.mean, spec.std, settings)
-    return LoadedDataset(splits["train"], splits["test"], info)
+    return LoadedDataset(splits["train"], splits["test"], info, spec.augment, in_memory=not resize and name != "folder")
 
 
 def load_image(path: str | Path, info: DatasetInfo) -> tuple[torch.Tensor, Image.Image]:

@@ -23,7 +23,6 @@ import cv2
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch.utils.data import DataLoader, Subset
 
 import cli
 import data
@@ -83,17 +82,18 @@ def evaluate(cfg) -> dict:
     device = models.pick_device(cfg.device)
     net, checkpoint = models.load_checkpoint(cfg.checkpoint, device)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
-    test_set = data.load_dataset(
+    loaded = data.load_dataset(
         info.name, cfg.data_dir or checkpoint["hyperparameters"]["data_dir"], cfg.download, info.image_size,
         info.options,
-    ).test
+    )
+    test_set = loaded.test
     if getattr(test_set, "masks", None) is None:
         raise cli.UserError(
             f"{cfg.checkpoint} was trained on {info.name}, whose test set has no ground-truth boxes; "
             "evaluate a checkpoint trained with --dataset=fashion-mnist-cluttered"
         )
     count = min(cfg.limit or len(test_set), len(test_set))
-    loader = DataLoader(Subset(test_set, range(count)), batch_size=cfg.batch_size)
+    loader = loaded.loader("test", cfg.batch_size, device, limit=count)
     output_dir = Path(cfg.output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@
 Also writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png.
 """
 
+import contextlib
 import csv
 import math
 import sys
@@ -18,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import cli
@@ -36,7 +36,7 @@ subset: int = 0  # use only the first N images of each split (0: all), for quick
 model: str = "cnn"  # cnn | resnet18 | vgg16_gap
 width: int = 32  # cnn: channels of its first stage (doubled in each of the next two)
 pools: int = 2  # cnn: 2x2 max pools after its first stages (0-2); its maps are 1/2**pools of the image side
-epochs: int = 5  # passes over the training set
+epochs: int = 10  # passes over the training set
 batch_size: int = 128  # images per step
 lr: float = 0.1  # peak learning rate of SGD with Nesterov momentum
 momentum: float = 0.9  # SGD momentum
@@ -45,14 +45,18 @@ schedule: str = "onecycle"  # learning-rate schedule, stepped every batch: onecy
 label_smoothing: float = 0.1  # cross-entropy label smoothing in [0, 1)
 seed: int = 0  # seeds the weights, the data order and the augmentation
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
-num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+num_workers: int = 0  # image folders: DataLoader worker processes (0: load in the training process)
 channels_last: bool = True  # NHWC memory layout for the convolutions (1.35x faster training on a 2-core CPU)
+precision: str = "auto"  # auto (bf16 autocast on GPUs and CPUs with native bf16, else fp32) | bf16 | fp32
+compile: bool = False  # torch.compile the model (pays off on GPUs, not on a 2-core CPU: see README)
+flip_test: bool = True  # test accuracy from the mean logits of each image and its mirror image (datasets trained with flips)
 checkpoint_dir: str = "checkpoints"  # where last.pt and best.pt are written
 output_dir: str = "outputs"  # where metrics.csv and training_curves.png are written
 resume: bool = False  # continue the run in checkpoint_dir/last.pt with its saved hyperparameters
 # ------------------------------------------------------------------------------------------------
 
 SCHEDULES = ("onecycle", "cosine", "constant")
+PRECISIONS = ("auto", "bf16", "fp32")
 # What --resume may change: where and how the saved run goes on, not what it computes.
 RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume")
 
@@ -64,6 +68,8 @@ def validate(cfg) -> None:
          f"--dataset={cfg.dataset!r} is unknown; choose one of: {', '.join(data.DATASETS)}"),
         (cfg.model in models.MODELS, f"--model={cfg.model!r} is unknown; choose one of: {', '.join(models.MODELS)}"),
         (cfg.schedule in SCHEDULES, f"--schedule={cfg.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}"),
+        (cfg.precision in PRECISIONS,
+         f"--precision={cfg.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}"),
         (cfg.width >= 1, f"--width must be at least 1, got {cfg.width}"),
         (0 <= cfg.pools <= 2, f"--pools must be 0, 1 or 2, got {cfg.pools}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
@@ -95,6 +101,12 @@ def memory_format(cfg) -> torch.memory_format:
     return torch.channels_last if cfg.channels_last else torch.contiguous_format
 
 
+def autocast(cfg, device: torch.device):
+    """bf16 autocast where cfg.precision asks for it (auto: where bf16 is fast), else a no-op context."""
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and models.fast_bf16(device))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, description: str) -> tuple[float, float]:
     """One pass over loader; returns (mean training loss, training accuracy in %)."""
     model.train()
@@ -103,8 +115,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, descriptio
     for images, labels in progress:
         images = images.to(device, non_blocking=True, memory_format=memory_format(cfg))
         labels = labels.to(device, non_blocking=True)
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+        with autocast(cfg, device):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
         if not math.isfinite(loss_value := loss.item()):
             raise cli.UserError(
                 f"the training loss became {loss_value} ({description}, after {seen} images); stopped before "
@@ -122,14 +135,19 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, descriptio
 
 
 @torch.no_grad()
-def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguous_format) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in %) of model on loader, in eval mode."""
+def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguous_format, flip: bool = False,
+             precision=contextlib.nullcontext) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in %) of model on loader, in eval mode; with flip, of the mean
+    logits of each image and its mirror image. precision() gives the context of each forward pass."""
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     for images, labels in loader:
         images = images.to(device, non_blocking=True, memory_format=layout)
         labels = labels.to(device, non_blocking=True)
-        logits = model(images)
+        with precision():
+            logits = model(images).float()
+            if flip:
+                logits = (logits + model(images.flip(3)).float()) / 2
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
@@ -199,19 +217,23 @@ def train(cfg) -> dict:
         checkpoint, cfg = resume_state(cfg, checkpoint_dir)
     options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
     loaded = data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options)
-    train_set, test_set = loaded.train, loaded.test
-    if cfg.subset:
-        train_set = Subset(train_set, range(min(cfg.subset, len(train_set))))
-        test_set = Subset(test_set, range(min(cfg.subset, len(test_set))))
-    test_loader = DataLoader(test_set, batch_size=2 * cfg.batch_size, num_workers=cfg.num_workers)
+    feed = {"device": device, "limit": cfg.subset, "num_workers": cfg.num_workers, "memory_format": memory_format(cfg)}
+    test_loader = loaded.loader("test", 2 * cfg.batch_size, **feed)
+    train_count, test_count = (min(cfg.subset or len(split), len(split)) for split in (loaded.train, loaded.test))
     net, optimizer, scheduler, history, best_accuracy = training_state(
-        cfg, loaded.info, math.ceil(len(train_set) / cfg.batch_size), device, checkpoint
+        cfg, loaded.info, math.ceil(train_count / cfg.batch_size), device, checkpoint
     )
     for folder in (checkpoint_dir, output_dir):
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise cli.UserError(f"cannot create folder {folder} ({error.strerror}); choose another one") from None
+    flip_test = cfg.flip_test and loaded.augment.flip
+    train_net = net
+    if cfg.compile and torch._dynamo.is_dynamo_supported():
+        train_net = torch.compile(net)
+    elif cfg.compile:
+        print("torch.compile is not supported on this Python or platform; training without it")
     start_epoch = len(history) + 1
     if checkpoint is not None:
         print(f"resuming {checkpoint_dir / 'last.pt'} after epoch {checkpoint['epoch']} of {cfg.epochs}")
@@ -219,7 +241,7 @@ def train(cfg) -> dict:
         print(f"{checkpoint_dir / 'last.pt'} has finished all {cfg.epochs} epochs; nothing to resume")
         return history[-1]
     print(
-        f"training {cfg.model} on {cfg.dataset} ({len(train_set)} train / {len(test_set)} test images) "
+        f"training {cfg.model} on {cfg.dataset} ({train_count} train / {test_count} test images) "
         f"on {device} for {cfg.epochs} epochs"
     )
 
@@ -228,17 +250,15 @@ def train(cfg) -> dict:
         # The data order and the augmentation depend on (seed, epoch) alone, so a resumed run
         # sees the same batches as an uninterrupted one.
         torch.manual_seed(cfg.seed * 100_003 + epoch)
-        order = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        train_loader = DataLoader(
-            train_set, batch_size=cfg.batch_size, shuffle=True, generator=order, num_workers=cfg.num_workers,
-            pin_memory=device.type == "cuda",
-        )
+        draws = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        train_loader = loaded.loader("train", cfg.batch_size, generator=draws, **feed)
         started = time.perf_counter()
         learning_rate = optimizer.param_groups[0]["lr"]
         train_loss, train_accuracy = train_one_epoch(
-            net, train_loader, optimizer, scheduler, cfg, device, f"epoch {epoch}/{cfg.epochs}"
+            train_net, train_loader, optimizer, scheduler, cfg, device, f"epoch {epoch}/{cfg.epochs}"
         )
-        test_loss, test_accuracy = evaluate(net, test_loader, device, memory_format(cfg))
+        test_loss, test_accuracy = evaluate(net, test_loader, device, memory_format(cfg), flip_test,
+                                            lambda: autocast(cfg, device))
         seconds = time.perf_counter() - started
         elapsed += seconds
         history.append({

@@ -298,3 +298,87 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path):
     pixels_01 = loaded.train.data.float() / 255
     assert abs(pixels_01.mean().item() - loaded.info.mean[0]) < 1e-3
     assert abs(pixels_01.std().item() - loaded.info.std[0]) < 1e-3
+
+
+WRITERS = {
+    "fashion-mnist": lambda root: write_mnist_like(root / "fashion-mnist"),
+    "mnist": lambda root: write_mnist_like(root / "mnist"),
+    "fashion-mnist-cluttered": lambda root: write_mnist_like(root / "fashion-mnist", train_size=40, test_size=20),
+    "cifar10": lambda root: write_cifar(root, "cifar10"),
+    "cifar100": lambda root: write_cifar(root, "cifar100"),
+    "svhn": write_svhn,
+    "stl10": write_stl10,
+}
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_in_memory_batches_equal_the_per_image_pipeline(tmp_path, skip_checksums, name):
+    WRITERS[name](tmp_path)
+    loaded = data.load_dataset(name, tmp_path, download=False)
+    assert loaded.in_memory
+    for split in ("train", "test"):  # without a generator: in order and unaugmented
+        batches = list(loaded.loader(split, 4, torch.device("cpu"), limit=7))
+        dataset = getattr(loaded, split)
+        expected = [dataset[i] for i in range(min(7, len(dataset)))]
+        if split == "train":  # the per-image train pipeline augments; compare with the test transform
+            dataset.transform = loaded.test.transform
+            expected = [dataset[i] for i in range(min(7, len(dataset)))]
+        assert [len(labels) for _, labels in batches] == [min(4, len(expected) - i) for i in range(0, len(expected), 4)]
+        images, labels = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+        assert torch.allclose(images, torch.stack([image for image, _ in expected]), atol=1e-6)
+        assert labels.tolist() == [label for _, label in expected] and labels.dtype == torch.int64
+
+
+def test_resized_and_folder_datasets_go_through_a_dataloader(tmp_path, skip_checksums):
+    write_mnist_like(tmp_path / "mnist")
+    assert not data.load_dataset("mnist", tmp_path, download=False, image_size=56).in_memory
+    write_folder(tmp_path / "photos")
+    loaded = data.load_dataset("folder", tmp_path / "photos", download=False, image_size=32)
+    images, labels = next(iter(loaded.loader("train", 4, torch.device("cpu"), torch.Generator().manual_seed(0))))
+    assert not loaded.in_memory and images.shape == (4, 3, 32, 32) and labels.shape == (4,)
+
+
+def test_shift_flip_moves_each_image_within_its_padding_and_mirrors_half():
+    images = torch.zeros(2000, 1, 28, 28, dtype=torch.uint8)
+    images[:, 0, 10, 6] = 255  # one bright pixel at row 10, column 6
+    shifted = data.ShiftFlip(1 / 14, flip=False).batch(images, torch.Generator().manual_seed(0))
+    rows, cols = torch.nonzero(shifted[:, 0], as_tuple=True)[1:]
+    assert len(rows) == 2000  # the pixel stays in every image (a shift of at most 2 px)
+    assert set(rows.tolist()) == set(range(8, 13)) and set(cols.tolist()) == set(range(4, 9))
+    flipped = data.ShiftFlip(0, flip=True).batch(images, torch.Generator().manual_seed(0))
+    cols = torch.nonzero(flipped[:, 0], as_tuple=True)[2]
+    assert set(cols.tolist()) == {6, 21} and 900 < (cols == 21).sum() < 1100  # 27 - 6 = 21: mirrored
+    assert torch.equal(flipped, data.ShiftFlip(0, flip=True).batch(images, torch.Generator().manual_seed(0)))
+
+
+def test_training_batches_follow_the_generator_and_augment(tmp_path):
+    write_mnist_like(tmp_path / "fashion-mnist")
+    loaded = data.load_dataset("fashion-mnist", tmp_path, download=False)
+
+    def epoch(seed):
+        return list(loaded.loader("train", 32, torch.device("cpu"), torch.Generator().manual_seed(seed)))
+
+    first, again, other = epoch(0), epoch(0), epoch(1)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not torch.equal(first[0][1], other[0][1])
+    labels = torch.cat([labels for _, labels in first])
+    assert sorted(labels.tolist()) == sorted(loaded.train.targets.tolist())  # each image once
+    plain = torch.cat([images for images, _ in loaded.loader("train", 96, torch.device("cpu"))])
+    assert not torch.allclose(torch.cat([images for images, _ in first]).sort(0)[0], plain.sort(0)[0])
+
+
+@pytest.mark.parametrize("count, world_size", [(10, 2), (11, 2), (10, 3)])
+def test_tensor_loader_gives_each_process_its_share(count, world_size):
+    images = torch.arange(count, dtype=torch.uint8).view(count, 1, 1, 1).expand(count, 1, 2, 2).contiguous()
+    labels = torch.arange(count)
+    shares = [
+        torch.cat([b[1] for b in data.TensorLoader(images, labels, (0.0,), (1 / 255,), 3, None,
+                                                   torch.Generator().manual_seed(4), rank=rank, world_size=world_size)])
+        for rank in range(world_size)
+    ]
+    assert len({len(share) for share in shares}) == 1  # the same number of steps everywhere
+    assert set(torch.cat(shares).tolist()) == set(range(count))  # every image is seen
+    assert len(torch.cat(shares)) == count + (-count % world_size)  # repeated only to even out the shares
+    test_shares = [data.TensorLoader(images, labels, (0.0,), (1 / 255,), 3, rank=rank, world_size=world_size)
+                   for rank in range(world_size)]
+    assert sorted(torch.cat([b[1] for share in test_shares for b in share]).tolist()) == list(range(count))

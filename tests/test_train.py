@@ -84,6 +84,7 @@ def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
     (["--dataset=imagenet"], "--dataset='imagenet' is unknown; choose one of: fashion-mnist"),
     (["--model=alexnet"], "--model='alexnet' is unknown; choose one of: cnn, resnet18, vgg16_gap"),
     (["--schedule=step"], "--schedule='step' is unknown"),
+    (["--precision=fp16"], "--precision='fp16' is unknown; choose one of: auto, bf16, fp32"),
     (["--epochs=0"], "--epochs must be at least 1, got 0"),
     (["--lr=0"], "--lr must be positive, got 0.0"),
     (["--lr=-0.1"], "--lr must be positive"),
@@ -143,3 +144,40 @@ def test_command_line_run_then_visualize(tmp_path):
     written = sorted(p.name for p in (tmp_path / "outputs").glob("cam*.png"))
     assert len(written) == 2 * 3 + 1 and "cams_seed3.png" in written
     assert "wrote 6 images to outputs/ and the figure outputs/cams_seed3.png" in drawn.stdout
+
+
+class LeftOrRight(torch.nn.Module):
+    """Logits (sum of the left column, sum of the right column) of images (B, 1, H, W)."""
+
+    def forward(self, images):
+        return torch.stack([images[..., 0].sum((1, 2)), images[..., -1].sum((1, 2))], dim=1)
+
+
+def test_flip_test_averages_the_logits_of_each_image_and_its_mirror_image():
+    images = torch.zeros(2, 1, 4, 4)
+    images[0, 0, :, 0] = 1.0  # bright left column: logits (4, 0), label 0
+    images[1, 0, :, -1] = 1.0  # bright right column: logits (0, 4), label 1
+    batches = [(images, torch.tensor([0, 1]))]
+    loss, accuracy = train.evaluate(LeftOrRight(), batches, torch.device("cpu"))
+    assert accuracy == 100.0 and loss == pytest.approx(torch.log1p(torch.exp(torch.tensor(-4.0))).item(), rel=1e-5)
+    loss, accuracy = train.evaluate(LeftOrRight(), batches, torch.device("cpu"), flip=True)
+    assert loss == pytest.approx(torch.log(torch.tensor(2.0)).item(), rel=1e-5)  # mirrored: logits (2, 2) for both
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_precision_sets_the_dtype_of_the_forward_pass(precision, dtype):
+    cfg = cli.parse_hyperparameters(train, [f"--precision={precision}"])
+    with train.autocast(cfg, torch.device("cpu")):
+        output = torch.nn.Linear(3, 2)(torch.ones(1, 3))
+    assert output.dtype == dtype
+    auto = cli.parse_hyperparameters(train, [])
+    with train.autocast(auto, torch.device("cpu")):
+        output = torch.nn.Linear(3, 2)(torch.ones(1, 3))
+    assert output.dtype == (torch.bfloat16 if models.fast_bf16(torch.device("cpu")) else torch.float32)
+
+
+def test_training_in_bf16_learns(tmp_path, fashion_data):
+    first = run_training(fashion_data, tmp_path, "--subset=64", "--epochs=3", "--precision=bf16")
+    _, checkpoint = models.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert checkpoint["state_dict"]["fc.weight"].dtype == torch.float32  # autocast: the weights stay fp32
+    assert checkpoint["history"][-1]["train_loss"] < checkpoint["history"][0]["train_loss"] and first["epoch"] == 3
