@@ -19,7 +19,9 @@ import difflib
 import inspect
 import io
 import os
+import signal
 import sys
+import tempfile
 import tokenize
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -29,6 +31,37 @@ HYPERPARAMETER_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 class UserError(Exception):
     """A problem the user can fix (a bad value, a missing file); its message names the fix."""
+
+
+class Stopped(Exception):
+    """A run stopped on request (Ctrl-C, SIGTERM) after saving; its message says what was saved."""
+
+
+class StopRequest:
+    """Set by SIGINT (Ctrl-C) or SIGTERM while `stop_requests()` is active: `signal` holds the
+    signal's name, for a loop to stop at its next safe point. A second signal stops at once."""
+
+    def __init__(self):
+        self.signal = ""
+
+    def handle(self, number: int, frame) -> None:
+        if self.signal:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(number).name
+        print(f"\n{self.signal}: stopping after this step, then saving (send it again to stop at once)",
+              file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Within: SIGINT and SIGTERM set the yielded StopRequest instead of raising (main thread only)."""
+    request = StopRequest()
+    previous = {number: signal.signal(number, request.handle) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def parse_bool(text: str) -> bool:
@@ -134,9 +167,25 @@ def run(main) -> None:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Stopped as stopped:
+        print(stopped, file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def writable_folder(path: str | Path, option: str) -> Path:
+    """path, made if missing and checked to take new files; UserError naming --option if not."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UserError(f"cannot write to folder {path} ({reason}); choose another --{option}") from None
+    return path
 
 
 @contextlib.contextmanager

@@ -167,6 +167,16 @@ def open_stl10(root: Path, train: bool, transform, download: bool) -> Dataset:
     return datasets.STL10(root, split="train" if train else "test", transform=transform, download=download)
 
 
+def read_image(path: str | Path, mode: str = "RGB") -> Image.Image:
+    """An image file converted to mode ("RGB" or "L"); DatasetError naming the file if it cannot be
+    read whole (not an image, truncated, unreadable)."""
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode)
+    except (UnidentifiedImageError, OSError) as error:
+        raise DatasetError(f"{path} is not a readable image ({error}); replace or remove it") from None
+
+
 def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
     """An ImageFolder tree: root/train/<class>/<image> and root/test/<class>/<image>."""
     split_dir = root / ("train" if train else "test")
@@ -176,7 +186,7 @@ def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
             f"the folder dataset needs {root}/train/<class>/ and {root}/test/<class>/"
         )
     try:
-        return datasets.ImageFolder(split_dir, transform=transform)
+        return datasets.ImageFolder(split_dir, transform=transform, loader=read_image)
     except FileNotFoundError as error:
         raise DatasetError(f"image folder {split_dir} holds no images in class subfolders ({error})") from None
 
@@ -477,10 +487,6 @@ def load_image(path: str | Path, info: DatasetInfo) -> tuple[torch.Tensor, Image
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image {path} not found; pass an existing image file as --image=PATH")
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if info.channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        raise UserError(f"{path} is not a readable image ({error})") from None
+    image = read_image(path, "L" if info.channels == 1 else "RGB")
     image = T.CenterCrop(info.image_size)(T.Resize(info.image_size)(image))
     return T.Compose([T.ToTensor(), T.Normalize(info.mean, info.std)])(image), image

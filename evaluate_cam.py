@@ -80,7 +80,7 @@ def evaluate(cfg) -> dict:
     """Compute the report cfg asks for, write it, and return it (the JSON's content)."""
     validate(cfg)
     device = models.pick_device(cfg.device)
-    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device)
+    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     loaded = data.load_dataset(
         info.name, cfg.data_dir or checkpoint["hyperparameters"]["data_dir"], cfg.download, info.image_size,
@@ -94,11 +94,7 @@ def evaluate(cfg) -> dict:
         )
     count = min(cfg.limit or len(test_set), len(test_set))
     loader = loaded.loader("test", cfg.batch_size, device, limit=count)
-    output_dir = Path(cfg.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise cli.UserError(f"cannot create output folder {output_dir} ({error.strerror}); choose another one") from None
+    output_dir = cli.writable_folder(cfg.output_dir, "output_dir")
 
     thresholds = np.round(np.arange(0, 1, cfg.threshold_step), 6)
     evaluators = {name: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for name in METHODS}

@@ -165,12 +165,16 @@ def save_checkpoint(path: str | Path, model: GapNet, **metadata) -> None:
         torch.save(checkpoint, temporary)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[GapNet, dict]:
+TRAINING_METADATA = ("dataset", "hyperparameters")  # what train.py stores beside the weights
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs: tuple[str, ...] = ()
+                    ) -> tuple[GapNet, dict]:
     """Rebuild the model saved at path, on device and in eval mode; returns (model, checkpoint dict).
 
     Loads with weights_only=True, so a file carrying pickled code is refused. Raises
-    CheckpointError when the file is missing, unreadable, not a checkpoint of this repo, or its
-    weights do not fit its stated model.
+    CheckpointError when the file is missing, unreadable, not a checkpoint of this repo, lacks
+    one of the entries in `needs`, or its weights do not fit its stated model.
     """
     path = Path(path)
     if not path.is_file():
@@ -188,6 +192,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     if not isinstance(arch, dict) or not {"name", "num_classes", "in_channels", "options"} <= arch.keys() \
             or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(f"{path} is incomplete: it lacks the model description or the weights; retrain it")
+    missing = [key for key in needs if not isinstance(checkpoint.get(key), dict)]
+    if missing:
+        raise CheckpointError(
+            f"{path} lacks its {' and '.join(missing)} description, which train.py writes; use a checkpoint from train.py"
+        )
     model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], **arch["options"])
     try:
         model.load_state_dict(checkpoint["state_dict"])

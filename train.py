@@ -11,14 +11,18 @@ Also writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.
 import contextlib
 import csv
 import math
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import cli
@@ -91,7 +95,10 @@ def validate(cfg) -> None:
 
 def make_scheduler(optimizer, cfg, total_steps: int):
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.25)
+        # A quarter of the steps warm up; in short runs 1.5 steps, since OneCycleLR divides by zero when
+        # its warm-up is exactly 1 step (total_steps == 4) or the whole run.
+        warmup = max(0.25, min(0.75, 1.5 / total_steps))
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=warmup)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
@@ -107,38 +114,97 @@ def autocast(cfg, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, description: str) -> tuple[float, float]:
-    """One pass over loader; returns (mean training loss, training accuracy in %)."""
+@dataclass(frozen=True)
+class Processes:
+    """This process's place among those torchrun started: rank 0 of 1 without torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """values summed over all processes (the same list back in a single process)."""
+        if self.world_size == 1:
+            return values
+        total = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(total)
+        return total.tolist()
+
+    def average_buffers(self, net: torch.nn.Module) -> None:
+        """Make the batch-norm running statistics the mean over all processes, so every process
+        (and the checkpoint) holds the same model."""
+        if self.world_size == 1:
+            return
+        for buffer in net.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer /= self.world_size
+
+
+def join_processes(cfg) -> tuple[torch.device, Processes]:
+    """This process's device and Processes. Under torchrun (WORLD_SIZE > 1) it joins the process
+    group: NCCL with one GPU per process (cuda:LOCAL_RANK), or gloo on CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = models.pick_device(cfg.device)
+    if world_size == 1:
+        return device, Processes()
+    if device.type not in ("cuda", "cpu"):
+        raise cli.UserError(f"torchrun runs on CUDA GPUs or on CPU, not on {device.type}; set --device=cpu or cuda")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, Processes(dist.get_rank(), world_size)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, description: str, processes: Processes,
+                    stop: cli.StopRequest, position: dict) -> dict:
+    """One pass over loader, from `position`: {"step": batches already done, "loss_sum", "correct",
+    "seen": their sums over all processes}. Returns the position after the pass, with "finished"
+    False when a stop was requested before its end (every process stops at the same step)."""
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
-    progress = tqdm(loader, desc=description, leave=False, dynamic_ncols=True, disable=None)  # off when not a terminal
-    for images, labels in progress:
+    step = position["step"]
+    progress = tqdm(loader, desc=description, leave=False, dynamic_ncols=True,
+                    disable=None if processes.rank == 0 else True)  # off when not a terminal
+    finished = True
+    for index, (images, labels) in enumerate(progress):
+        if index < position["step"]:
+            continue  # done before a stop; drawn again all the same, so that the random draws line up
+        if processes.sum([float(bool(stop.signal))], device)[0]:  # before the forward pass updates batch norm
+            finished = False
+            break
         images = images.to(device, non_blocking=True, memory_format=memory_format(cfg))
         labels = labels.to(device, non_blocking=True)
         with autocast(cfg, device):
             logits = model(images)
             loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
-        if not math.isfinite(loss_value := loss.item()):
+        loss_value = loss.item()
+        (loss_total,) = processes.sum([loss_value], device)
+        if not math.isfinite(loss_total):
             raise cli.UserError(
-                f"the training loss became {loss_value} ({description}, after {seen} images); stopped before "
-                f"that step, keeping the checkpoints of the last finished epoch; try a lower --lr"
+                f"the training loss became {loss_total / processes.world_size} ({description}, after {seen} images); "
+                f"stopped before that step, keeping the checkpoints of the last finished epoch; try a lower --lr"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
+        step += 1
         loss_sum += loss_value * len(labels)
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
         progress.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
-    return loss_sum / seen, 100 * correct / seen
+    sums = processes.sum([loss_sum, correct, seen], device)
+    return {"step": step, "finished": finished,
+            **{key: position[key] + value for key, value in zip(("loss_sum", "correct", "seen"), sums)}}
 
 
 @torch.no_grad()
 def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguous_format, flip: bool = False,
-             precision=contextlib.nullcontext) -> tuple[float, float]:
+             precision=contextlib.nullcontext, processes: Processes = Processes()) -> tuple[float, float]:
     """(mean cross-entropy, accuracy in %) of model on loader, in eval mode; with flip, of the mean
-    logits of each image and its mirror image. precision() gives the context of each forward pass."""
+    logits of each image and its mirror image. precision() gives the context of each forward pass.
+    Each process evaluates its own share of the images (loader); the sums are taken over all."""
     model.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     for images, labels in loader:
@@ -151,6 +217,7 @@ def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguo
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
+    loss_sum, correct, seen = processes.sum([loss_sum, correct, seen], device)
     return loss_sum / seen, 100 * correct / seen
 
 
@@ -176,14 +243,20 @@ def write_metrics(history: list[dict], output_dir: Path) -> None:
         figure.savefig(temporary, dpi=100, format="png", bbox_inches="tight", pad_inches=0.1)
 
 
-def resume_state(cfg, checkpoint_dir: Path) -> tuple[dict, object]:
+def resume_state(cfg, checkpoint_dir: Path, processes: Processes) -> tuple[dict, object]:
     """(checkpoint, cfg with the saved run's hyperparameters) from checkpoint_dir/last.pt."""
     path = checkpoint_dir / "last.pt"
     if not path.is_file():
         raise cli.UserError(f"--resume: {path} not found; start a run without --resume, or set --checkpoint_dir")
-    _, checkpoint = models.load_checkpoint(path)
+    _, checkpoint = models.load_checkpoint(path, needs=models.TRAINING_METADATA)
     if "optimizer" not in checkpoint:
         raise cli.UserError(f"--resume: {path} holds no training state (optimizer, scheduler)")
+    saved_processes = checkpoint.get("world_size", 1)
+    if saved_processes != processes.world_size:
+        raise cli.UserError(
+            f"--resume: {path} was trained by {saved_processes} process(es), this run has {processes.world_size}; "
+            f"resume with the same count (torchrun --nproc_per_node=N, or plain python for 1)"
+        )
     saved = {**vars(cfg), **checkpoint["hyperparameters"]}  # settings added since the run began keep their defaults
     saved.update({name: getattr(cfg, name) for name in RUNTIME_SETTINGS})
     return checkpoint, type(cfg)(**saved)
@@ -208,42 +281,64 @@ def training_state(cfg, info: data.DatasetInfo, steps_per_epoch: int, device, ch
 
 
 def train(cfg) -> dict:
-    """Run the training cfg describes; returns the last epoch's metrics row."""
+    """Run the training cfg describes, in this process or as one of those torchrun started;
+    returns the last epoch's metrics row. Ctrl-C or SIGTERM stops it after the current step,
+    saving last.pt to resume from that step (cli.Stopped)."""
     validate(cfg)
-    device = models.pick_device(cfg.device)
+    device, processes = join_processes(cfg)
+    try:
+        with cli.stop_requests() as stop:
+            return train_processes(cfg, device, processes, stop)
+    finally:
+        if processes.world_size > 1:
+            dist.destroy_process_group()
+
+
+def train_processes(cfg, device: torch.device, processes: Processes, stop: cli.StopRequest) -> dict:
+    say = print if processes.rank == 0 else lambda *args, **kwargs: None
     checkpoint_dir, output_dir = Path(cfg.checkpoint_dir), Path(cfg.output_dir)
     checkpoint = None
     if cfg.resume:
-        checkpoint, cfg = resume_state(cfg, checkpoint_dir)
+        checkpoint, cfg = resume_state(cfg, checkpoint_dir, processes)
     options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
     loaded = data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options)
-    feed = {"device": device, "limit": cfg.subset, "num_workers": cfg.num_workers, "memory_format": memory_format(cfg)}
+    feed = {"device": device, "limit": cfg.subset, "num_workers": cfg.num_workers, "memory_format": memory_format(cfg),
+            "rank": processes.rank, "world_size": processes.world_size}
     test_loader = loaded.loader("test", 2 * cfg.batch_size, **feed)
     train_count, test_count = (min(cfg.subset or len(split), len(split)) for split in (loaded.train, loaded.test))
+    steps_per_epoch = math.ceil(math.ceil(train_count / processes.world_size) / cfg.batch_size)
     net, optimizer, scheduler, history, best_accuracy = training_state(
-        cfg, loaded.info, math.ceil(train_count / cfg.batch_size), device, checkpoint
+        cfg, loaded.info, steps_per_epoch, device, checkpoint
     )
-    for folder in (checkpoint_dir, output_dir):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise cli.UserError(f"cannot create folder {folder} ({error.strerror}); choose another one") from None
+    if processes.rank == 0:
+        cli.writable_folder(checkpoint_dir, "checkpoint_dir")
+        cli.writable_folder(output_dir, "output_dir")
     flip_test = cfg.flip_test and loaded.augment.flip
     train_net = net
+    if processes.world_size > 1:
+        train_net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile and torch._dynamo.is_dynamo_supported():
-        train_net = torch.compile(net)
+        train_net = torch.compile(train_net)
     elif cfg.compile:
-        print("torch.compile is not supported on this Python or platform; training without it")
+        say("torch.compile is not supported on this Python or platform; training without it")
     start_epoch = len(history) + 1
+    position = {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
     if checkpoint is not None:
-        print(f"resuming {checkpoint_dir / 'last.pt'} after epoch {checkpoint['epoch']} of {cfg.epochs}")
+        if "position" in checkpoint:
+            position = checkpoint["position"]
+            say(f"resuming {checkpoint_dir / 'last.pt'} in epoch {start_epoch} of {cfg.epochs}, after step "
+                f"{position['step']} of {steps_per_epoch}")
+        else:
+            say(f"resuming {checkpoint_dir / 'last.pt'} after epoch {checkpoint['epoch']} of {cfg.epochs}")
+        if processes.rank > 0:  # the saved sums are over all processes: counted once, by rank 0
+            position = {**position, "loss_sum": 0.0, "correct": 0, "seen": 0}
     if start_epoch > cfg.epochs:
-        print(f"{checkpoint_dir / 'last.pt'} has finished all {cfg.epochs} epochs; nothing to resume")
+        say(f"{checkpoint_dir / 'last.pt'} has finished all {cfg.epochs} epochs; nothing to resume")
         return history[-1]
-    print(
-        f"training {cfg.model} on {cfg.dataset} ({train_count} train / {test_count} test images) "
-        f"on {device} for {cfg.epochs} epochs"
-    )
+    processes_note = (f" in {processes.world_size} processes (batch {cfg.batch_size} each, "
+                      f"{cfg.batch_size * processes.world_size} in all)" if processes.world_size > 1 else "")
+    say(f"training {cfg.model} on {cfg.dataset} ({train_count} train / {test_count} test images) "
+        f"on {device}{processes_note} for {cfg.epochs} epochs")
 
     elapsed = history[-1]["elapsed_seconds"] if history else 0.0
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -252,37 +347,53 @@ def train(cfg) -> dict:
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         draws = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         train_loader = loaded.loader("train", cfg.batch_size, generator=draws, **feed)
-        started = time.perf_counter()
+        before, started = position["seconds"], time.perf_counter()  # seconds spent on this epoch before a stop
         learning_rate = optimizer.param_groups[0]["lr"]
-        train_loss, train_accuracy = train_one_epoch(
-            train_net, train_loader, optimizer, scheduler, cfg, device, f"epoch {epoch}/{cfg.epochs}"
+        position = train_one_epoch(
+            train_net, train_loader, optimizer, scheduler, cfg, device, f"epoch {epoch}/{cfg.epochs}", processes,
+            stop, position,
         )
+        position["seconds"] = before + time.perf_counter() - started
+        metadata = {
+            "dataset": loaded.info.as_dict(), "hyperparameters": vars(cfg), "world_size": processes.world_size,
+            "best_test_accuracy": best_accuracy, "history": history,
+        }
+        training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        if not position.pop("finished"):
+            message = (f"stopped by {stop.signal} in epoch {epoch}, after step {position['step']} of "
+                       f"{steps_per_epoch}; continue with --resume")
+            if processes.rank == 0:
+                last = history[-1] if history else {}
+                models.save_checkpoint(checkpoint_dir / "last.pt", net, **training, **metadata, position=position,
+                                       epoch=epoch - 1, test_accuracy=last.get("test_accuracy", 0.0))
+                message = f"{message}: saved {checkpoint_dir / 'last.pt'}"
+            raise cli.Stopped(message)
+        processes.average_buffers(net)
         test_loss, test_accuracy = evaluate(net, test_loader, device, memory_format(cfg), flip_test,
-                                            lambda: autocast(cfg, device))
-        seconds = time.perf_counter() - started
+                                            lambda: autocast(cfg, device), processes)
+        seconds = before + time.perf_counter() - started
         elapsed += seconds
+        seen = max(position["seen"], 1)
         history.append({
             "epoch": epoch, "lr": round(learning_rate, 6),
-            "train_loss": round(train_loss, 4), "train_accuracy": round(train_accuracy, 2),
+            "train_loss": round(position["loss_sum"] / seen, 4), "train_accuracy": round(100 * position["correct"] / seen, 2),
             "test_loss": round(test_loss, 4), "test_accuracy": round(test_accuracy, 2),
             "epoch_seconds": round(seconds, 1), "elapsed_seconds": round(elapsed, 1),
         })
+        position = {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
         improved = test_accuracy > best_accuracy
         best_accuracy = max(best_accuracy, test_accuracy)
-        metadata = {
-            "dataset": loaded.info.as_dict(), "epoch": epoch, "test_accuracy": test_accuracy,
-            "best_test_accuracy": best_accuracy, "hyperparameters": vars(cfg), "history": history,
-        }
-        training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        models.save_checkpoint(checkpoint_dir / "last.pt", net, **training, **metadata)
-        if improved:
-            models.save_checkpoint(checkpoint_dir / "best.pt", net, **metadata)
-        write_metrics(history, output_dir)
-        print(
-            f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.2f}%  "
+        if processes.rank == 0:
+            metadata.update(epoch=epoch, test_accuracy=test_accuracy, best_test_accuracy=best_accuracy)
+            models.save_checkpoint(checkpoint_dir / "last.pt", net, **training, **metadata)
+            if improved:
+                models.save_checkpoint(checkpoint_dir / "best.pt", net, **metadata)
+            write_metrics(history, output_dir)
+        say(
+            f"epoch {epoch}/{cfg.epochs}  train loss {history[-1]['train_loss']:.4f} acc {history[-1]['train_accuracy']:.2f}%  "
             f"test loss {test_loss:.4f} acc {test_accuracy:.2f}%  {seconds:.1f} s" + ("  (best)" if improved else "")
         )
-    print(
+    say(
         f"best test accuracy {best_accuracy:.2f}%, {elapsed:.0f} s of training; wrote {checkpoint_dir}/last.pt, "
         f"{checkpoint_dir}/best.pt, {output_dir}/metrics.csv and {output_dir}/training_curves.png"
     )

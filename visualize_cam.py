@@ -134,18 +134,12 @@ def draw(cfg) -> list[Path]:
     """Compute and write the CAMs cfg asks for; returns the written paths."""
     validate(cfg)
     device = models.pick_device(cfg.device)
-    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device)
+    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     if cfg.topk > len(info.classes):
         raise cli.UserError(f"--topk={cfg.topk} is more than the {len(info.classes)} classes of the checkpoint")
     inputs, figure_name = pick_inputs(cfg, info, checkpoint["hyperparameters"]["data_dir"])
-    output_dir = Path(cfg.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise cli.UserError(
-            f"cannot create output folder {output_dir} ({error.strerror}); choose another --output_dir"
-        ) from None
+    output_dir = cli.writable_folder(cfg.output_dir, "output_dir")
 
     batch = torch.stack([tensor for _, _, tensor, _, _ in inputs]).to(device)
     with torch.no_grad():

@@ -107,7 +107,9 @@ def trained_cluttered(tmp_path_factory) -> Path:
 def write_bad_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
     """case -> (path, expected message fragment) for each way a checkpoint file can be wrong."""
     good = folder / "good.pt"
-    models.save_checkpoint(good, models.build_model("cnn", 4, 1, width=4))
+    info = {"name": "mnist", "classes": list("abcd"), "channels": 1, "image_size": 28, "mean": [0.5], "std": [0.5]}
+    models.save_checkpoint(good, models.build_model("cnn", 4, 1, width=4), dataset=info,
+                           hyperparameters={"data_dir": str(folder)})
     cases = {"missing": (folder / "nope.pt", "not found; train one with `python train.py`")}
     (folder / "text.pt").write_text("these are not weights")
     cases["not a checkpoint"] = (folder / "text.pt", "is not a readable checkpoint")

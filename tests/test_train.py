@@ -1,8 +1,12 @@
 import csv
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import assert_clean_error, run_script, run_training, train_args, write_mnist_like
+from conftest import REPO, assert_clean_error, run_script, run_training, train_args, write_mnist_like
 
 import cli
 import model as models
@@ -94,7 +98,7 @@ def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
     (["--epochs=three"], "argument --epochs: invalid int value: 'three'"),
     (["--dataset=cifar10"], "dataset 'cifar10' not found in"),
     (["--device=gpu0"], "unknown device 'gpu0'"),
-    (["--output_dir=BLOCKER/outputs"], "cannot create folder"),
+    (["--output_dir=BLOCKER/outputs"], "cannot write to folder"),
     (["--resume", "--checkpoint_dir=empty"], "--resume: empty/last.pt not found"),
 ])
 def test_command_line_errors_are_one_line_and_clobber_nothing(tmp_path, fashion_data, extra, message):
@@ -181,3 +185,95 @@ def test_training_in_bf16_learns(tmp_path, fashion_data):
     _, checkpoint = models.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert checkpoint["state_dict"]["fc.weight"].dtype == torch.float32  # autocast: the weights stay fp32
     assert checkpoint["history"][-1]["train_loss"] < checkpoint["history"][0]["train_loss"] and first["epoch"] == 3
+
+
+def test_two_processes_with_gloo_train_one_model(tmp_path, fashion_data):
+    """torchrun --nproc_per_node=2 on CPU: both ranks end with the same weights and batch-norm
+    statistics, rank 0 alone writes, and its checkpoint draws CAMs in visualize_cam.py."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "tests" / "distributed_worker.py"), str(tmp_path),
+               *train_args(fashion_data, tmp_path, "--subset=64", "--epochs=2", "--batch_size=16")]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0, result.stderr[:3000]
+    assert "in 2 processes (batch 16 each, 32 in all)" in result.stdout
+    assert result.stdout.count("epoch 2/2") == 1  # only rank 0 prints
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    assert_same_weights(*ranks)
+    assert_same_weights(ranks[0], state(tmp_path / "checkpoints/last.pt"))
+    _, checkpoint = models.load_checkpoint(tmp_path / "checkpoints/last.pt")
+    assert checkpoint["world_size"] == 2 and [row["epoch"] for row in checkpoint["history"]] == [1, 2]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    drawn = run_script("visualize_cam.py", f"--checkpoint={tmp_path / 'checkpoints/best.pt'}", "--samples=1",
+                       "--seed=0", f"--output_dir={tmp_path / 'drawn'}", cwd=tmp_path)
+    assert drawn.returncode == 0, drawn.stderr
+    assert len(list((tmp_path / "drawn").glob("*.png"))) == 4
+    resumed = run_script("train.py", *train_args(fashion_data, tmp_path, "--resume"), cwd=tmp_path)
+    assert_clean_error(resumed, "was trained by 2 process(es), this run has 1; resume with the same count")
+
+
+def start_training(workdir, data_dir, *extra):
+    """train.py in a new process, its output unbuffered, so a test can read it line by line."""
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *train_args(data_dir, workdir, *extra)], cwd=workdir,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def wait_for_line(process, text):
+    for line in process.stdout:
+        if text in line:
+            return
+    raise AssertionError(f"train.py ended before printing {text!r}: {process.stderr.read()[-2000:]}")
+
+
+LONG_RUN = ("--subset=64", "--epochs=30", "--batch_size=8")
+
+
+def test_ctrl_c_saves_the_step_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data):
+    run_training(fashion_data, tmp_path / "whole", *LONG_RUN)
+    process = start_training(tmp_path, fashion_data, *LONG_RUN)
+    wait_for_line(process, "epoch 1/30")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "stopped by SIGINT in epoch " in stderr and "continue with --resume: saved " in stderr
+    assert "Traceback" not in stderr
+    _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")
+    assert saved["epoch"] >= 1 and 0 <= saved["position"]["step"] < 8  # 64 images in steps of 8
+    assert saved["epoch"] < 30
+    last_row = run_training(fashion_data, tmp_path, "--resume")
+    assert last_row["epoch"] == 30
+    assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(tmp_path / "checkpoints/last.pt"))
+    with open(tmp_path / "outputs/metrics.csv") as file:
+        assert [int(row["epoch"]) for row in csv.DictReader(file)] == list(range(1, 31))
+
+
+def test_sigkill_leaves_a_whole_checkpoint_to_resume_from(tmp_path, fashion_data):
+    run_training(fashion_data, tmp_path / "whole", *LONG_RUN)
+    process = start_training(tmp_path, fashion_data, *LONG_RUN)
+    wait_for_line(process, "epoch 3/30")
+    process.kill()  # SIGKILL: no handler runs
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")  # whole, and loads
+    assert 3 <= saved["epoch"] < 30 and "position" not in saved
+    assert not list((tmp_path / "checkpoints").glob(".*tmp*"))  # or a temporary file left by the kill is ignored
+    assert run_training(fashion_data, tmp_path, "--resume")["epoch"] == 30
+    assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(tmp_path / "checkpoints/last.pt"))
+
+
+@pytest.mark.parametrize("total_steps", [1, 2, 3, 4, 5, 8, 100])
+def test_onecycle_runs_any_number_of_steps_and_peaks_at_lr(total_steps):
+    cfg = cli.parse_hyperparameters(train, ["--lr=0.4"])
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    scheduler = train.make_scheduler(optimizer, cfg, total_steps)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(total_steps):
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert max(rates) <= 0.4 + 1e-9 and all(rate > 0 for rate in rates[:-1])
+    if total_steps == 100:
+        assert max(rates) == pytest.approx(0.4) and rates[-1] < 0.001

@@ -113,7 +113,7 @@ def test_draw_own_image(trained, tmp_path):
     (["--topk=11"], "--topk=11 is more than the 10 classes of the checkpoint"),
     (["--samples=0"], "--samples must be at least 1"),
     (["--sample=3"], "unknown hyperparameter '--sample'; did you mean --samples?"),
-    (["--output_dir=notes.png/out"], "cannot create output folder"),
+    (["--output_dir=notes.png/out"], "cannot write to folder"),
 ])
 def test_command_line_errors_write_nothing(trained, tmp_path, extra, message):
     (tmp_path / "notes.png").write_text("not an image")

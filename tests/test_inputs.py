@@ -1,0 +1,148 @@
+"""Every way a user's input can be wrong, script by script: each ends in one UserError whose message
+names the problem and the fix (cli.run turns it into `error: ...` and exit code 1, as the
+subprocess tests of each script check). Files are made in tmp_path; `trained` is a grayscale
+MNIST-format checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_mnist_like
+from PIL import Image
+
+import benchmark
+import cli
+import evaluate_cam
+import model as models
+import train
+import visualize_cam
+
+SCRIPTS = {"train": train, "visualize_cam": visualize_cam, "evaluate_cam": evaluate_cam, "benchmark": benchmark}
+
+CASES = [
+    # train.py: types, ranges and names of the hyperparameters
+    ("train", ["--epochs=three"], "argument --epochs: invalid int value: 'three'"),
+    ("train", ["--lr=fast"], "argument --lr: invalid float value: 'fast'"),
+    ("train", ["--download=maybe"], "argument --download: expected true or false, got 'maybe'"),
+    ("train", ["--lr=-1"], "--lr must be positive, got -1.0"),
+    ("train", ["--epochs=0"], "--epochs must be at least 1, got 0"),
+    ("train", ["--batch_size=0"], "--batch_size must be at least 1"),
+    ("train", ["--width=0"], "--width must be at least 1"),
+    ("train", ["--pools=3"], "--pools must be 0, 1 or 2, got 3"),
+    ("train", ["--momentum=1"], "--momentum must be in [0, 1), got 1.0"),
+    ("train", ["--weight_decay=-1"], "--weight_decay must be >= 0"),
+    ("train", ["--label_smoothing=1"], "--label_smoothing must be in [0, 1)"),
+    ("train", ["--image_size=-1"], "--image_size must be >= 0"),
+    ("train", ["--clutter_size=40"], "--clutter_size must be in [1, 28], got 40"),
+    ("train", ["--subset=-1"], "--subset must be >= 0"),
+    ("train", ["--num_workers=-1"], "--num_workers must be >= 0"),
+    ("train", ["--model=alexnet"], "--model='alexnet' is unknown; choose one of: cnn, resnet18, vgg16_gap"),
+    ("train", ["--dataset=imagenet"], "--dataset='imagenet' is unknown; choose one of: fashion-mnist"),
+    ("train", ["--schedule=step"], "--schedule='step' is unknown; choose one of: onecycle, cosine, constant"),
+    ("train", ["--precision=fp16"], "--precision='fp16' is unknown; choose one of: auto, bf16, fp32"),
+    ("train", ["--device=tpu"], "unknown device 'tpu'; use auto, cpu, cuda, cuda:N or mps"),
+    ("train", ["--epoch=3"], "unknown hyperparameter '--epoch'; did you mean --epochs?"),
+    ("train", ["--no_such_thing=1"], "unknown hyperparameter '--no_such_thing'"),
+    # train.py: data that is missing or malformed
+    ("train", ["--dataset=cifar10", "--download=false"], "dataset 'cifar10' not found in"),
+    ("train", ["--dataset=folder", "--data_dir=NOFOLDER"], "the folder dataset needs"),
+    ("train", ["--dataset=folder", "--data_dir=EMPTY"], "holds no images in class subfolders"),
+    ("train", ["--dataset=folder", "--data_dir=MISMATCH"], "must hold the same class folders"),
+    ("train", ["--dataset=folder", "--data_dir=CORRUPT", "--image_size=16"], "broken.png is not a readable image"),
+    ("train", ["--dataset=folder", "--data_dir=TRUNCATEDIMG", "--image_size=16"], "cut.png is not a readable image"),
+    # train.py: checkpoints and folders
+    ("train", ["--resume", "--checkpoint_dir=NOWHERE"], "--resume: NOWHERE/last.pt not found"),
+    ("train", ["--resume", "--checkpoint_dir=CUTCHECKPOINT"], "last.pt is not a readable checkpoint"),
+    ("train", ["--resume", "--checkpoint_dir=BESTONLY"], "holds no training state (optimizer, scheduler)"),
+    ("train", ["--output_dir=BLOCKER/outputs"], "cannot write to folder BLOCKER/outputs"),
+    ("train", ["--checkpoint_dir=BLOCKER/checkpoints"], "cannot write to folder BLOCKER/checkpoints"),
+    # visualize_cam.py
+    ("visualize_cam", ["--checkpoint=NOWHERE/best.pt"], "checkpoint NOWHERE/best.pt not found"),
+    ("visualize_cam", ["--checkpoint=CUTCHECKPOINT/last.pt"], "is not a readable checkpoint"),
+    ("visualize_cam", ["--checkpoint=TEXT"], "is not a readable checkpoint"),
+    ("visualize_cam", ["--checkpoint=WEIGHTSONLY"], "lacks its dataset and hyperparameters description"),
+    ("visualize_cam", ["--image=missing.png"], "image missing.png not found"),
+    ("visualize_cam", ["--image=TEXT"], "is not a readable image"),
+    ("visualize_cam", ["--image=TRUNCATEDIMG/train/a/cut.png"], "cut.png is not a readable image"),
+    ("visualize_cam", ["--index=100000"], "--index=100000 is out of range"),
+    ("visualize_cam", ["--samples=0"], "--samples must be at least 1"),
+    ("visualize_cam", ["--topk=11"], "--topk=11 is more than the 10 classes"),
+    ("visualize_cam", ["--alpha=1.5"], "--alpha must be in [0, 1]"),
+    ("visualize_cam", ["--box_threshold=1"], "--box_threshold must be in [0, 1)"),
+    ("visualize_cam", ["--display_size=-1"], "--display_size must be >= 0"),
+    ("visualize_cam", ["--colormap=rainbowz"], "unknown colormap 'rainbowz'"),
+    ("visualize_cam", ["--device=cuda:x"], "unknown device 'cuda:x'"),
+    ("visualize_cam", ["--output_dir=BLOCKER/out"], "cannot write to folder BLOCKER/out"),
+    ("visualize_cam", ["--sample=3"], "did you mean --samples?"),
+    # evaluate_cam.py
+    ("evaluate_cam", [], "whose test set has no ground-truth boxes"),
+    ("evaluate_cam", ["--checkpoint=NOWHERE/best.pt"], "checkpoint NOWHERE/best.pt not found"),
+    ("evaluate_cam", ["--checkpoint=WEIGHTSONLY"], "lacks its dataset and hyperparameters description"),
+    ("evaluate_cam", ["--batch_size=0"], "--batch_size must be at least 1"),
+    ("evaluate_cam", ["--limit=-1"], "--limit must be >= 0"),
+    ("evaluate_cam", ["--cam_threshold=1"], "--cam_threshold must be in [0, 1)"),
+    ("evaluate_cam", ["--threshold_step=0"], "--threshold_step must be in (0, 0.5]"),
+    ("evaluate_cam", ["--examples=-1"], "--examples must be >= 0"),
+    # benchmark.py
+    ("benchmark", ["--model_names=cnn,alexnet"], "unknown model 'alexnet' in --model_names"),
+    ("benchmark", ["--dataset_names=imagenet"], "unknown dataset 'imagenet'"),
+    ("benchmark", ["--repeats=0"], "--repeats, --batch_size and --map_batch_size >= 1"),
+    ("benchmark", ["--precision=fp8"], "--precision='fp8' is unknown"),
+    ("benchmark", ["--output_dir=BLOCKER/out"], "cannot write to folder BLOCKER/out"),
+]
+
+
+@pytest.fixture
+def workspace(tmp_path, trained, monkeypatch):
+    """tmp_path as the working folder, holding one of each wrong input the CASES name."""
+    monkeypatch.chdir(tmp_path)
+    write_mnist_like(tmp_path / "data" / "fashion-mnist", train_size=20, test_size=10)
+    (tmp_path / "BLOCKER").write_text("a file where a folder is needed")
+    (tmp_path / "TEXT").write_text("neither an image nor a checkpoint")
+    (tmp_path / "EMPTY" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "EMPTY" / "test" / "a").mkdir(parents=True)
+    pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+    for name, classes in (("MISMATCH", {"train": "ab", "test": "ac"}), ("CORRUPT", {"train": "ab", "test": "ab"}),
+                          ("TRUNCATEDIMG", {"train": "ab", "test": "ab"})):
+        for split, letters in classes.items():
+            for letter in letters:
+                (tmp_path / name / split / letter).mkdir(parents=True)
+                Image.fromarray(pixels).save(tmp_path / name / split / letter / "fine.png")
+    (tmp_path / "CORRUPT" / "train" / "a" / "broken.png").write_text("not a png")
+    Image.fromarray(np.full((64, 64, 3), 7, dtype=np.uint8)).save(tmp_path / "whole.png")
+    (tmp_path / "TRUNCATEDIMG" / "train" / "a" / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    good = trained / "checkpoints"
+    (tmp_path / "CUTCHECKPOINT").mkdir()
+    (tmp_path / "CUTCHECKPOINT" / "last.pt").write_bytes((good / "last.pt").read_bytes()[:3000])
+    (tmp_path / "BESTONLY").mkdir()
+    (tmp_path / "BESTONLY" / "last.pt").write_bytes((good / "best.pt").read_bytes())
+    models.save_checkpoint(tmp_path / "WEIGHTSONLY", models.build_model("cnn", 10, 1))
+    return tmp_path
+
+
+def default_arguments(script: str, trained) -> list[str]:
+    """What makes each script otherwise runnable here: the small data, the trained checkpoint."""
+    if script == "train":
+        return ["--data_dir=data", "--download=false", "--epochs=1", "--precision=fp32"]
+    if script == "benchmark":
+        return ["--data_dir=data", "--download=false", "--dataset_names=fashion-mnist", "--model_names=cnn"]
+    return [f"--checkpoint={trained / 'checkpoints' / 'best.pt'}", f"--data_dir={trained / 'data'}", "--download=false"]
+
+
+@pytest.mark.parametrize("script, arguments, message", CASES, ids=[f"{s}:{' '.join(a) or 'defaults'}" for s, a, _ in CASES])
+def test_wrong_input_ends_in_one_clear_message(workspace, trained, script, arguments, message):
+    argv = default_arguments(script, trained) + arguments  # later values win
+    with pytest.raises(cli.UserError) as raised:
+        SCRIPTS[script].main(argv)
+    text = str(raised.value)
+    assert message in text and "\n" not in text and "Traceback" not in text
+    written = [path for folder in ("outputs", "checkpoints") for path in (workspace / folder).rglob("*") if path.is_file()]
+    assert written == []  # nothing written (a folder may have been made, empty)
+
+
+def test_a_color_image_is_converted_for_a_grayscale_checkpoint(workspace, trained):
+    visualize_cam.main(default_arguments("visualize_cam", trained) + ["--image=whole.png", "--output_dir=drawn"])
+    written = sorted(path.name for path in (workspace / "drawn").iterdir())
+    assert written == ["cam_whole_heatmap.png", "cam_whole_input.png", "cam_whole_overlay.png", "cams_whole.png"]
+    tensor, _ = visualize_cam.data.load_image(workspace / "whole.png", visualize_cam.data.DatasetInfo(
+        "mnist", tuple("0123456789"), 1, 28, (0.5,), (0.5,)))
+    assert tensor.shape == (1, 28, 28) and torch.allclose(tensor, torch.full_like(tensor, (7 / 255 - 0.5) / 0.5))
