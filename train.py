@@ -120,6 +120,17 @@ class Processes:
 
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0  # among the processes of this machine
+
+    def local_leaders_first(self, work):
+        """work() in the first process of each machine, then in the others: one download or
+        generation of a dataset per machine, which the others then read."""
+        if self.local_rank > 0:
+            dist.barrier()
+        result = work()
+        if self.local_rank == 0 and self.world_size > 1:
+            dist.barrier()
+        return result
 
     def sum(self, values: list[float], device: torch.device) -> list[float]:
         """values summed over all processes (the same list back in a single process)."""
@@ -153,7 +164,7 @@ def join_processes(cfg) -> tuple[torch.device, Processes]:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device, Processes(dist.get_rank(), world_size)
+    return device, Processes(dist.get_rank(), world_size, int(os.environ["LOCAL_RANK"]))
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, description: str, processes: Processes,
@@ -301,7 +312,9 @@ def train_processes(cfg, device: torch.device, processes: Processes, stop: cli.S
     if cfg.resume:
         checkpoint, cfg = resume_state(cfg, checkpoint_dir, processes)
     options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
-    loaded = data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options)
+    loaded = processes.local_leaders_first(
+        lambda: data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options)
+    )
     feed = {"device": device, "limit": cfg.subset, "num_workers": cfg.num_workers, "memory_format": memory_format(cfg),
             "rank": processes.rank, "world_size": processes.world_size}
     test_loader = loaded.loader("test", 2 * cfg.batch_size, **feed)

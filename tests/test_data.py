@@ -382,3 +382,13 @@ def test_tensor_loader_gives_each_process_its_share(count, world_size):
     test_shares = [data.TensorLoader(images, labels, (0.0,), (1 / 255,), 3, rank=rank, world_size=world_size)
                    for rank in range(world_size)]
     assert sorted(torch.cat([b[1] for share in test_shares for b in share]).tolist()) == list(range(count))
+
+
+def test_image_folder_shards_go_to_each_process_once(tmp_path):
+    write_folder(tmp_path)  # 6 train images
+    loaded = data.load_dataset("folder", tmp_path, download=False, image_size=16)
+    loaders = [loaded.loader("train", 2, torch.device("cpu"), torch.Generator().manual_seed(3), rank=rank, world_size=2)
+               for rank in (0, 1)]
+    shares = [list(iter(loader.sampler)) for loader in loaders]
+    assert len(shares[0]) == len(shares[1]) == 3 and sorted(shares[0] + shares[1]) == list(range(6))
+    assert sum(len(labels) for _, labels in loaders[0]) == 3
