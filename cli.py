@@ -168,7 +168,8 @@ def run(main) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except Stopped as stopped:
-        print(stopped, file=sys.stderr)
+        if str(stopped):
+            print(stopped, file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

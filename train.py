@@ -3,9 +3,11 @@
     python train.py                                   # Fashion-MNIST, the default small CNN
     python train.py --dataset=cifar10 --model=resnet18 --epochs=30
     python train.py --resume                          # continue the run saved in checkpoints/last.pt
+    torchrun --standalone --nproc_per_node=4 train.py # 4 GPUs, DistributedDataParallel (README)
     python train.py --help                            # every hyperparameter with its default
 
-Also writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png.
+Also writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png. Ctrl-C or
+SIGTERM stops after the current step and saves last.pt, from which --resume goes on.
 """
 
 import contextlib
@@ -41,7 +43,7 @@ model: str = "cnn"  # cnn | resnet18 | vgg16_gap
 width: int = 32  # cnn: channels of its first stage (doubled in each of the next two)
 pools: int = 2  # cnn: 2x2 max pools after its first stages (0-2); its maps are 1/2**pools of the image side
 epochs: int = 10  # passes over the training set
-batch_size: int = 128  # images per step
+batch_size: int = 128  # images per step (per process under torchrun: N processes step on N x batch_size)
 lr: float = 0.1  # peak learning rate of SGD with Nesterov momentum
 momentum: float = 0.9  # SGD momentum
 weight_decay: float = 5e-4  # L2 penalty on all weights
@@ -373,14 +375,15 @@ def train_processes(cfg, device: torch.device, processes: Processes, stop: cli.S
         }
         training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         if not position.pop("finished"):
-            message = (f"stopped by {stop.signal} in epoch {epoch}, after step {position['step']} of "
-                       f"{steps_per_epoch}; continue with --resume")
-            if processes.rank == 0:
-                last = history[-1] if history else {}
-                models.save_checkpoint(checkpoint_dir / "last.pt", net, **training, **metadata, position=position,
-                                       epoch=epoch - 1, test_accuracy=last.get("test_accuracy", 0.0))
-                message = f"{message}: saved {checkpoint_dir / 'last.pt'}"
-            raise cli.Stopped(message)
+            if processes.rank > 0:
+                raise cli.Stopped("")  # rank 0 saves and says so
+            last = history[-1] if history else {}
+            models.save_checkpoint(checkpoint_dir / "last.pt", net, **training, **metadata, position=position,
+                                   epoch=epoch - 1, test_accuracy=last.get("test_accuracy", 0.0))
+            raise cli.Stopped(
+                f"stopped by {stop.signal} in epoch {epoch}, after step {position['step']} of {steps_per_epoch}; "
+                f"continue with --resume: saved {checkpoint_dir / 'last.pt'}"
+            )
         processes.average_buffers(net)
         test_loss, test_accuracy = evaluate(net, test_loader, device, memory_format(cfg), flip_test,
                                             lambda: autocast(cfg, device), processes)
