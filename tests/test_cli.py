@@ -1,3 +1,5 @@
+import os
+import signal
 import sys
 
 import pytest
@@ -141,3 +143,23 @@ def test_atomic_output_keeps_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
 
+
+
+def test_stop_requests_turn_the_first_signal_into_a_flag_and_the_second_into_an_interrupt(capsys):
+    before = signal.getsignal(signal.SIGINT)
+    with cli.stop_requests() as stop:
+        assert stop.signal == ""
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == "SIGTERM"  # the run goes on to a safe point
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # a second signal: at once
+    assert signal.getsignal(signal.SIGINT) is before  # the handlers are given back
+    assert "SIGTERM: stopping after this step, then saving" in capsys.readouterr().err
+
+
+def test_writable_folder_makes_missing_folders_and_refuses_a_file_in_the_way(tmp_path):
+    assert cli.writable_folder(tmp_path / "a" / "b", "output_dir").is_dir()
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # the probe file is gone
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(cli.UserError, match=r"cannot write to folder .*file/sub \(.*\); choose another --output_dir"):
+        cli.writable_folder(tmp_path / "file" / "sub", "output_dir")
