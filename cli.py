@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import tokenize
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -54,8 +55,12 @@ class StopRequest:
 
 @contextlib.contextmanager
 def stop_requests():
-    """Within: SIGINT and SIGTERM set the yielded StopRequest instead of raising (main thread only)."""
+    """Within: SIGINT and SIGTERM set the yielded StopRequest instead of raising. Python delivers
+    signals to the main thread only: elsewhere the request is never set and signals act as before."""
     request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
     previous = {number: signal.signal(number, request.handle) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield request

@@ -1,6 +1,7 @@
 import os
 import signal
 import sys
+import threading
 
 import pytest
 
@@ -163,3 +164,16 @@ def test_writable_folder_makes_missing_folders_and_refuses_a_file_in_the_way(tmp
     (tmp_path / "file").write_text("x")
     with pytest.raises(cli.UserError, match=r"cannot write to folder .*file/sub \(.*\); choose another --output_dir"):
         cli.writable_folder(tmp_path / "file" / "sub", "output_dir")
+
+
+def test_stop_requests_outside_the_main_thread_leave_signals_alone():
+    results = []
+
+    def worker():
+        with cli.stop_requests() as stop:
+            results.append(stop.signal)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert results == [""]
