@@ -106,7 +106,7 @@ class LoadedDataset:
         if self.in_memory:
             if (split, limit, device) not in self._on_device:
                 images, labels = split_tensors(dataset)
-                self._on_device = {(split, limit, device): (images.to(device), labels.to(device)), **self._on_device}
+                self._on_device[split, limit, device] = (images.to(device), labels.to(device))
             images, labels = self._on_device[split, limit, device]
             augment = self.augment if split == "train" and generator is not None else None
             return TensorLoader(images, labels, self.info.mean, self.info.std, batch_size, augment, generator,
