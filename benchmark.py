@@ -121,8 +121,7 @@ def run_benchmark(cfg) -> dict:
             raise cli.UserError(f"unknown model {name!r} in --model_names; choose from {', '.join(models.MODELS)}")
     if cfg.warmup < 0 or cfg.repeats < 1 or cfg.batch_size < 1 or cfg.map_batch_size < 1:
         raise cli.UserError("--warmup must be >= 0, and --repeats, --batch_size and --map_batch_size >= 1")
-    if cfg.precision not in train.PRECISIONS:
-        raise cli.UserError(f"--precision={cfg.precision!r} is unknown; choose one of: {', '.join(train.PRECISIONS)}")
+    cli.check_choice("precision", cfg.precision, train.PRECISIONS)
     cli.writable_folder(cfg.output_dir, "output_dir")  # before minutes of timing, not after
     torch.manual_seed(0)
     rows = []

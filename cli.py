@@ -181,6 +181,12 @@ def run(main) -> None:
         sys.exit(130)
 
 
+def check_choice(option: str, value: str, choices) -> None:
+    """UserError listing the choices when value is not one of them."""
+    if value not in choices:
+        raise UserError(f"--{option}={value!r} is unknown; choose one of: {', '.join(choices)}")
+
+
 def writable_folder(path: str | Path, option: str) -> Path:
     """path, made if missing and checked to take new files; UserError naming --option if not."""
     path = Path(path)

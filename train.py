@@ -63,19 +63,19 @@ resume: bool = False  # continue the run in checkpoint_dir/last.pt with its save
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
+# Where training stands within an epoch: steps done, the sums of loss, right answers and images
+# over all processes, and seconds spent; saved by a stop, so that --resume goes on from there.
+EPOCH_START = {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
 # What --resume may change: where and how the saved run goes on, not what it computes.
 RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume")
 
 
 def validate(cfg) -> None:
     """Raise UserError for a value out of range or a name that does not exist."""
+    for option, choices in (("dataset", data.DATASETS), ("model", models.MODELS), ("schedule", SCHEDULES),
+                            ("precision", PRECISIONS)):
+        cli.check_choice(option, getattr(cfg, option), choices)
     checks = [
-        (cfg.dataset in data.DATASETS,
-         f"--dataset={cfg.dataset!r} is unknown; choose one of: {', '.join(data.DATASETS)}"),
-        (cfg.model in models.MODELS, f"--model={cfg.model!r} is unknown; choose one of: {', '.join(models.MODELS)}"),
-        (cfg.schedule in SCHEDULES, f"--schedule={cfg.schedule!r} is unknown; choose one of: {', '.join(SCHEDULES)}"),
-        (cfg.precision in PRECISIONS,
-         f"--precision={cfg.precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}"),
         (cfg.width >= 1, f"--width must be at least 1, got {cfg.width}"),
         (0 <= cfg.pools <= 2, f"--pools must be 0, 1 or 2, got {cfg.pools}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
@@ -337,7 +337,7 @@ def train_processes(cfg, device: torch.device, processes: Processes, stop: cli.S
     elif cfg.compile:
         say("torch.compile is not supported on this Python or platform; training without it")
     start_epoch = len(history) + 1
-    position = {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+    position = dict(EPOCH_START)
     if checkpoint is not None:
         if "position" in checkpoint:
             position = checkpoint["position"]
@@ -396,7 +396,7 @@ def train_processes(cfg, device: torch.device, processes: Processes, stop: cli.S
             "test_loss": round(test_loss, 4), "test_accuracy": round(test_accuracy, 2),
             "epoch_seconds": round(seconds, 1), "elapsed_seconds": round(elapsed, 1),
         })
-        position = {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        position = dict(EPOCH_START)
         improved = test_accuracy > best_accuracy
         best_accuracy = max(best_accuracy, test_accuracy)
         if processes.rank == 0:
