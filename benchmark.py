@@ -12,6 +12,8 @@ installed (requirements-optional.txt). Each number is the median of `repeats` ti
 `warmup` untimed ones. Timings vary between machines and runs: compare within one table.
 """
 
+import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
+
 import json
 import platform
 import statistics
@@ -22,7 +24,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import cli
 import data
 import model as models
 import train
@@ -119,6 +120,9 @@ def run_benchmark(cfg) -> dict:
     for name in names:
         if name not in models.MODELS:
             raise cli.UserError(f"unknown model {name!r} in --model_names; choose from {', '.join(models.MODELS)}")
+    for name in datasets:
+        if name not in data.DATASETS:
+            raise cli.UserError(f"unknown dataset {name!r} in --dataset_names; choose from {', '.join(data.DATASETS)}")
     if cfg.warmup < 0 or cfg.repeats < 1 or cfg.batch_size < 1 or cfg.map_batch_size < 1:
         raise cli.UserError("--warmup must be >= 0, and --repeats, --batch_size and --map_batch_size >= 1")
     cli.check_choice("precision", cfg.precision, train.PRECISIONS)
@@ -191,7 +195,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_benchmark(cli.parse_hyperparameters(sys.modules[__name__], argv))
+    with cli.enough_memory("lower --batch_size or --map_batch_size"):
+        run_benchmark(cli.parse_hyperparameters(sys.modules[__name__], argv))
 
 
 if __name__ == "__main__":

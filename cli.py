@@ -9,6 +9,9 @@ trailing comment, nanoGPT style:
 `--epochs=3` and `--epochs 3` override the value, `--help` lists every value with its type,
 default and help, and an unknown name or a value of the wrong type is a clear error.
 Types are int, float, bool and str.
+
+Importing this module also makes a Ctrl-C that no code catches (one while the libraries load, say)
+end in one line instead of a traceback: scripts import it first for that reason.
 """
 
 import argparse
@@ -16,9 +19,11 @@ import ast
 import contextlib
 import ctypes
 import difflib
+import errno
 import inspect
 import io
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -38,14 +43,30 @@ class Stopped(Exception):
     """A run stopped on request (Ctrl-C, SIGTERM) after saving; its message says what was saved."""
 
 
+def quiet_keyboard_interrupt(kind, value, trace) -> None:
+    """sys.excepthook: an uncaught KeyboardInterrupt prints one line; anything else as before."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, value, trace)
+
+
+sys.excepthook = quiet_keyboard_interrupt
+
+
 class StopRequest:
     """Set by SIGINT (Ctrl-C) or SIGTERM while `stop_requests()` is active: `signal` holds the
-    signal's name, for a loop to stop at its next safe point. A second signal stops at once."""
+    signal's name, for a loop to stop at its next safe point. A second signal stops at once.
+    Processes forked from this one (DataLoader workers) inherit the handler but ignore it: the
+    terminal sends Ctrl-C to all of them, and only this process stops the run and says so."""
 
     def __init__(self):
         self.signal = ""
+        self.pid = os.getpid()
 
     def handle(self, number: int, frame) -> None:
+        if os.getpid() != self.pid:
+            return
         if self.signal:
             raise KeyboardInterrupt
         self.signal = signal.Signals(number).name
@@ -164,6 +185,32 @@ def keep_freed_memory() -> None:
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt() options
 
 
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory", "insufficient memory",
+                 "failed to allocate")  # how torch's, OpenCV's and CUDA's allocators say it
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether error says that memory ran out: MemoryError (numpy's too), torch's OutOfMemoryError,
+    or an allocator's RuntimeError or cv2.error."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or any(phrase in text for phrase in OUT_OF_MEMORY)
+
+
+@contextlib.contextmanager
+def enough_memory(fix: str):
+    """Within: running out of memory raises UserError("out of memory ...; <fix>") instead, where fix
+    names the setting to change (for example "lower --batch_size")."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:  # allocators raise many types; the others are re-raised
+        if not is_out_of_memory(error):
+            raise
+        detail = " ".join(str(error).split())[:160] or type(error).__name__
+        raise UserError(f"out of memory ({detail}); {fix}") from None
+
+
 def run(main) -> None:
     """Call main(); a UserError or Ctrl-C ends the program with one line on stderr and a non-zero exit."""
     keep_freed_memory()
@@ -200,11 +247,16 @@ def writable_folder(path: str | Path, option: str) -> Path:
     return path
 
 
+TEMPORARY_NAME = re.compile(r"^\.(.+\.\d+\.tmp(\.[^.]*)?|write-check-.*)$")  # atomic_output's and writable_folder's
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path):
     """Yield a temporary path beside `path` to write; on success it is renamed over `path`, so
     readers see the old file or the whole new one, never a half-written file. On error the
-    temporary file is removed and `path` is left as it was."""
+    temporary file is removed and `path` is left as it was; a full disk raises UserError.
+    A process killed while writing leaves its temporary file (`.NAME.PID.tmp.EXT`, matching
+    TEMPORARY_NAME) behind, for `remove_temporary_files` to clean up."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
@@ -213,5 +265,23 @@ def atomic_output(path: str | Path):
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise UserError(
+            f"no space left on the disk of {path.parent} to write {path.name} ({error.strerror}); "
+            f"free some space or write elsewhere (the previous {path.name}, if any, is kept)"
+        ) from None
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def remove_temporary_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers left in folder (see atomic_output); only safe
+    while no other process writes there. Returns the deleted paths."""
+    removed = []
+    for path in Path(folder).iterdir():
+        if TEMPORARY_NAME.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -16,8 +16,8 @@ measuring localization (see `make_cluttered` and `ClutteredFashionMNIST`).
 import dataclasses
 import gzip
 import math
-import os
-import shutil
+import struct
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,15 +25,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets
 from torchvision import transforms as T
 
 from cli import UserError, atomic_output
 
-IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist"), "mnist": Path("/usr/share/datasets/mnist")}
+IDX_PAIRS = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+IDX_FILES = [name for pair in IDX_PAIRS for name in pair]
+# where a system package puts a dataset's .gz files, and the Debian package that does ("": none known)
+SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"), "dataset-fashion-mnist"),
+               "mnist": (Path("/usr/share/datasets/mnist"), "")}
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -75,6 +78,7 @@ class DatasetSpec:
     expected: str  # where the files go under the data folder, and how to get them
     options: dict = dataclasses.field(default_factory=dict)  # extra settings of open() and their defaults
     generated: bool = False  # made at the asked image size (no resizing); open() gets it as `size`
+    min_image_size: int = 1  # the smallest image size it can be made or resized to
 
 
 @dataclass
@@ -119,32 +123,101 @@ class LoadedDataset:
                           generator=generator, num_workers=num_workers, pin_memory=device.type == "cuda")
 
 
-def stage_idx_files(raw_dir: Path, search_dirs: list[Path]) -> None:
-    """Put the four extracted IDX files that torchvision's MNIST classes read into raw_dir,
-    decompressing `NAME.gz` (or copying `NAME`) from the first search dir that has it.
-    Files already in raw_dir are kept; each new file is written whole or not at all."""
-    for name in IDX_FILES:
-        target = raw_dir / name
-        if target.is_file():
-            continue
+def idx_dims(head: bytes, length: int, ndim: int) -> tuple[int, ...]:
+    """The dims of an IDX file of unsigned bytes with ndim dims (the (Fashion-)MNIST format), from its
+    first 4 + 4 * ndim bytes and its length in bytes; ValueError saying what is wrong."""
+    if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] != ndim:
+        raise ValueError(f"not an IDX file of {ndim}-dimensional unsigned bytes (wrong header)")
+    if len(head) < 4 + 4 * ndim:
+        raise ValueError("its header is cut short")
+    dims = struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if length != expected:
+        raise ValueError(f"{length} bytes where its header promises {expected}: {'cut short' if length < expected else 'too long'}")
+    return dims
+
+
+def idx_pair_problem(images: tuple[bytes, int], labels: bytes, num_classes: int = 10) -> tuple[int, str]:
+    """What is wrong with a pair of IDX files: images given as (first 16 bytes, length in bytes), labels
+    whole. Returns (0 for the images file or 1 for the labels file, the reason), or (-1, "") if they are
+    whole and agree: 28x28 images, as many labels as images, each below num_classes."""
+    try:
+        count, height, width = idx_dims(images[0], images[1], 3)
+    except ValueError as error:
+        return 0, str(error)
+    if (height, width) != (28, 28):
+        return 0, f"its images are {height}x{width}, not 28x28"
+    try:
+        (label_count,) = idx_dims(labels, len(labels), 1)
+    except ValueError as error:
+        return 1, str(error)
+    if label_count != count:
+        return 1, f"it holds {label_count} labels for the {count} images of its images file"
+    if label_count and max(labels[8:]) >= num_classes:
+        return 1, f"it holds a label of {max(labels[8:])}, where labels go from 0 to {num_classes - 1}"
+    return -1, ""
+
+
+def read_source(path: Path) -> bytes:
+    """The bytes of an IDX file, decompressed if path ends in .gz; ValueError naming the file if they
+    cannot be read whole (a gzip stream cut short, corrupted data, an unreadable file)."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+            return file.read()
+    except (OSError, EOFError, zlib.error) as error:
+        raise ValueError(f"{path} is damaged ({str(error) or type(error).__name__})") from None
+
+
+def stage_idx_files(raw_dir: Path, search_dirs: list[Path], package: str = "") -> None:
+    """Put the four extracted IDX files that torchvision's MNIST classes read into raw_dir, checked.
+
+    Each pair (images, labels) already in raw_dir is kept if it passes idx_pair_problem; else it is
+    staged again from the first folder holding a good pair, as NAME.gz or NAME (in raw_dir itself,
+    where torchvision downloads them, only NAME.gz), each file written whole or not at all. A pair
+    that cannot be staged is removed from raw_dir, so that it is never reused: then DatasetError
+    names each damaged source file, or, if no folder holds a copy, the files are left for
+    torchvision to download or to report missing. package: the Debian package that restores them.
+    """
+    for pair in IDX_PAIRS:
+        staged = [raw_dir / name for name in pair]
+        if all(path.is_file() for path in staged):
+            with open(staged[0], "rb") as file:
+                head = file.read(16)
+            if idx_pair_problem((head, staged[0].stat().st_size), staged[1].read_bytes())[0] < 0:
+                continue
+        damaged = []
         for folder in [raw_dir, *search_dirs]:
-            source = next((folder / n for n in (name + ".gz", name) if (folder / n).is_file()), None)
-            if source is None:
+            names = [[name + ".gz"] + ([name] if folder != raw_dir else []) for name in pair]
+            sources = [next((folder / n for n in options if (folder / n).is_file()), None) for options in names]
+            if None in sources:
+                continue
+            try:
+                contents = [read_source(source) for source in sources]
+            except ValueError as error:
+                damaged.append(str(error))
+                continue
+            which, reason = idx_pair_problem((contents[0][:16], len(contents[0])), contents[1])
+            if which >= 0:
+                damaged.append(f"{sources[which]} is damaged ({reason})")
                 continue
             raw_dir.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{name}.{os.getpid()}.tmp")
-            try:
-                with (gzip.open if source.suffix == ".gz" else open)(source, "rb") as src, open(temporary, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(temporary, target)
-            finally:
-                temporary.unlink(missing_ok=True)
+            for path, content in zip(staged, contents):
+                with atomic_output(path) as temporary:
+                    temporary.write_bytes(content)
             break
+        else:
+            for path in staged:
+                path.unlink(missing_ok=True)
+            if damaged:
+                reinstall = f" (`apt-get install --reinstall {package}` restores its files)" if package else ""
+                raise DatasetError(f"{'; '.join(damaged)}; replace each with a good copy of the original file, "
+                                   f"or delete it{reinstall}")
 
 
 def open_mnist_like(dataset_class, name: str):
     def open_split(root: Path, train: bool, transform, download: bool) -> Dataset:
-        stage_idx_files(root / dataset_class.__name__ / "raw", [root / name, SYSTEM_DIRS[name]])
+        system_dir, package = SYSTEM_DIRS[name]
+        stage_idx_files(root / dataset_class.__name__ / "raw", [root / name, system_dir], package)
         return dataset_class(root, train=train, transform=transform, download=download)
 
     return open_split
@@ -168,13 +241,34 @@ def open_stl10(root: Path, train: bool, transform, download: bool) -> Dataset:
 
 
 def read_image(path: str | Path, mode: str = "RGB") -> Image.Image:
-    """An image file converted to mode ("RGB" or "L"); DatasetError naming the file if it cannot be
-    read whole (not an image, truncated, unreadable)."""
+    """An image file as an 8-bit image in mode ("RGB" or "L"), converted faithfully from any mode
+    and bit depth Pillow opens: turned upright as its EXIF orientation says; 16-bit pixels (and
+    32-bit integer ones, as Pillow opens 16-bit PGM files) scaled from [0, 65535], float pixels
+    from [0, 1]; transparent pixels composited over black; the first frame of an animation.
+    DatasetError naming the file if it is not an image that Pillow reads whole, or has more
+    pixels than Pillow's decompression-bomb limit allows."""
     try:
         with Image.open(path) as image:
-            return image.convert(mode)
-    except (UnidentifiedImageError, OSError) as error:
-        raise DatasetError(f"{path} is not a readable image ({error}); replace or remove it") from None
+            return eight_bit(ImageOps.exif_transpose(image)).convert(mode)
+    except Image.DecompressionBombError as error:
+        raise DatasetError(f"{path} is too large to read safely ({error}); use a smaller image") from None
+    except Exception as error:  # noqa: BLE001 -- Pillow raises many types for broken or unknown files
+        raise DatasetError(f"{path} is not a readable image ({str(error) or type(error).__name__}); "
+                           f"replace or remove it") from None
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """image with 8-bit channels, its alpha (if any) composited over black: mode "L" or "RGB"."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        scale = 255.0 if image.mode == "F" else 255.0 / 65535
+        pixels = np.asarray(image, dtype=np.float64) * scale
+        return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("1", "L", "RGB"):
+        return image
+    if "A" in image.mode or "a" in image.mode or "transparency" in image.info:
+        colored = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", colored.size, (0, 0, 0, 255)), colored).convert("RGB")
+    return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, ...
 
 
 def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
@@ -189,6 +283,24 @@ def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
         return datasets.ImageFolder(split_dir, transform=transform, loader=read_image)
     except FileNotFoundError as error:
         raise DatasetError(f"image folder {split_dir} holds no images in class subfolders ({error})") from None
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as file:
+            fields = dict(line.split(":", 1) for line in file)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_memory(needed: int, what: str, fix: str) -> None:
+    """DatasetError saying how much memory what needs, and the fix, if needed is over what is available."""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise DatasetError(f"the {what} need {needed / 2**30:.1f} GiB of memory, and {available / 2**30:.1f} GiB "
+                           f"is available; {fix}")
 
 
 CLUTTER_DEFAULTS = {"clutter": 6, "clutter_size": 10, "clutter_seed": 0}
@@ -270,15 +382,17 @@ class ClutteredFashionMNIST(Dataset):
         self.classes = list(datasets.FashionMNIST.classes)
         if arrays is None:  # made from the Fashion-MNIST items, read only on a cache miss
             source = open_mnist_like(datasets.FashionMNIST, "fashion-mnist")(Path(root), train, None, download)
+            check_memory(len(source.data) * size * size * (1 if train else 2), f"{split} canvases of {size} px",
+                         "lower --image_size")
             made = make_cluttered(source.data.numpy(), size, clutter, clutter_size, seed=2 * clutter_seed + (not train),
                                   masks=not train)
             arrays = {key: torch.from_numpy(value) for key, value in made.items()}
             arrays["targets"] = source.targets.clone()
             try:
-                with atomic_output(cache) as temporary:
-                    torch.save(arrays, temporary)
-            except OSError:
-                pass  # a read-only data folder: the split is made again next time
+                with atomic_output(cache) as temporary, open(temporary, "wb") as file:
+                    torch.save(arrays, file)
+            except (OSError, UserError):
+                pass  # a read-only or full data folder: the split is made again next time
         self.images, self.targets, self.boxes = arrays["images"], arrays["targets"], arrays["boxes"]
         self.masks = arrays.get("masks")
         self.transform = transform
@@ -405,7 +519,7 @@ DATASETS = {
         mean=(0.1069,), std=(0.2587,), augment=ShiftFlip(0, flip=True),
         expected="FashionMNIST/raw/ or fashion-mnist/ (the four Fashion-MNIST .gz files, from which it is made); "
         "offline, `apt-get install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist/",
-        options=CLUTTER_DEFAULTS, generated=True,
+        options=CLUTTER_DEFAULTS, generated=True, min_image_size=28,
     ),
     "mnist": DatasetSpec(
         open=open_mnist_like(datasets.MNIST, "mnist"), channels=1, image_size=28,
@@ -468,11 +582,12 @@ def load_dataset(
     for split, transform in transforms.items():
         try:
             splits[split] = spec.open(root, split == "train", transform, download, **extra)
-        except (RuntimeError, OSError) as error:
-            reason = " ".join(str(error).split())[:200]
-            how = "could not be downloaded" if download else "download is off (--download=false)"
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 -- missing, damaged or undownloadable files raise many types
             raise DatasetError(
-                f"dataset {name!r} not found in {root}/ and {how} ({reason}); put the files in {root}/{spec.expected}"
+                f"dataset {name!r} not found in {root}/, or damaged, and {failure(error, download)} "
+                f"({' '.join(str(error).split())[:200] or type(error).__name__}); put the files in {root}/{spec.expected}"
             ) from None
     classes = tuple(splits["train"].classes)
     if name == "folder" and tuple(splits["test"].classes) != classes:
@@ -481,10 +596,22 @@ def load_dataset(
     return LoadedDataset(splits["train"], splits["test"], info, spec.augment, in_memory=not resize and name != "folder")
 
 
+def failure(error: Exception, download: bool) -> str:
+    """What went wrong in opening a dataset, for the message: a download that failed (torchvision
+    raises an OSError, URLError included, or says so) or a file that could not be read."""
+    if not download:
+        return "download is off (--download=false)"
+    if isinstance(error, OSError) or "download" in str(error).lower():
+        return "could not be downloaded"
+    return "could not be read"
+
+
 def load_image(path: str | Path, info: DatasetInfo) -> tuple[torch.Tensor, Image.Image]:
     """A user's image file as the model expects it: (normalized tensor (C, S, S), the PIL image
     converted to the dataset's channels, resized and center-cropped to S = info.image_size)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--image={path} is a folder; pass one image file as --image=PATH")
     if not path.is_file():
         raise UserError(f"image {path} not found; pass an existing image file as --image=PATH")
     image = read_image(path, "L" if info.channels == 1 else "RGB")

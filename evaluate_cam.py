@@ -13,6 +13,8 @@ predicted box in green and the ground-truth box in red) and localization_thresho
 accuracy against the threshold, and the pixel precision-recall curves).
 """
 
+import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
+
 import json
 import random
 import sys
@@ -24,7 +26,6 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-import cli
 import data
 import localization
 import model as models
@@ -216,7 +217,8 @@ def write_curves(report: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    evaluate(cli.parse_hyperparameters(sys.modules[__name__], argv))
+    with cli.enough_memory("lower --batch_size"):
+        evaluate(cli.parse_hyperparameters(sys.modules[__name__], argv))
 
 
 if __name__ == "__main__":

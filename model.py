@@ -122,6 +122,18 @@ def build_model(name: str, num_classes: int, in_channels: int, **options) -> Gap
     return GapNet(features, nn.Linear(num_features, num_classes), arch)
 
 
+def map_side(name: str, in_channels: int, image_size: int, **options) -> int:
+    """Side h of the square maps that build_model(name, ..., **options) gives on image_size x
+    image_size inputs (0: too small to give any). Found on the meta device, so it costs no memory
+    and no compute at any size."""
+    with torch.device("meta"):
+        probe = build_model(name, 1, in_channels, **options).eval()
+        try:
+            return probe.features(torch.zeros(1, in_channels, image_size, image_size)).shape[-1]
+        except RuntimeError:  # "Output size is too small" in a pooling layer
+            return 0
+
+
 def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (B, num_classes) and the CAMs of every class (B, num_classes, h, w), from one forward pass.
 
@@ -158,11 +170,17 @@ def grad_cam(model: GapNet, x: torch.Tensor, classes: torch.Tensor) -> tuple[tor
 
 
 def save_checkpoint(path: str | Path, model: GapNet, **metadata) -> None:
-    """Write the model's weights, its `arch` and the metadata (plain values and tensors) to path,
-    atomically: an interrupted save never leaves a broken checkpoint."""
-    checkpoint = {"format": CHECKPOINT_FORMAT, "arch": model.arch, "state_dict": model.state_dict(), **metadata}
-    with atomic_output(path) as temporary:
-        torch.save(checkpoint, temporary)
+    """Write the model's weights, its `arch` and the metadata (plain values and tensors) to path
+    (see write_checkpoint)."""
+    write_checkpoint(path, {"format": CHECKPOINT_FORMAT, "arch": model.arch, "state_dict": model.state_dict(),
+                            **metadata})
+
+
+def write_checkpoint(path: str | Path, checkpoint: dict) -> None:
+    """Write a checkpoint dict (as save_checkpoint makes it) to path atomically: an interrupted save
+    never leaves a broken checkpoint, and a full disk is a UserError that keeps the previous file."""
+    with atomic_output(path) as temporary, open(temporary, "wb") as file:  # a file object: disk errors are OSErrors
+        torch.save(checkpoint, file)
 
 
 TRAINING_METADATA = ("dataset", "hyperparameters")  # what train.py stores beside the weights
@@ -197,6 +215,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
         raise CheckpointError(
             f"{path} lacks its {' and '.join(missing)} description, which train.py writes; use a checkpoint from train.py"
         )
+    broken = [name for name, tensor in checkpoint["state_dict"].items()
+              if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({', '.join(broken[:3])}): its training diverged; "
+                              f"use a checkpoint from before that, or retrain with a lower --lr")
     model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], **arch["options"])
     try:
         model.load_state_dict(checkpoint["state_dict"])

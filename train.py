@@ -7,8 +7,12 @@
     python train.py --help                            # every hyperparameter with its default
 
 Also writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png. Ctrl-C or
-SIGTERM stops after the current step and saves last.pt, from which --resume goes on.
+SIGTERM stops after the current step and saves last.pt, from which --resume goes on. A new run
+refuses a checkpoint_dir that holds an earlier run's checkpoints (--resume or --overwrite), or one
+that another run is using.
 """
+
+import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
 
 import contextlib
 import csv
@@ -16,6 +20,7 @@ import math
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +32,9 @@ from matplotlib.ticker import MaxNLocator
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-import cli
 import data
 import model as models
+import run_folder
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 dataset: str = "fashion-mnist"  # fashion-mnist | fashion-mnist-cluttered | mnist | cifar10 | cifar100 | svhn | stl10 | folder
@@ -59,6 +64,7 @@ flip_test: bool = True  # test accuracy from the mean logits of each image and i
 checkpoint_dir: str = "checkpoints"  # where last.pt and best.pt are written
 output_dir: str = "outputs"  # where metrics.csv and training_curves.png are written
 resume: bool = False  # continue the run in checkpoint_dir/last.pt with its saved hyperparameters
+overwrite: bool = False  # start a new run in a checkpoint_dir that holds an earlier run's checkpoints, replacing them
 # ------------------------------------------------------------------------------------------------
 
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -67,7 +73,9 @@ PRECISIONS = ("auto", "bf16", "fp32")
 # over all processes, and seconds spent; saved by a stop, so that --resume goes on from there.
 EPOCH_START = {"step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
 # What --resume may change: where and how the saved run goes on, not what it computes.
-RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume")
+RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume",
+                    "overwrite")
+SEEDS = 2**64  # torch.manual_seed takes seeds in [0, 2**64): any --seed is taken modulo this
 
 
 def validate(cfg) -> None:
@@ -93,6 +101,35 @@ def validate(cfg) -> None:
     for ok, message in checks:
         if not ok:
             raise cli.UserError(message)
+    if cfg.resume and cfg.overwrite:
+        raise cli.UserError("--resume continues the run in --checkpoint_dir and --overwrite replaces it: choose one")
+    check_image_size(cfg)
+
+
+def model_options(cfg) -> dict:
+    """build_model's options for cfg.model."""
+    return {"width": cfg.width, "pools": cfg.pools} if cfg.model == "cnn" else {}
+
+
+def check_image_size(cfg) -> None:
+    """UserError unless cfg.model gives maps of at least 2x2 on cfg's images: CAM needs them, and so
+    does batch norm when a batch holds one image."""
+    spec = data.DATASETS[cfg.dataset]
+    size = cfg.image_size or spec.image_size
+    if size < spec.min_image_size:
+        raise cli.UserError(f"--image_size must be at least {spec.min_image_size} for {cfg.dataset}, got {size}")
+    def side(image_size: int) -> int:
+        return models.map_side(cfg.model, spec.channels, image_size, **model_options(cfg))
+
+    if side(size) < 2:
+        too_small, smallest = size, 2 * size
+        while side(smallest) < 2:
+            too_small, smallest = smallest, 2 * smallest
+        while smallest - too_small > 1:  # bisect: the maps grow with the images
+            middle = (too_small + smallest) // 2
+            too_small, smallest = (too_small, middle) if side(middle) >= 2 else (middle, smallest)
+        raise cli.UserError(f"--image_size={size} gives {cfg.model} maps of {side(size)}x{side(size)}, and CAM needs at least 2x2: "
+                            f"use --image_size={smallest} or more" + (" (or fewer --pools)" if cfg.model == "cnn" and cfg.pools else ""))
 
 
 def make_scheduler(optimizer, cfg, total_steps: int):
@@ -277,9 +314,8 @@ def resume_state(cfg, checkpoint_dir: Path, processes: Processes) -> tuple[dict,
 
 def training_state(cfg, info: data.DatasetInfo, steps_per_epoch: int, device, checkpoint: dict | None):
     """(model, optimizer, scheduler, history, best test accuracy), new or as saved in checkpoint."""
-    torch.manual_seed(cfg.seed)
-    options = {"width": cfg.width, "pools": cfg.pools} if cfg.model == "cnn" else {}
-    net = models.build_model(cfg.model, len(info.classes), info.channels, **options)
+    torch.manual_seed(cfg.seed % SEEDS)
+    net = models.build_model(cfg.model, len(info.classes), info.channels, **model_options(cfg))
     net = net.to(device, memory_format=memory_format(cfg))
     optimizer = torch.optim.SGD(
         net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay
@@ -300,23 +336,30 @@ def train(cfg) -> dict:
     validate(cfg)
     device, processes = join_processes(cfg)
     try:
-        with cli.stop_requests() as stop:
-            return train_processes(cfg, device, processes, stop)
+        with run_folder.claimed(cfg.checkpoint_dir, active=processes.rank == 0) as folder:
+            return train_processes(cfg, device, processes, folder)
     finally:
         if processes.world_size > 1:
             dist.destroy_process_group()
 
 
-def train_processes(cfg, device: torch.device, processes: Processes, stop: cli.StopRequest) -> dict:
+def train_processes(cfg, device: torch.device, processes: Processes, folder: run_folder.RunFolder) -> dict:
     say = print if processes.rank == 0 else lambda *args, **kwargs: None
-    checkpoint_dir, output_dir = Path(cfg.checkpoint_dir), Path(cfg.output_dir)
+    output_dir = Path(cfg.output_dir)
     checkpoint = None
     if cfg.resume:
-        checkpoint, cfg = resume_state(cfg, checkpoint_dir, processes)
+        checkpoint, cfg = resume_state(cfg, folder.path, processes)
+        if repaired := folder.repair_best(checkpoint):
+            say(repaired)
+    else:
+        folder.check_new_run(cfg.overwrite)
+    if processes.rank == 0:
+        cli.writable_folder(output_dir, "output_dir")
     options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
-    loaded = processes.local_leaders_first(
-        lambda: data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options)
-    )
+    with cli.enough_memory("lower --image_size"):
+        loaded = processes.local_leaders_first(
+            lambda: data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options)
+        )
     feed = {"device": device, "limit": cfg.subset, "num_workers": cfg.num_workers, "memory_format": memory_format(cfg),
             "rank": processes.rank, "world_size": processes.world_size}
     test_loader = loaded.loader("test", 2 * cfg.batch_size, **feed)
@@ -325,9 +368,6 @@ def train_processes(cfg, device: torch.device, processes: Processes, stop: cli.S
     net, optimizer, scheduler, history, best_accuracy = training_state(
         cfg, loaded.info, steps_per_epoch, device, checkpoint
     )
-    if processes.rank == 0:
-        cli.writable_folder(checkpoint_dir, "checkpoint_dir")
-        cli.writable_folder(output_dir, "output_dir")
     flip_test = cfg.flip_test and loaded.augment.flip
     train_net = net
     if processes.world_size > 1:
@@ -338,81 +378,91 @@ def train_processes(cfg, device: torch.device, processes: Processes, stop: cli.S
         say("torch.compile is not supported on this Python or platform; training without it")
     start_epoch = len(history) + 1
     position = dict(EPOCH_START)
+    run = {"run_id": uuid.uuid4().hex, "best_epoch": None}  # which run and epoch best.pt holds
     if checkpoint is not None:
+        run = {"run_id": checkpoint.get("run_id"), "best_epoch": run_folder.best_epoch(checkpoint)}
         if "position" in checkpoint:
             position = checkpoint["position"]
-            say(f"resuming {checkpoint_dir / 'last.pt'} in epoch {start_epoch} of {cfg.epochs}, after step "
+            say(f"resuming {folder.last} in epoch {start_epoch} of {cfg.epochs}, after step "
                 f"{position['step']} of {steps_per_epoch}")
         else:
-            say(f"resuming {checkpoint_dir / 'last.pt'} after epoch {checkpoint['epoch']} of {cfg.epochs}")
+            say(f"resuming {folder.last} after epoch {checkpoint['epoch']} of {cfg.epochs}")
         if processes.rank > 0:  # the saved sums are over all processes: counted once, by rank 0
             position = {**position, "loss_sum": 0.0, "correct": 0, "seen": 0}
     if start_epoch > cfg.epochs:
-        say(f"{checkpoint_dir / 'last.pt'} has finished all {cfg.epochs} epochs; nothing to resume")
+        say(f"{folder.last} has finished all {cfg.epochs} epochs; nothing to resume")
         return history[-1]
     processes_note = (f" in {processes.world_size} processes (batch {cfg.batch_size} each, "
                       f"{cfg.batch_size * processes.world_size} in all)" if processes.world_size > 1 else "")
     say(f"training {cfg.model} on {cfg.dataset} ({train_count} train / {test_count} test images) "
         f"on {device}{processes_note} for {cfg.epochs} epochs")
 
+    first_step = (start_epoch, position["step"])  # where this process began: a stop there has nothing to save
     elapsed = history[-1]["elapsed_seconds"] if history else 0.0
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        # The data order and the augmentation depend on (seed, epoch) alone, so a resumed run
-        # sees the same batches as an uninterrupted one.
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
-        draws = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        train_loader = loaded.loader("train", cfg.batch_size, generator=draws, **feed)
-        before, started = position["seconds"], time.perf_counter()  # seconds spent on this epoch before a stop
-        learning_rate = optimizer.param_groups[0]["lr"]
-        position = train_one_epoch(
-            train_net, train_loader, optimizer, scheduler, cfg, device, f"epoch {epoch}/{cfg.epochs}", processes,
-            stop, position,
-        )
-        position["seconds"] = before + time.perf_counter() - started
-        metadata = {
-            "dataset": loaded.info.as_dict(), "hyperparameters": vars(cfg), "world_size": processes.world_size,
-            "best_test_accuracy": best_accuracy, "history": history,
-        }
-        training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        if not position.pop("finished"):
-            if processes.rank > 0:
-                raise cli.Stopped("")  # rank 0 saves and says so
-            last = history[-1] if history else {}
-            models.save_checkpoint(checkpoint_dir / "last.pt", net, **training, **metadata, position=position,
-                                   epoch=epoch - 1, test_accuracy=last.get("test_accuracy", 0.0))
-            raise cli.Stopped(
-                f"stopped by {stop.signal} in epoch {epoch}, after step {position['step']} of {steps_per_epoch}; "
-                f"continue with --resume: saved {checkpoint_dir / 'last.pt'}"
+    with cli.stop_requests() as stop, cli.enough_memory("lower --batch_size (or --image_size, --width)"):
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            # The data order and the augmentation depend on (seed, epoch) alone, so a resumed run
+            # sees the same batches as an uninterrupted one.
+            epoch_seed = (cfg.seed * 100_003 + epoch) % SEEDS
+            torch.manual_seed(epoch_seed)
+            train_loader = loaded.loader("train", cfg.batch_size, generator=torch.Generator().manual_seed(epoch_seed),
+                                         **feed)
+            before, started = position["seconds"], time.perf_counter()  # seconds spent on this epoch before a stop
+            learning_rate = optimizer.param_groups[0]["lr"]
+            position = train_one_epoch(
+                train_net, train_loader, optimizer, scheduler, cfg, device, f"epoch {epoch}/{cfg.epochs}", processes,
+                stop, position,
             )
-        processes.average_buffers(net)
-        test_loss, test_accuracy = evaluate(net, test_loader, device, memory_format(cfg), flip_test,
-                                            lambda: autocast(cfg, device), processes)
-        seconds = before + time.perf_counter() - started
-        elapsed += seconds
-        seen = max(position["seen"], 1)
-        history.append({
-            "epoch": epoch, "lr": round(learning_rate, 6),
-            "train_loss": round(position["loss_sum"] / seen, 4), "train_accuracy": round(100 * position["correct"] / seen, 2),
-            "test_loss": round(test_loss, 4), "test_accuracy": round(test_accuracy, 2),
-            "epoch_seconds": round(seconds, 1), "elapsed_seconds": round(elapsed, 1),
-        })
-        position = dict(EPOCH_START)
-        improved = test_accuracy > best_accuracy
-        best_accuracy = max(best_accuracy, test_accuracy)
-        if processes.rank == 0:
-            metadata.update(epoch=epoch, test_accuracy=test_accuracy, best_test_accuracy=best_accuracy)
-            models.save_checkpoint(checkpoint_dir / "last.pt", net, **training, **metadata)
+            position["seconds"] = before + time.perf_counter() - started
+            metadata = {
+                "dataset": loaded.info.as_dict(), "hyperparameters": vars(cfg), "world_size": processes.world_size,
+                "best_test_accuracy": best_accuracy, "history": history, **run,
+            }
+            training = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            if not position.pop("finished"):
+                if processes.rank > 0:
+                    raise cli.Stopped("")  # rank 0 saves and says so
+                if (epoch, position["step"]) == first_step:
+                    raise cli.Stopped(f"stopped by {stop.signal} before the first step of this run: nothing was "
+                                      f"trained, so nothing was saved ({folder.path} is as it was)")
+                last = history[-1] if history else {}
+                folder.save_last(net, **training, **metadata, position=position, epoch=epoch - 1,
+                                 test_accuracy=last.get("test_accuracy", 0.0))
+                raise cli.Stopped(
+                    f"stopped by {stop.signal} in epoch {epoch}, after step {position['step']} of {steps_per_epoch}; "
+                    f"continue with --resume: saved {folder.last}"
+                )
+            processes.average_buffers(net)
+            test_loss, test_accuracy = evaluate(net, test_loader, device, memory_format(cfg), flip_test,
+                                                lambda: autocast(cfg, device), processes)
+            seconds = before + time.perf_counter() - started
+            elapsed += seconds
+            seen = max(position["seen"], 1)
+            history.append({
+                "epoch": epoch, "lr": round(learning_rate, 6),
+                "train_loss": round(position["loss_sum"] / seen, 4),
+                "train_accuracy": round(100 * position["correct"] / seen, 2),
+                "test_loss": round(test_loss, 4), "test_accuracy": round(test_accuracy, 2),
+                "epoch_seconds": round(seconds, 1), "elapsed_seconds": round(elapsed, 1),
+            })
+            position = dict(EPOCH_START)
+            improved = math.isfinite(test_loss) and test_accuracy > best_accuracy  # a NaN model is never the best
             if improved:
-                models.save_checkpoint(checkpoint_dir / "best.pt", net, **metadata)
-            write_metrics(history, output_dir)
-        say(
-            f"epoch {epoch}/{cfg.epochs}  train loss {history[-1]['train_loss']:.4f} acc {history[-1]['train_accuracy']:.2f}%  "
-            f"test loss {test_loss:.4f} acc {test_accuracy:.2f}%  {seconds:.1f} s" + ("  (best)" if improved else "")
-        )
-    say(
-        f"best test accuracy {best_accuracy:.2f}%, {elapsed:.0f} s of training; wrote {checkpoint_dir}/last.pt, "
-        f"{checkpoint_dir}/best.pt, {output_dir}/metrics.csv and {output_dir}/training_curves.png"
-    )
+                best_accuracy, run["best_epoch"] = test_accuracy, epoch
+            if processes.rank == 0:
+                metadata.update(epoch=epoch, test_accuracy=test_accuracy, best_test_accuracy=best_accuracy, **run)
+                folder.save_last(net, **training, **metadata)
+                if improved:
+                    folder.save_best(net, **metadata)
+                write_metrics(history, output_dir)
+            say(
+                f"epoch {epoch}/{cfg.epochs}  train loss {history[-1]['train_loss']:.4f} "
+                f"acc {history[-1]['train_accuracy']:.2f}%  test loss {test_loss:.4f} acc {test_accuracy:.2f}%  "
+                f"{seconds:.1f} s" + ("  (best)" if improved else "")
+                + ("" if math.isfinite(test_loss) else "  (test loss not finite: not kept as best.pt)")
+            )
+    written = [*folder.written, output_dir / "metrics.csv", output_dir / "training_curves.png"]
+    say(f"best test accuracy {best_accuracy:.2f}%, {elapsed:.0f} s of training; wrote {', '.join(map(str, written))}")
     return history[-1]
 
 

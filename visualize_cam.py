@@ -11,6 +11,8 @@ show the CAM paper's box of each map in green (largest region above 20% of the n
 and, for datasets with ground truth (fashion-mnist-cluttered), the true box in red.
 """
 
+import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
+
 import random
 import re
 import sys
@@ -22,7 +24,6 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-import cli
 import data
 import localization
 import model as models
@@ -44,6 +45,9 @@ data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoi
 download: bool = True  # download the test set if it is not on disk
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 # ------------------------------------------------------------------------------------------------
+
+
+MAX_DISPLAY_SIZE = 8192  # pixels a side: larger overlays need gigabytes and show nothing more
 
 
 def to_rgb_image(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
@@ -94,7 +98,7 @@ def validate(cfg) -> None:
         (cfg.topk >= 1, f"--topk must be at least 1, got {cfg.topk}"),
         (0 <= cfg.alpha <= 1, f"--alpha must be in [0, 1], got {cfg.alpha}"),
         (0 <= cfg.box_threshold < 1, f"--box_threshold must be in [0, 1), got {cfg.box_threshold}"),
-        (cfg.display_size >= 0, f"--display_size must be >= 0, got {cfg.display_size}"),
+        (0 <= cfg.display_size <= MAX_DISPLAY_SIZE, f"--display_size must be in [0, {MAX_DISPLAY_SIZE}], got {cfg.display_size}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -196,7 +200,8 @@ def write_figure(rows: list, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    draw(cli.parse_hyperparameters(sys.modules[__name__], argv))
+    with cli.enough_memory("lower --display_size or --samples"):
+        draw(cli.parse_hyperparameters(sys.modules[__name__], argv))
 
 
 if __name__ == "__main__":

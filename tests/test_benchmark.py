@@ -29,3 +29,14 @@ def test_benchmark_errors(tmp_path, fashion_data, extra, message):
             "--warmup=1", "--repeats=2", "--download=false", *extra]
     with pytest.raises(cli.UserError, match=message):
         benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
+
+
+def test_every_name_is_checked_before_any_timing(tmp_path, fashion_data, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("timed before the names were checked")
+
+    monkeypatch.setattr(benchmark, "training_speed", never)
+    monkeypatch.setattr(benchmark.data, "load_dataset", never)
+    with pytest.raises(cli.UserError, match="unknown dataset 'imagenet' in --dataset_names"):
+        benchmark.main([f"--data_dir={fashion_data}", "--dataset_names=fashion-mnist,imagenet", "--model_names=cnn",
+                        f"--output_dir={tmp_path}"])

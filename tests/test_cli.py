@@ -1,9 +1,12 @@
 import os
 import signal
+import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
+from conftest import REPO
 
 import cli
 
@@ -177,3 +180,50 @@ def test_stop_requests_outside_the_main_thread_leave_signals_alone():
     thread.start()
     thread.join()
     assert results == [""]
+
+
+def test_a_forked_worker_neither_stops_nor_speaks_on_ctrl_c(tmp_path):
+    """DataLoader workers inherit the handler; the terminal sends them Ctrl-C too."""
+    request = cli.StopRequest()
+    child = os.fork()
+    if child == 0:  # the worker: its stderr goes to a file the test reads
+        with open(tmp_path / "worker.err", "w") as err:
+            os.dup2(err.fileno(), 2)
+            request.handle(signal.SIGINT, None)
+            os._exit(0 if request.signal == "" else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and (tmp_path / "worker.err").read_text() == ""
+
+
+def test_an_uncaught_ctrl_c_ends_in_one_line():
+    """As when Ctrl-C lands while a script's libraries load, before cli.run is reached."""
+    result = subprocess.run([sys.executable, "-c", "import cli; raise KeyboardInterrupt"], capture_output=True,
+                            text=True, cwd=REPO, check=False)
+    assert result.stderr == "interrupted\n" and result.returncode in (130, -signal.SIGINT)
+
+
+def test_enough_memory_names_the_setting_to_change():
+    memory_error = pytest.raises(cli.UserError, match=r"^out of memory \(Unable to allocate .*\); lower --batch_size$")
+    with memory_error, cli.enough_memory("lower --batch_size"):
+        np.zeros((10**7, 10**7))  # 800 TB: refused at once
+    with pytest.raises(RuntimeError, match="not about memory"), cli.enough_memory("lower --batch_size"):
+        raise RuntimeError("not about memory")
+
+
+def test_atomic_output_on_a_full_disk_is_one_clear_error_and_keeps_the_old_file(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+    full_disk = pytest.raises(cli.UserError, match="no space left on the disk of .* to write file.txt")
+    with full_disk, cli.atomic_output(target) as temporary:
+        temporary.symlink_to("/dev/full")  # a disk with no room left
+        temporary.write_text("new")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_remove_temporary_files_takes_only_what_killed_writers_left(tmp_path):
+    names = [".last.123.tmp.pt", ".metrics.9.tmp.csv", ".write-check-x1y2", "last.pt", ".last.pt", "a.123.tmp.pt"]
+    for name in names:
+        (tmp_path / name).write_text("x")
+    removed = cli.remove_temporary_files(tmp_path)
+    assert sorted(path.name for path in removed) == [".last.123.tmp.pt", ".metrics.9.tmp.csv", ".write-check-x1y2"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".last.pt", "a.123.tmp.pt", "last.pt"]

@@ -123,7 +123,7 @@ def test_mnist_like_from_gz_files_in_the_data_folder(tmp_path, name):
 def test_fashion_mnist_found_in_debian_folder(tmp_path, monkeypatch):
     system = tmp_path / "usr-share-datasets-fashion-mnist"
     write_mnist_like(system, train_size=20, test_size=10)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", system)
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (system, "dataset-fashion-mnist"))
     loaded = data.load_dataset("fashion-mnist", tmp_path / "data", download=False)
     assert (len(loaded.train), len(loaded.test)) == (20, 10)
     staged = sorted(p.name for p in (tmp_path / "data" / "FashionMNIST" / "raw").iterdir())
@@ -160,7 +160,7 @@ def test_unknown_dataset(tmp_path):
 
 
 def test_missing_offline_names_the_place_and_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", tmp_path / "nowhere")
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "nowhere", ""))
     with pytest.raises(data.DatasetError) as error:
         data.load_dataset("fashion-mnist", tmp_path / "data", download=False)
     message = str(error.value)
@@ -174,11 +174,62 @@ def test_failed_download_names_the_place_and_the_fix(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.mnist, "download_and_extract_archive", no_network)
     monkeypatch.setattr(datasets.cifar, "download_and_extract_archive", no_network)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", tmp_path / "nowhere")
+    monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", (tmp_path / "nowhere", ""))
     for name, place in (("mnist", "MNIST/raw/"), ("cifar10", "cifar-10-batches-py/")):
         with pytest.raises(data.DatasetError) as error:
             data.load_dataset(name, tmp_path, download=True)
         assert "could not be downloaded" in str(error.value) and place in str(error.value)
+
+
+def test_a_damaged_staged_file_is_staged_again_from_a_good_source(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "nowhere", ""))
+    arrays = write_mnist_like(tmp_path / "fashion-mnist")
+    raw = tmp_path / "FashionMNIST" / "raw"
+    data.load_dataset("fashion-mnist", tmp_path, download=False)
+    whole = (raw / "t10k-images-idx3-ubyte").read_bytes()
+    (raw / "t10k-images-idx3-ubyte").write_bytes(whole[:1000])  # cut short, e.g. by a full disk
+    (raw / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02\x01\x01")  # 2 labels
+    loaded = data.load_dataset("fashion-mnist", tmp_path, download=False)
+    assert (raw / "t10k-images-idx3-ubyte").read_bytes() == whole
+    assert torch.equal(loaded.train.targets, torch.from_numpy(arrays["train"][1]).long())
+
+
+def test_a_damaged_source_fails_until_it_is_replaced_and_no_download_is_claimed(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "system", "dataset-fashion-mnist"))
+    write_mnist_like(tmp_path / "system")
+    source = tmp_path / "system" / "t10k-labels-idx1-ubyte.gz"
+    good = source.read_bytes()
+    source.write_bytes(good[:-20])
+    for download in (True, False):
+        with pytest.raises(data.DatasetError) as error:
+            data.load_dataset("fashion-mnist", tmp_path / "data", download=download)
+        message = str(error.value)
+        assert message.startswith(f"{source} is damaged (") and "download" not in message
+        assert message.endswith("or delete it (`apt-get install --reinstall dataset-fashion-mnist` restores its files)")
+    assert not (tmp_path / "data" / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").exists()  # never staged
+    source.write_bytes(good)  # put right where the message says
+    assert len(data.load_dataset("fashion-mnist", tmp_path / "data", download=False).test) == 48
+
+
+def test_a_damaged_copy_is_passed_over_for_a_good_one_elsewhere(tmp_path, monkeypatch):
+    write_mnist_like(tmp_path / "system", test_size=30)
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "system", ""))
+    write_mnist_like(tmp_path / "data" / "fashion-mnist")
+    damaged = tmp_path / "data" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
+    damaged.write_bytes(damaged.read_bytes()[:50])
+    assert len(data.load_dataset("fashion-mnist", tmp_path / "data", download=False).test) == 30
+
+
+def test_idx_pair_problem_names_the_file_and_the_fault():
+    images = bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28]) + bytes(2 * 28 * 28)
+    labels = bytes([0, 0, 8, 1, 0, 0, 0, 2, 3, 9])
+    assert data.idx_pair_problem((images[:16], len(images)), labels) == (-1, "")
+    assert data.idx_pair_problem((images[:16], len(images) - 1), labels) == (
+        0, f"{len(images) - 1} bytes where its header promises {len(images)}: cut short")
+    assert data.idx_pair_problem((images[:16], len(images)), labels[:-1])[0] == 1
+    assert data.idx_pair_problem((labels, len(labels)), labels)[1].startswith("not an IDX file of 3-dimensional")
+    assert data.idx_pair_problem((images[:16], len(images)), bytes([0, 0, 8, 1, 0, 0, 0, 1, 10])) == (
+        1, "it holds 1 labels for the 2 images of its images file")
 
 
 @pytest.mark.parametrize("layout, message", [
@@ -212,6 +263,60 @@ def test_load_image_errors(tmp_path, content, message):
     info = data.DatasetInfo("cifar10", ("a",), 3, 32, (0.5,) * 3, (0.5,) * 3)
     with pytest.raises(cli.UserError, match=message):
         data.load_image(path, info)
+
+
+def saved(tmp_path, image: Image.Image, name: str, **options):
+    path = tmp_path / name
+    image.save(path, **options)
+    return path
+
+
+def gray(mode_image: Image.Image, tmp_path, name: str, **options) -> np.ndarray:
+    """The pixels data.read_image gives for the image saved as name, as gray uint8 (H, W)."""
+    return np.asarray(data.read_image(saved(tmp_path, mode_image, name, **options), "L"))
+
+
+def test_read_image_scales_deep_pixels_from_their_own_range(tmp_path):
+    levels = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)  # 16-bit: 100/255 of the way, and white
+    assert Image.open(saved(tmp_path, Image.fromarray(levels), "deep.png")).mode == "I;16"
+    assert gray(Image.fromarray(levels), tmp_path, "deep.png").tolist() == [[0, 100, 255]]
+    assert gray(Image.fromarray(levels), tmp_path, "deep.pgm").tolist() == [[0, 100, 255]]  # opened as mode I
+    floats = np.array([[0.0, 0.5, 1.0, 2.0]], dtype=np.float32)  # float pixels: [0, 1], clipped
+    assert gray(Image.fromarray(floats), tmp_path, "float.tif").tolist() == [[0, 128, 255, 255]]
+    assert gray(Image.fromarray(np.array([[0, 1]], dtype=bool)), tmp_path, "bits.png").tolist() == [[0, 255]]
+
+
+def test_read_image_composites_transparency_over_black_and_keeps_colors(tmp_path):
+    rgba = np.array([[[255, 0, 0, 255], [255, 255, 255, 0], [0, 0, 255, 128]]], dtype=np.uint8)
+    rgb = np.asarray(data.read_image(saved(tmp_path, Image.fromarray(rgba), "alpha.png"), "RGB"))
+    assert rgb.tolist() == [[[255, 0, 0], [0, 0, 0], [0, 0, 128]]]
+    gray_alpha = Image.fromarray(np.array([[[200, 255], [200, 0]]], dtype=np.uint8), mode="LA")
+    assert gray(gray_alpha, tmp_path, "la.png").tolist() == [[200, 0]]
+    palette = Image.fromarray(np.array([[0, 1]], dtype=np.uint8), mode="P")
+    palette.putpalette([255, 255, 0, 10, 20, 30])
+    rgb = np.asarray(data.read_image(saved(tmp_path, palette, "palette.png", transparency=1), "RGB"))
+    assert rgb.tolist() == [[[255, 255, 0], [0, 0, 0]]]
+    cmyk = Image.new("CMYK", (2, 2), (0, 255, 255, 0))  # red in CMYK
+    assert np.asarray(data.read_image(saved(tmp_path, cmyk, "cmyk.tif"), "RGB"))[0, 0].tolist() == [255, 0, 0]
+
+
+def test_read_image_turns_photos_upright(tmp_path):
+    pixels_ = np.zeros((2, 3), dtype=np.uint8)
+    pixels_[0, 0] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned, so the image is shown turned 90 degrees clockwise
+    upright = gray(Image.fromarray(pixels_), tmp_path, "turned.png", exif=exif)
+    assert upright.shape == (3, 2) and upright[0, 1] == 255
+
+
+def test_read_image_refuses_a_decompression_bomb_and_a_broken_file_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    path = saved(tmp_path, Image.new("L", (20, 20)), "bomb.png")
+    with pytest.raises(data.DatasetError, match="bomb.png is too large to read safely"):
+        data.read_image(path)
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00" + bytes(40))
+    with pytest.raises(data.DatasetError, match="broken.tif is not a readable image"):
+        data.read_image(tmp_path / "broken.tif")
 
 
 def fashion_items(count: int, seed: int = 0) -> np.ndarray:
@@ -288,7 +393,7 @@ def test_cluttered_settings_are_checked(tmp_path):
         data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=20)
 
 
-@pytest.mark.skipif(not (data.SYSTEM_DIRS["fashion-mnist"] / "t10k-images-idx3-ubyte.gz").is_file(),
+@pytest.mark.skipif(not (data.SYSTEM_DIRS["fashion-mnist"][0] / "t10k-images-idx3-ubyte.gz").is_file(),
                     reason="needs Debian's dataset-fashion-mnist (CI installs it)")
 def test_real_fashion_mnist_from_the_debian_package(tmp_path):
     loaded = data.load_dataset("fashion-mnist", tmp_path, download=False)

@@ -3,14 +3,18 @@ names the problem and the fix (cli.run turns it into `error: ...` and exit code 
 subprocess tests of each script check). Files are made in tmp_path; `trained` is a grayscale
 MNIST-format checkpoint."""
 
+import fcntl
+import os
+
 import numpy as np
 import pytest
 import torch
-from conftest import write_mnist_like
+from conftest import write_idx, write_mnist_like
 from PIL import Image
 
 import benchmark
 import cli
+import data
 import evaluate_cam
 import model as models
 import train
@@ -35,6 +39,13 @@ CASES = [
     ("train", ["--clutter_size=40"], "--clutter_size must be in [1, 28], got 40"),
     ("train", ["--subset=-1"], "--subset must be >= 0"),
     ("train", ["--num_workers=-1"], "--num_workers must be >= 0"),
+    ("train", ["--image_size=3"], "--image_size=3 gives cnn maps of 0x0, and CAM needs at least 2x2: use --image_size=8"),
+    ("train", ["--image_size=4"], "--image_size=4 gives cnn maps of 1x1, and CAM needs at least 2x2: use --image_size=8"),
+    ("train", ["--image_size=1", "--pools=0"], "gives cnn maps of 1x1, and CAM needs at least 2x2: use --image_size=2 or more"),
+    ("train", ["--image_size=8", "--model=resnet18"], "gives resnet18 maps of 1x1, and CAM needs at least 2x2: use --image_size=9 or more"),
+    ("train", ["--dataset=fashion-mnist-cluttered", "--image_size=20"], "--image_size must be at least 28 for fashion-mnist-cluttered"),
+    ("train", ["--dataset=fashion-mnist-cluttered", "--image_size=100000"], "GiB of memory, and"),
+    ("train", ["--resume", "--overwrite"], "--resume continues the run in --checkpoint_dir and --overwrite replaces it: choose one"),
     ("train", ["--model=alexnet"], "--model='alexnet' is unknown; choose one of: cnn, resnet18, vgg16_gap"),
     ("train", ["--dataset=imagenet"], "--dataset='imagenet' is unknown; choose one of: fashion-mnist"),
     ("train", ["--schedule=step"], "--schedule='step' is unknown; choose one of: onecycle, cosine, constant"),
@@ -49,12 +60,21 @@ CASES = [
     ("train", ["--dataset=folder", "--data_dir=MISMATCH"], "must hold the same class folders"),
     ("train", ["--dataset=folder", "--data_dir=CORRUPT", "--image_size=16"], "broken.png is not a readable image"),
     ("train", ["--dataset=folder", "--data_dir=TRUNCATEDIMG", "--image_size=16"], "cut.png is not a readable image"),
+    ("train", ["--data_dir=TRUNCATEDGZ"], "TRUNCATEDGZ/fashion-mnist/train-images-idx3-ubyte.gz is damaged (Compressed file ended"),
+    ("train", ["--data_dir=CORRUPTGZ"], "CORRUPTGZ/fashion-mnist/train-images-idx3-ubyte.gz is damaged ("),
+    ("train", ["--data_dir=SHORTLABELS"], "train-labels-idx1-ubyte.gz is damaged (it holds 15 labels for the 20 images"),
+    ("train", ["--data_dir=BADLABELS"], "is damaged (it holds a label of 12, where labels go from 0 to 9)"),
     # train.py: checkpoints and folders
     ("train", ["--resume", "--checkpoint_dir=NOWHERE"], "--resume: NOWHERE/last.pt not found"),
     ("train", ["--resume", "--checkpoint_dir=CUTCHECKPOINT"], "last.pt is not a readable checkpoint"),
     ("train", ["--resume", "--checkpoint_dir=BESTONLY"], "holds no training state (optimizer, scheduler)"),
     ("train", ["--output_dir=BLOCKER/outputs"], "cannot write to folder BLOCKER/outputs"),
     ("train", ["--checkpoint_dir=BLOCKER/checkpoints"], "cannot write to folder BLOCKER/checkpoints"),
+    ("train", ["--checkpoint_dir=FINISHED"], ("FINISHED holds last.pt and best.pt of an earlier run; continue that run "
+                                              "with --resume, or start a new one with --checkpoint_dir=ANOTHER_FOLDER, "
+                                              "or replace it with --overwrite")),
+    ("train", ["--checkpoint_dir=LOCKED"], "LOCKED is in use by another training run (process 4242 on"),
+    ("train", ["--checkpoint_dir=LOCKED", "--resume"], "LOCKED is in use by another training run"),
     # visualize_cam.py
     ("visualize_cam", ["--checkpoint=NOWHERE/best.pt"], "checkpoint NOWHERE/best.pt not found"),
     ("visualize_cam", ["--checkpoint=CUTCHECKPOINT/last.pt"], "is not a readable checkpoint"),
@@ -63,12 +83,18 @@ CASES = [
     ("visualize_cam", ["--image=missing.png"], "image missing.png not found"),
     ("visualize_cam", ["--image=TEXT"], "is not a readable image"),
     ("visualize_cam", ["--image=TRUNCATEDIMG/train/a/cut.png"], "cut.png is not a readable image"),
+    ("visualize_cam", ["--image=TRUNCATEDIMG"], "--image=TRUNCATEDIMG is a folder; pass one image file"),
+    ("visualize_cam", ["--image=BOMB.png"], "BOMB.png is too large to read safely (Image size (10000 pixels) exceeds"),
+    ("visualize_cam", ["--checkpoint=NANWEIGHTS"], "holds NaN or infinite weights (features.1.running_mean): its training"),
+    ("visualize_cam", ["--data_dir=TRUNCATEDGZ"], "TRUNCATEDGZ/mnist/train-images-idx3-ubyte.gz is damaged (Compressed"),
+    ("visualize_cam", ["--data_dir=SHORTLABELS"], "mnist/train-labels-idx1-ubyte.gz is damaged (it holds 15 labels for the 20"),
     ("visualize_cam", ["--index=100000"], "--index=100000 is out of range"),
     ("visualize_cam", ["--samples=0"], "--samples must be at least 1"),
     ("visualize_cam", ["--topk=11"], "--topk=11 is more than the 10 classes"),
     ("visualize_cam", ["--alpha=1.5"], "--alpha must be in [0, 1]"),
     ("visualize_cam", ["--box_threshold=1"], "--box_threshold must be in [0, 1)"),
-    ("visualize_cam", ["--display_size=-1"], "--display_size must be >= 0"),
+    ("visualize_cam", ["--display_size=-1"], "--display_size must be in [0, 8192], got -1"),
+    ("visualize_cam", ["--display_size=40000"], "--display_size must be in [0, 8192], got 40000"),
     ("visualize_cam", ["--colormap=rainbowz"], "unknown colormap 'rainbowz'"),
     ("visualize_cam", ["--device=cuda:x"], "unknown device 'cuda:x'"),
     ("visualize_cam", ["--output_dir=BLOCKER/out"], "cannot write to folder BLOCKER/out"),
@@ -85,16 +111,45 @@ CASES = [
     # benchmark.py
     ("benchmark", ["--model_names=cnn,alexnet"], "unknown model 'alexnet' in --model_names"),
     ("benchmark", ["--dataset_names=imagenet"], "unknown dataset 'imagenet'"),
+    ("benchmark", ["--dataset_names=fashion-mnist,imagenet"], "unknown dataset 'imagenet' in --dataset_names"),
     ("benchmark", ["--repeats=0"], "--repeats, --batch_size and --map_batch_size >= 1"),
     ("benchmark", ["--precision=fp8"], "--precision='fp8' is unknown"),
     ("benchmark", ["--output_dir=BLOCKER/out"], "cannot write to folder BLOCKER/out"),
 ]
 
 
+def write_damaged_datasets(root):
+    """Folders under root, each holding a small Fashion-MNIST and MNIST (as fashion-mnist/ and mnist/)
+    damaged in one way: a .gz file cut short, corrupted compressed data, a labels file shorter than
+    its images file, a label out of range."""
+    for name in ("TRUNCATEDGZ", "CORRUPTGZ", "SHORTLABELS", "BADLABELS"):
+        for dataset in ("fashion-mnist", "mnist"):
+            folder = root / name / dataset
+            arrays = write_mnist_like(folder, train_size=20, test_size=20)
+            for prefix in ("train", "t10k"):
+                images, labels = folder / f"{prefix}-images-idx3-ubyte.gz", folder / f"{prefix}-labels-idx1-ubyte.gz"
+                if name == "TRUNCATEDGZ":
+                    images.write_bytes(images.read_bytes()[:-100])
+                elif name == "CORRUPTGZ":
+                    content = bytearray(images.read_bytes())
+                    content[len(content) // 2 : len(content) // 2 + 64] = bytes(64)
+                    images.write_bytes(bytes(content))
+                elif name == "SHORTLABELS":
+                    write_idx(labels, arrays[prefix][1][:15])
+                else:
+                    write_idx(labels, np.where(np.arange(20) == 3, 12, arrays[prefix][1]))
+
+
 @pytest.fixture
 def workspace(tmp_path, trained, monkeypatch):
     """tmp_path as the working folder, holding one of each wrong input the CASES name."""
     monkeypatch.chdir(tmp_path)
+    for name in ("fashion-mnist", "mnist"):  # no good copy elsewhere to stand in for a damaged one
+        monkeypatch.setitem(data.SYSTEM_DIRS, name, (tmp_path / "nowhere", ""))
+    write_damaged_datasets(tmp_path)
+    (tmp_path / "TRUNCATEDIMG").mkdir()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4096)  # 100x100 is then over twice the limit: a "bomb"
+    Image.fromarray(np.zeros((100, 100), dtype=np.uint8)).save(tmp_path / "BOMB.png")
     write_mnist_like(tmp_path / "data" / "fashion-mnist", train_size=20, test_size=10)
     (tmp_path / "BLOCKER").write_text("a file where a folder is needed")
     (tmp_path / "TEXT").write_text("neither an image nor a checkpoint")
@@ -116,7 +171,19 @@ def workspace(tmp_path, trained, monkeypatch):
     (tmp_path / "BESTONLY").mkdir()
     (tmp_path / "BESTONLY" / "last.pt").write_bytes((good / "best.pt").read_bytes())
     models.save_checkpoint(tmp_path / "WEIGHTSONLY", models.build_model("cnn", 10, 1))
-    return tmp_path
+    checkpoint = torch.load(good / "best.pt", weights_only=True)
+    checkpoint["state_dict"]["features.1.running_mean"][0] = float("nan")
+    torch.save(checkpoint, tmp_path / "NANWEIGHTS")
+    (tmp_path / "FINISHED").mkdir()
+    for name in ("last.pt", "best.pt"):
+        (tmp_path / "FINISHED" / name).write_bytes((good / name).read_bytes())
+    (tmp_path / "LOCKED").mkdir()
+    (tmp_path / "LOCKED" / "last.pt").write_bytes((good / "last.pt").read_bytes())
+    descriptor = os.open(tmp_path / "LOCKED" / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)  # as a running train.py holds it
+    os.write(descriptor, b"process 4242 on a-host, since 2026-11-27 10:00:00")
+    yield tmp_path
+    os.close(descriptor)
 
 
 def default_arguments(script: str, trained) -> list[str]:
@@ -137,6 +204,8 @@ def test_wrong_input_ends_in_one_clear_message(workspace, trained, script, argum
     assert message in text and "\n" not in text and "Traceback" not in text
     written = [path for folder in ("outputs", "checkpoints") for path in (workspace / folder).rglob("*") if path.is_file()]
     assert written == []  # nothing written (a folder may have been made, empty)
+    for name in ("last.pt", "best.pt"):  # another run's checkpoints are never touched
+        assert (workspace / "FINISHED" / name).read_bytes() == (trained / "checkpoints" / name).read_bytes()
 
 
 def test_a_color_image_is_converted_for_a_grayscale_checkpoint(workspace, trained):

@@ -100,22 +100,26 @@ def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
     (["--device=gpu0"], "unknown device 'gpu0'"),
     (["--output_dir=BLOCKER/outputs"], "cannot write to folder"),
     (["--resume", "--checkpoint_dir=empty"], "--resume: empty/last.pt not found"),
+    ([], "holds last.pt of an earlier run; continue that run with --resume"),
 ])
 def test_command_line_errors_are_one_line_and_clobber_nothing(tmp_path, fashion_data, extra, message):
     (tmp_path / "BLOCKER").write_text("a file where a folder is needed")
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"earlier work")
-    args = [arg.replace("BLOCKER", str(tmp_path / "BLOCKER")) for arg in train_args(fashion_data, tmp_path) + extra]
+    replace = ["--overwrite"] if extra and "--resume" not in extra else []  # past the check for an earlier run
+    args = [arg.replace("BLOCKER", str(tmp_path / "BLOCKER"))
+            for arg in train_args(fashion_data, tmp_path) + replace + extra]
     result = run_script("train.py", *args, cwd=tmp_path)
     assert_clean_error(result, message)
     assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"earlier work"
-    assert not (tmp_path / "outputs").exists()
+    assert not any((tmp_path / "outputs").rglob("*"))  # at most an empty folder, made when it was checked
 
 
 def test_a_diverging_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, fashion_data):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"earlier work")
-    result = run_script("train.py", *train_args(fashion_data, tmp_path, "--lr=1e30", "--epochs=2"), cwd=tmp_path)
+    result = run_script("train.py", *train_args(fashion_data, tmp_path, "--lr=1e30", "--epochs=2", "--overwrite"),
+                        cwd=tmp_path)
     assert_clean_error(result, "the training loss became ")
     assert "became nan" in result.stderr or "became inf" in result.stderr
     assert "keeping the checkpoints of the last finished epoch; try a lower --lr" in result.stderr
@@ -259,9 +263,17 @@ def test_sigkill_leaves_a_whole_checkpoint_to_resume_from(tmp_path, fashion_data
     assert process.returncode == -signal.SIGKILL
     _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")  # whole, and loads
     assert 3 <= saved["epoch"] < 30 and "position" not in saved
-    assert not list((tmp_path / "checkpoints").glob(".*tmp*"))  # or a temporary file left by the kill is ignored
     assert run_training(fashion_data, tmp_path, "--resume")["epoch"] == 30
     assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(tmp_path / "checkpoints/last.pt"))
+    # the kill may have left its lock file and a temporary file; the resumed run cleaned both up
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_any_seed_works(tmp_path, fashion_data):
+    """torch takes seeds below 2**64: larger and negative ones are taken modulo 2**64."""
+    for seed in (2**70, -3):
+        assert run_training(fashion_data, tmp_path / str(seed), "--subset=32", f"--seed={seed}")["epoch"] == 1
+    assert models.load_checkpoint(tmp_path / str(2**70) / "checkpoints/last.pt")[1]["hyperparameters"]["seed"] == 2**70
 
 
 @pytest.mark.parametrize("total_steps", [1, 2, 3, 4, 5, 8, 100])

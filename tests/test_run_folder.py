@@ -1,0 +1,226 @@
+"""No sequence of Ctrl-C, kill and restart loses a run's checkpoints or leaves last.pt and best.pt
+disagreeing. Kills at exact moments are simulated by wrapping the save function; Ctrl-C by a stop
+request that is already set, or that is set after a given number of steps."""
+
+import contextlib
+import os
+
+import pytest
+import torch
+from conftest import run_training
+
+import cli
+import model as models
+import run_folder
+import train
+
+RUN = ("--subset=64", "--epochs=3")
+
+
+class SimulatedKill(BaseException):
+    """Stands for SIGKILL: no handler catches it, so nothing after it runs."""
+
+
+def kill_before_saving(monkeypatch, name: str, epoch: int) -> None:
+    """Make the save of checkpoint `name` at the end of `epoch` die before it writes anything."""
+    real_save = models.save_checkpoint
+
+    def save(path, model, **metadata):
+        if path.name == name and metadata["epoch"] == epoch and "position" not in metadata:
+            raise SimulatedKill
+        real_save(path, model, **metadata)
+
+    monkeypatch.setattr(models, "save_checkpoint", save)
+
+
+def ctrl_c_after(monkeypatch, steps: int) -> None:
+    """Make the next run see Ctrl-C once it has taken `steps` training steps (0: before the first)."""
+
+    class Request(cli.StopRequest):
+        checks = 0
+
+        @property
+        def signal(self):
+            Request.checks += 1  # read once before each step
+            return "SIGINT" if Request.checks > steps else ""
+
+        @signal.setter
+        def signal(self, value):
+            pass
+
+    @contextlib.contextmanager
+    def stop_requests():
+        yield Request()
+
+    monkeypatch.setattr(cli, "stop_requests", stop_requests)
+
+
+def scripted_accuracies(monkeypatch, results: list[tuple[float, float]]) -> None:
+    """train.evaluate returns these (test loss, accuracy %), one per epoch, in order."""
+    remaining = list(results)
+    monkeypatch.setattr(train, "evaluate", lambda *args, **kwargs: remaining.pop(0))
+
+
+def checkpoint(path):
+    return models.load_checkpoint(path)[1]
+
+
+def same_weights(first, second) -> bool:
+    return all(torch.equal(first["state_dict"][key], second["state_dict"][key]) for key in first["state_dict"])
+
+
+def test_a_new_run_refuses_a_folder_that_holds_an_earlier_run(tmp_path, fashion_data):
+    run_training(fashion_data, tmp_path, *RUN)
+    before = {name: (tmp_path / "checkpoints" / name).read_bytes() for name in ("last.pt", "best.pt")}
+    with pytest.raises(cli.UserError, match="holds last.pt and best.pt of an earlier run; continue that run with"):
+        run_training(fashion_data, tmp_path, *RUN)
+    assert {name: (tmp_path / "checkpoints" / name).read_bytes() for name in before} == before
+
+
+@pytest.mark.parametrize("earlier_run", [False, True])
+def test_ctrl_c_before_the_first_step_saves_nothing(tmp_path, fashion_data, monkeypatch, earlier_run):
+    if earlier_run:
+        run_training(fashion_data, tmp_path, *RUN)
+    before = {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").glob("*.pt")}
+    ctrl_c_after(monkeypatch, 0)
+    with pytest.raises(cli.Stopped, match="before the first step of this run: nothing was trained, so nothing was saved"):
+        run_training(fashion_data, tmp_path, *RUN, "--overwrite")
+    assert {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").glob("*.pt")} == before
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == sorted(before)  # no lock left
+
+
+def test_overwrite_replaces_best_when_the_new_run_first_saves_and_resume_finishes_it(tmp_path, fashion_data,
+                                                                                      monkeypatch):
+    run_training(fashion_data, tmp_path, *RUN)
+    old = checkpoint(tmp_path / "checkpoints/last.pt")["run_id"]
+    with monkeypatch.context() as patch:
+        ctrl_c_after(patch, 1)
+        with pytest.raises(cli.Stopped, match="in epoch 1, after step 1 of 2"):  # 64 images in steps of 32
+            run_training(fashion_data, tmp_path, *RUN, "--overwrite")
+    last = checkpoint(tmp_path / "checkpoints/last.pt")
+    assert last["run_id"] != old and last["position"]["step"] == 1
+    assert not (tmp_path / "checkpoints/best.pt").exists()  # the earlier run's best.pt went with its last.pt
+    assert run_training(fashion_data, tmp_path, "--resume")["epoch"] == 3
+    last, best = checkpoint(tmp_path / "checkpoints/last.pt"), checkpoint(tmp_path / "checkpoints/best.pt")
+    assert best["run_id"] == last["run_id"] != old and best["epoch"] == last["best_epoch"]
+
+
+def test_a_kill_between_last_and_best_is_repaired_on_resume(tmp_path, fashion_data, monkeypatch, capsys):
+    results = [(1.0, 50.0), (0.9, 60.0), (0.8, 55.0)]  # epoch 2 is the best
+    with monkeypatch.context() as patch:
+        scripted_accuracies(patch, results)
+        run_training(fashion_data, tmp_path / "whole", *RUN)
+    with monkeypatch.context() as patch:
+        scripted_accuracies(patch, results)
+        kill_before_saving(patch, "best.pt", epoch=2)
+        with pytest.raises(SimulatedKill):
+            run_training(fashion_data, tmp_path, *RUN)
+    last, best = checkpoint(tmp_path / "checkpoints/last.pt"), checkpoint(tmp_path / "checkpoints/best.pt")
+    assert (last["epoch"], last["best_epoch"], best["epoch"]) == (2, 2, 1)  # last.pt says epoch 2 is the best
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        scripted_accuracies(patch, results[2:])
+        assert run_training(fashion_data, tmp_path, "--resume")["epoch"] == 3
+    out = capsys.readouterr().out
+    assert "rewrote " in out and "best.pt from " in out and "(epoch 2, the best so far): it holds epoch 1" in out
+    best, whole = checkpoint(tmp_path / "checkpoints/best.pt"), checkpoint(tmp_path / "whole/checkpoints/best.pt")
+    assert best["epoch"] == whole["epoch"] == 2 and same_weights(best, whole)
+    assert "optimizer" not in best
+
+
+def test_a_kill_before_the_first_best_is_repaired_on_resume(tmp_path, fashion_data, monkeypatch, capsys):
+    with monkeypatch.context() as patch:
+        kill_before_saving(patch, "best.pt", epoch=1)
+        with pytest.raises(SimulatedKill):
+            run_training(fashion_data, tmp_path, *RUN)
+    assert not (tmp_path / "checkpoints/best.pt").exists()
+    run_training(fashion_data, tmp_path, "--resume")
+    assert "it is missing or unreadable" in capsys.readouterr().out
+    last, best = checkpoint(tmp_path / "checkpoints/last.pt"), checkpoint(tmp_path / "checkpoints/best.pt")
+    assert best["epoch"] == last["best_epoch"] and best["run_id"] == last["run_id"]
+
+
+def test_a_best_that_cannot_be_rebuilt_is_said_and_never_claimed(tmp_path, fashion_data, monkeypatch, capsys):
+    with monkeypatch.context() as patch:
+        scripted_accuracies(patch, [(1.0, 60.0), (1.0, 50.0), (1.0, 40.0)])
+        kill_before_saving(patch, "last.pt", epoch=3)
+        with pytest.raises(SimulatedKill):
+            run_training(fashion_data, tmp_path, *RUN)
+    (tmp_path / "checkpoints/best.pt").unlink()  # lost by hand: last.pt holds epoch 2, the best was epoch 1
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        scripted_accuracies(patch, [(1.0, 40.0)])
+        run_training(fashion_data, tmp_path, "--resume")
+    out = capsys.readouterr().out
+    assert "warning: " in out and "is missing or unreadable, not the best epoch 1" in out
+    assert "wrote " in out.splitlines()[-1] and "best.pt" not in out.splitlines()[-1]  # only what it wrote
+    assert not (tmp_path / "checkpoints/best.pt").exists()
+
+
+def test_a_nan_test_loss_never_makes_a_best(tmp_path, fashion_data, monkeypatch, capsys):
+    scripted_accuracies(monkeypatch, [(1.0, 50.0), (float("nan"), 90.0), (1.0, 55.0)])
+    run_training(fashion_data, tmp_path, *RUN)
+    best = checkpoint(tmp_path / "checkpoints/best.pt")
+    assert best["epoch"] == 3 and best["best_test_accuracy"] == 55.0
+    assert "(test loss not finite: not kept as best.pt)" in capsys.readouterr().out
+
+
+def test_a_folder_in_use_is_refused_and_free_again_after(tmp_path, fashion_data):
+    in_use = pytest.raises(cli.UserError, match=f"is in use by another training run \\(process {os.getpid()} on ")
+    with run_folder.claimed(tmp_path / "checkpoints"), in_use:
+        run_training(fashion_data, tmp_path, *RUN)
+    assert not (tmp_path / "checkpoints" / ".lock").exists()
+    run_training(fashion_data, tmp_path, *RUN)
+
+
+def test_a_stale_lock_and_temporary_files_of_killed_runs_are_cleaned_up(tmp_path, fashion_data):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / ".lock").write_text("process 99999 on a-host, since 2026-01-01 00:00:00")  # its process is gone
+    stale = [folder / ".last.99999.tmp.pt", folder / ".best.12.tmp.pt", folder / ".write-check-abc123"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    (folder / "notes.txt").write_text("mine")
+    run_training(fashion_data, tmp_path, *RUN)
+    assert sorted(path.name for path in folder.iterdir()) == ["best.pt", "last.pt", "notes.txt"]
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, fashion_data, monkeypatch):
+    real_save = models.save_checkpoint
+
+    def save_onto_a_full_disk(path, model, **metadata):
+        if metadata["epoch"] == 2:  # its temporary file is then /dev/full, which takes nothing
+            path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt").symlink_to("/dev/full")
+        real_save(path, model, **metadata)
+
+    monkeypatch.setattr(models, "save_checkpoint", save_onto_a_full_disk)
+    with pytest.raises(cli.UserError, match="no space left on the disk of .* to write last.pt .*; free some space or "
+                                            "write elsewhere \\(the previous last.pt, if any, is kept\\)"):
+        run_training(fashion_data, tmp_path, *RUN)
+    assert checkpoint(tmp_path / "checkpoints/last.pt")["epoch"] == 1
+    assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
+@pytest.mark.parametrize("folder", ["checkpoint_dir", "output_dir"])
+def test_folders_are_checked_before_the_data_is_read(tmp_path, fashion_data, monkeypatch, folder):
+    def never(*args, **kwargs):
+        raise AssertionError("the dataset was read before the folders were checked")
+
+    monkeypatch.setattr(train.data, "load_dataset", never)
+    (tmp_path / "BLOCKER").write_text("a file where a folder is needed")
+    with pytest.raises(cli.UserError, match=f"cannot write to folder .*BLOCKER/sub .*; choose another --{folder}"):
+        run_training(fashion_data, tmp_path, f"--{folder}={tmp_path / 'BLOCKER' / 'sub'}")
+
+
+def test_ctrl_c_while_the_data_loads_leaves_the_earlier_run_as_it_was(tmp_path, fashion_data, monkeypatch):
+    """E.g. while the cluttered set's cache is built: the run stops at once, with nothing to save."""
+    run_training(fashion_data, tmp_path, *RUN)
+    before = {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.data, "load_dataset", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(fashion_data, tmp_path, *RUN, "--overwrite")
+    assert {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").iterdir()} == before
