@@ -25,16 +25,19 @@ import torch
 import torch.nn.functional as F
 
 import data
+import devices
+import files
 import model as models
-import train
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
-model_names: str = "cnn,resnet18,vgg16_gap"  # comma-separated model names
+model_names: str = "cnn"  # comma-separated model names (cnn,resnet18,vgg16_gap: every model, many minutes on a CPU)
 dataset_names: str = "fashion-mnist,fashion-mnist-cluttered"  # comma-separated dataset names
 batch_size: int = 128  # training batch size
+train_warmup: int = 15  # untimed training steps first (oneDNN and the allocator warm up over several)
+train_steps: int = 40  # training steps timed back to back, as in an epoch
 map_batch_size: int = 64  # test images per batch when timing maps
-warmup: int = 2  # untimed runs before the timed ones
-repeats: int = 5  # timed runs; the median is reported
+warmup: int = 2  # map timings: untimed runs before the timed ones
+repeats: int = 5  # map timings: timed runs; the median is reported
 data_dir: str = "data"  # where datasets are looked for (see train.py)
 download: bool = True  # download a dataset that is not on disk
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
@@ -63,10 +66,11 @@ def median_seconds(run, device: torch.device, warmup_runs: int, timed_runs: int)
     return statistics.median(times)
 
 
-def training_speed(net, loader, device, layout: torch.memory_format, precision, warmup_runs: int,
-                   timed_runs: int) -> float:
+def training_speed(net, loader, device, layout: torch.memory_format, precision, warmup_steps: int,
+                   timed_steps: int) -> float:
     """Images per second of whole training steps, batches drawn from loader (loading included),
-    forward passes in the context precision() gives."""
+    forward passes in the context precision() gives: timed_steps steps back to back, after
+    warmup_steps untimed ones, as they run in an epoch."""
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
     batches = iter(loader)
     net.train()
@@ -81,7 +85,14 @@ def training_speed(net, loader, device, layout: torch.memory_format, precision, 
         loss.backward()
         optimizer.step()
 
-    return loader.batch_size / median_seconds(step, device, warmup_runs, timed_runs)
+    for _ in range(warmup_steps):
+        step()
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(timed_steps):
+        step()
+    synchronize(device)
+    return timed_steps * loader.batch_size / (time.perf_counter() - started)
 
 
 def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs: int) -> dict[str, float]:
@@ -114,7 +125,7 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
 
 
 def run_benchmark(cfg) -> dict:
-    device = models.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     names = [name.strip() for name in cfg.model_names.split(",") if name.strip()]
     datasets = [name.strip() for name in cfg.dataset_names.split(",") if name.strip()]
     for name in names:
@@ -123,47 +134,53 @@ def run_benchmark(cfg) -> dict:
     for name in datasets:
         if name not in data.DATASETS:
             raise cli.UserError(f"unknown dataset {name!r} in --dataset_names; choose from {', '.join(data.DATASETS)}")
-    if cfg.warmup < 0 or cfg.repeats < 1 or cfg.batch_size < 1 or cfg.map_batch_size < 1:
-        raise cli.UserError("--warmup must be >= 0, and --repeats, --batch_size and --map_batch_size >= 1")
-    cli.check_choice("precision", cfg.precision, train.PRECISIONS)
-    cli.writable_folder(cfg.output_dir, "output_dir")  # before minutes of timing, not after
+    if min(cfg.warmup, cfg.train_warmup) < 0 or min(cfg.repeats, cfg.train_steps, cfg.batch_size, cfg.map_batch_size) < 1:
+        raise cli.UserError("--warmup and --train_warmup must be >= 0, and --repeats, --train_steps, --batch_size "
+                            "and --map_batch_size >= 1")
+    cli.check_choice("precision", cfg.precision, devices.PRECISIONS)
+    files.writable_folder(cfg.output_dir, "output_dir")  # before minutes of timing, not after
     torch.manual_seed(0)
     rows = []
-    print(f"benchmark on {device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__})")
+    machine = devices.describe_device(device)
+    precision = f"{'bf16 autocast' if devices.uses_bf16(cfg.precision, device) else 'fp32'} (--precision={cfg.precision})"
+    print(f"benchmark on {machine}; training in {precision}; torch {torch.__version__}")
     for dataset_name in datasets:
         loaded = data.load_dataset(dataset_name, cfg.data_dir, cfg.download)
         info = loaded.info
-        steps = cfg.warmup + cfg.repeats
+        steps = cfg.train_warmup + cfg.train_steps
         layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         loader = loaded.loader("train", cfg.batch_size, device, torch.Generator().manual_seed(0), memory_format=layout)
         if len(loaded.train) // cfg.batch_size < steps:  # full batches only
             raise cli.UserError(f"{dataset_name} has fewer than {steps} training batches of {cfg.batch_size}")
         test_images = next(iter(loaded.loader("test", cfg.map_batch_size, device, memory_format=layout)))[0]
+        test_passes = 2 if loaded.augment.flip else 1  # train.py's test accuracy averages each image with its mirror
         for name in names:
             net = models.build_model(name, len(info.classes), info.channels).to(device, memory_format=layout)
-            images_per_second = training_speed(net, loader, device, layout, lambda: train.autocast(cfg, device),
-                                               cfg.warmup, cfg.repeats)
+            images_per_second = training_speed(net, loader, device, layout, lambda: devices.autocast(cfg.precision, device),
+                                               cfg.train_warmup, cfg.train_steps)
             maps = map_timings(net, test_images, device, cfg.warmup, cfg.repeats)
+            test_seconds = test_passes * len(loaded.test) * maps["forward"] / 1000
             row = {
                 "dataset": dataset_name, "model": name, "image_size": info.image_size,
                 "train_images_per_second": round(images_per_second, 1),
-                "epoch_seconds": round(len(loaded.train) / images_per_second, 1),
+                # what train.py prints as an epoch's seconds: the training steps and the test pass
+                "epoch_seconds": round(len(loaded.train) / images_per_second + test_seconds, 1),
                 "map_ms_per_image": {key: round(value, 4) for key, value in maps.items()},
                 "cam_over_forward": round(maps["CAM (all classes)"] / maps["forward"], 3),
                 "grad_cam_over_cam": round(maps["Grad-CAM"] / maps["CAM (all classes)"], 3),
             }
             rows.append(row)
             print(format_row(row))
-    report = {"device": str(device), "machine": platform.platform(), "threads": torch.get_num_threads(),
-              "torch": torch.__version__, "channels_last": cfg.channels_last,
-              "precision": cfg.precision, "batch_size": cfg.batch_size, "map_batch_size": cfg.map_batch_size,
+    report = {"device": str(device), "machine": machine, "platform": platform.platform(),
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "channels_last": cfg.channels_last,
+              "precision": precision, "batch_size": cfg.batch_size, "train_warmup": cfg.train_warmup,
+              "train_steps": cfg.train_steps, "map_batch_size": cfg.map_batch_size,
               "warmup": cfg.warmup, "repeats": cfg.repeats, "rows": rows}
     print()
     print(markdown_table(rows))
     path = Path(cfg.output_dir) / "benchmark.json"
     try:
-        with cli.atomic_output(path) as temporary:
+        with files.atomic_output(path) as temporary:
             temporary.write_text(json.dumps(report, indent=1) + "\n")
     except OSError as error:
         raise cli.UserError(f"cannot write {path} ({error.strerror}); choose another --output_dir") from None

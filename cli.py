@@ -17,17 +17,10 @@ end in one line instead of a traceback: scripts import it first for that reason.
 import argparse
 import ast
 import contextlib
-import ctypes
 import difflib
-import errno
 import inspect
 import io
-import os
-import re
-import signal
 import sys
-import tempfile
-import threading
 import tokenize
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -52,42 +45,6 @@ def quiet_keyboard_interrupt(kind, value, trace) -> None:
 
 
 sys.excepthook = quiet_keyboard_interrupt
-
-
-class StopRequest:
-    """Set by SIGINT (Ctrl-C) or SIGTERM while `stop_requests()` is active: `signal` holds the
-    signal's name, for a loop to stop at its next safe point. A second signal stops at once.
-    Processes forked from this one (DataLoader workers) inherit the handler but ignore it: the
-    terminal sends Ctrl-C to all of them, and only this process stops the run and says so."""
-
-    def __init__(self):
-        self.signal = ""
-        self.pid = os.getpid()
-
-    def handle(self, number: int, frame) -> None:
-        if os.getpid() != self.pid:
-            return
-        if self.signal:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(number).name
-        print(f"\n{self.signal}: stopping after this step, then saving (send it again to stop at once)",
-              file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def stop_requests():
-    """Within: SIGINT and SIGTERM set the yielded StopRequest instead of raising. Python delivers
-    signals to the main thread only: elsewhere the request is never set and signals act as before."""
-    request = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-    previous = {number: signal.signal(number, request.handle) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield request
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def parse_bool(text: str) -> bool:
@@ -160,29 +117,18 @@ def parse_hyperparameters(module: ModuleType, argv: list[str] | None = None) -> 
     return SimpleNamespace(**vars(values))
 
 
+def given_names(argv: list[str] | None = None) -> set[str]:
+    """The names of the hyperparameters that argv (default: sys.argv[1:]) sets: {"batch_size"} for
+    ["--batch_size=3"], ["--batch-size", "3"] or ["--batch_size", "3"]."""
+    arguments = sys.argv[1:] if argv is None else argv
+    return {argument[2:].split("=", 1)[0].replace("-", "_") for argument in arguments if argument.startswith("--")}
+
+
 class StrictParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors (a badly typed value, a missing value) raise UserError."""
 
     def error(self, message: str):
         raise UserError(f"{message} (`{self.prog} --help` lists every hyperparameter and its type)")
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
-
-    By default each buffer over a few MB (a batch of activations) is mmap-ed when allocated and
-    unmapped when freed, so every training step page-faults its activations afresh: up to 1.25x
-    slower training on a 2-core CPU (measured at 64x64). Does nothing where malloc is not glibc's.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    for option, value in ((M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 256 << 20)):
-        libc.mallopt(option, value)
-
-
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt() options
 
 
 OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory", "insufficient memory",
@@ -213,7 +159,6 @@ def enough_memory(fix: str):
 
 def run(main) -> None:
     """Call main(); a UserError or Ctrl-C ends the program with one line on stderr and a non-zero exit."""
-    keep_freed_memory()
     try:
         main()
     except UserError as error:
@@ -232,56 +177,3 @@ def check_choice(option: str, value: str, choices) -> None:
     """UserError listing the choices when value is not one of them."""
     if value not in choices:
         raise UserError(f"--{option}={value!r} is unknown; choose one of: {', '.join(choices)}")
-
-
-def writable_folder(path: str | Path, option: str) -> Path:
-    """path, made if missing and checked to take new files; UserError naming --option if not."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
-            pass
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise UserError(f"cannot write to folder {path} ({reason}); choose another --{option}") from None
-    return path
-
-
-TEMPORARY_NAME = re.compile(r"^\.(.+\.\d+\.tmp(\.[^.]*)?|write-check-.*)$")  # atomic_output's and writable_folder's
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path):
-    """Yield a temporary path beside `path` to write; on success it is renamed over `path`, so
-    readers see the old file or the whole new one, never a half-written file. On error the
-    temporary file is removed and `path` is left as it was; a full disk raises UserError.
-    A process killed while writing leaves its temporary file (`.NAME.PID.tmp.EXT`, matching
-    TEMPORARY_NAME) behind, for `remove_temporary_files` to clean up."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        yield temporary
-        with open(temporary, "rb+") as file:
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        raise UserError(
-            f"no space left on the disk of {path.parent} to write {path.name} ({error.strerror}); "
-            f"free some space or write elsewhere (the previous {path.name}, if any, is kept)"
-        ) from None
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def remove_temporary_files(folder: str | Path) -> list[Path]:
-    """Delete the temporary files that killed writers left in folder (see atomic_output); only safe
-    while no other process writes there. Returns the deleted paths."""
-    removed = []
-    for path in Path(folder).iterdir():
-        if TEMPORARY_NAME.match(path.name) and path.is_file():
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed

@@ -13,6 +13,7 @@ canvas at a random position among crops of other items, with its ground-truth bo
 measuring localization (see `make_cluttered` and `ClutteredFashionMNIST`).
 """
 
+import copy
 import dataclasses
 import gzip
 import math
@@ -30,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets
 from torchvision import transforms as T
 
-from cli import UserError, atomic_output
+from cli import UserError
+from files import atomic_output
 
 IDX_PAIRS = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 IDX_FILES = [name for pair in IDX_PAIRS for name in pair]
@@ -79,6 +81,7 @@ class DatasetSpec:
     options: dict = dataclasses.field(default_factory=dict)  # extra settings of open() and their defaults
     generated: bool = False  # made at the asked image size (no resizing); open() gets it as `size`
     min_image_size: int = 1  # the smallest image size it can be made or resized to
+    fixed_size: bool = True  # all its images are image_size x image_size (False: any size, resized as loaded)
 
 
 @dataclass
@@ -90,13 +93,26 @@ class LoadedDataset:
     info: DatasetInfo
     augment: "ShiftFlip | ResizedCropFlip"
     in_memory: bool  # both splits are tensors at the model's input size, fed by TensorLoader
+    validation: Dataset | None = None  # training images held out by hold_out(), read as the test split is
     _on_device: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def hold_out(self, count: int) -> "LoadedDataset":
+        """A copy whose "validation" split is the last `count` training images, unaugmented (read as
+        the test split is), and whose train split is the images before them: for choosing
+        hyperparameters without looking at the test split. DatasetError if count does not fit."""
+        total = len(self.train)
+        if not 0 < count < total:
+            raise DatasetError(f"--validation={count} must be between 1 and {total - 1}: the training set has {total} images")
+        unaugmented = copy.copy(self.train)
+        unaugmented.transform = self.test.transform
+        return dataclasses.replace(self, train=Subset(self.train, range(total - count)), _on_device={},
+                                   validation=Subset(unaugmented, range(total - count, total)))
 
     def loader(self, split: str, batch_size: int, device: torch.device, generator: torch.Generator | None = None,
                limit: int = 0, num_workers: int = 0, memory_format: torch.memory_format = torch.contiguous_format,
                rank: int = 0, world_size: int = 1) -> Iterable:
         """Batches (normalized float images (B, C, H, W) on device, int64 labels (B,)) of split
-        ("train" or "test"), its first `limit` images only if limit > 0. With a generator the
+        ("train", "validation" or "test"), its first `limit` images only if limit > 0. With a generator the
         order is shuffled and the train split augmented, the draws all taken from generator;
         without, the images come in order, unaugmented. rank and world_size give each of
         world_size processes its own share of the images (see TensorLoader).
@@ -413,6 +429,7 @@ class ShiftFlip:
 
     padding_fraction: float
     flip: bool
+    resizes = False  # its transforms keep the image size
 
     def transforms(self, size: int) -> list:
         shift = [T.RandomCrop(size, padding=padding)] if (padding := round(size * self.padding_fraction)) else []
@@ -502,6 +519,7 @@ class ResizedCropFlip:
     flip a horizontal flip half of the time."""
 
     flip: bool = True
+    resizes = True  # its random crop is resized to the image size: no resizing before it
 
     def transforms(self, size: int) -> list:
         return [T.RandomResizedCrop(size, scale=(0.35, 1.0))] + ([T.RandomHorizontalFlip()] if self.flip else [])
@@ -548,7 +566,7 @@ DATASETS = {
     ),
     "folder": DatasetSpec(
         open=open_folder, channels=3, image_size=128, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        augment=ResizedCropFlip(),
+        augment=ResizedCropFlip(), fixed_size=False,
         expected="train/<class>/<image> and test/<class>/<image> (your own images; pass the folder as --data_dir)",
     ),
 }
@@ -571,10 +589,11 @@ def load_dataset(
         raise DatasetError(f"dataset {name!r} has no setting {', '.join(sorted(unknown))}")
     settings = {**spec.options, **(options or {})}
     size = image_size or spec.image_size
-    resize = not spec.generated and (size != spec.image_size or name == "folder")
+    resize = not spec.generated and (size != spec.image_size or not spec.fixed_size)
     normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
     transforms = {
-        "train": T.Compose(([T.Resize(size)] if resize and name != "folder" else []) + spec.augment.transforms(size) + normalize),
+        "train": T.Compose(([T.Resize(size)] if resize and not spec.augment.resizes else [])
+                           + spec.augment.transforms(size) + normalize),
         "test": T.Compose(([T.Resize(size), T.CenterCrop(size)] if resize else []) + normalize),
     }
     extra = {"size": size, **settings} if spec.generated else settings
@@ -590,10 +609,10 @@ def load_dataset(
                 f"({' '.join(str(error).split())[:200] or type(error).__name__}); put the files in {root}/{spec.expected}"
             ) from None
     classes = tuple(splits["train"].classes)
-    if name == "folder" and tuple(splits["test"].classes) != classes:
+    if tuple(splits["test"].classes) != classes:
         raise DatasetError(f"{root}/train and {root}/test must hold the same class folders")
     info = DatasetInfo(name, classes, spec.channels, size, spec.mean, spec.std, settings)
-    return LoadedDataset(splits["train"], splits["test"], info, spec.augment, in_memory=not resize and name != "folder")
+    return LoadedDataset(splits["train"], splits["test"], info, spec.augment, in_memory=not resize)
 
 
 def failure(error: Exception, download: bool) -> str:

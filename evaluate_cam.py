@@ -27,9 +27,11 @@ import torch
 from matplotlib.figure import Figure
 
 import data
+import devices
+import drawing
+import files
 import localization
 import model as models
-import visualize_cam
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 checkpoint: str = "checkpoints/best.pt"  # a checkpoint trained on fashion-mnist-cluttered
@@ -37,8 +39,8 @@ data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoi
 download: bool = True  # download the source dataset if it is not on disk
 batch_size: int = 250  # test images per batch
 limit: int = 0  # evaluate the first N test images only (0: the whole test set)
-cam_threshold: float = 0.2  # box threshold of top-1 and GT-known localization, on the min-max normalized map
-threshold_step: float = 0.01  # step of the threshold sweep (0 to 1) of MaxBoxAcc, MaxBoxAccV2 and PxAP
+cam_threshold: float = localization.CAM_THRESHOLD  # box threshold of top-1 and GT-known localization, on the min-max normalized map
+threshold_step: float = localization.THRESHOLD_STEP  # step of the threshold sweep (0 to 1) of MaxBoxAcc, MaxBoxAccV2 and PxAP
 examples: int = 16  # test images shown in localization_examples.png
 seed: int = 0  # which test images the examples figure shows
 output_dir: str = "outputs"  # where the report is written
@@ -80,7 +82,7 @@ def method_maps(net, images: torch.Tensor, labels: torch.Tensor, center: np.ndar
 def evaluate(cfg) -> dict:
     """Compute the report cfg asks for, write it, and return it (the JSON's content)."""
     validate(cfg)
-    device = models.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     loaded = data.load_dataset(
@@ -95,9 +97,9 @@ def evaluate(cfg) -> dict:
         )
     count = min(cfg.limit or len(test_set), len(test_set))
     loader = loaded.loader("test", cfg.batch_size, device, limit=count)
-    output_dir = cli.writable_folder(cfg.output_dir, "output_dir")
+    output_dir = files.writable_folder(cfg.output_dir, "output_dir")
 
-    thresholds = np.round(np.arange(0, 1, cfg.threshold_step), 6)
+    thresholds = localization.threshold_sweep(cfg.threshold_step)
     evaluators = {name: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for name in METHODS}
     center = localization.centered_gaussian(info.image_size, info.image_size)
     shown = sorted(random.Random(cfg.seed).sample(range(count), min(cfg.examples, count)))
@@ -119,7 +121,7 @@ def evaluate(cfg) -> dict:
                 localization.upsample_maps(cams[b:b + 1, predicted[b:b + 1]], images.shape[-2:])
             )[0, 0].cpu().numpy()
             examples.append({
-                "index": index, "image": visualize_cam.to_rgb_image(images[b], info.mean, info.std), "heat": heat,
+                "index": index, "image": drawing.to_rgb_image(images[b], info.mean, info.std), "heat": heat,
                 "box": localization.boxes_from_maps(heat[None], cfg.cam_threshold)[0], "truth": boxes[b],
                 "true": info.classes[int(labels[b])], "predicted": info.classes[int(predicted[b])],
             })
@@ -157,9 +159,9 @@ def write_report(report: dict, examples: list[dict], output_dir: Path) -> None:
         f"(box threshold {report['cam_threshold']} for top-1 / GT-known loc; sweep step {report['threshold_step']}).\n\n"
     )
     paths = {"table": output_dir / "localization.md", "json": output_dir / "localization.json"}
-    with cli.atomic_output(paths["table"]) as temporary:
+    with files.atomic_output(paths["table"]) as temporary:
         temporary.write_text(header + table)
-    with cli.atomic_output(paths["json"]) as temporary:
+    with files.atomic_output(paths["json"]) as temporary:
         temporary.write_text(json.dumps(report, indent=1) + "\n")
     if examples:
         paths["examples"] = output_dir / "localization_examples.png"
@@ -181,9 +183,9 @@ def write_examples(examples: list[dict], path: Path, scale: int = 4) -> None:
         size = example["image"].shape[0] * scale
         picture = cv2.resize(example["image"], (size, size), interpolation=cv2.INTER_NEAREST)
         heat = cv2.resize(example["heat"], (size, size), interpolation=cv2.INTER_NEAREST)
-        drawn = visualize_cam.overlay(picture, heat, alpha=0.45)
-        visualize_cam.draw_box(drawn, example["truth"] * scale, (255, 0, 0))
-        visualize_cam.draw_box(drawn, example["box"] * scale, (0, 255, 0))
+        drawn = drawing.overlay(picture, heat, alpha=0.45)
+        drawing.draw_box(drawn, example["truth"] * scale, (255, 0, 0))
+        drawing.draw_box(drawn, example["box"] * scale, (0, 255, 0))
         iou = localization.box_iou(example["box"], example["truth"])
         axis.imshow(drawn)
         mark = "" if example["true"] == example["predicted"] else " (wrong)"
@@ -191,8 +193,7 @@ def write_examples(examples: list[dict], path: Path, scale: int = 4) -> None:
         axis.axis("off")
     for axis in axes[len(examples):]:
         axis.axis("off")
-    with cli.atomic_output(path) as temporary:
-        figure.savefig(temporary, dpi=100, format="png")
+    drawing.save_figure(figure, path)
 
 
 def write_curves(report: dict, path: Path) -> None:
@@ -212,8 +213,7 @@ def write_curves(report: dict, path: Path) -> None:
     for axis in (box_axis, pixel_axis):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    with cli.atomic_output(path) as temporary:
-        figure.savefig(temporary, dpi=100, format="png")
+    drawing.save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> None:

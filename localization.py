@@ -18,7 +18,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEFAULT_THRESHOLDS = np.round(np.arange(0, 1, 0.01), 4)  # 0.00, 0.01, ..., 0.99
+CAM_THRESHOLD = 0.2  # the CAM paper's box rule: the largest region above 20% of the normalized map
+THRESHOLD_STEP = 0.01  # the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP: 0.00, 0.01, ..., 0.99
+
+
+def threshold_sweep(step: float = THRESHOLD_STEP) -> np.ndarray:
+    """The thresholds 0, step, 2 * step, ... below 1, rounded to 6 decimals: (T,) floats in [0, 1)."""
+    return np.round(np.arange(0, 1, step), 6)
+
+
+DEFAULT_THRESHOLDS = threshold_sweep()
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 averages over these
 
 
@@ -58,7 +67,7 @@ def largest_component_boxes(owner: np.ndarray, boxes: np.ndarray, areas: np.ndar
     return largest
 
 
-def boxes_from_maps(maps: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+def boxes_from_maps(maps: np.ndarray, threshold: float = CAM_THRESHOLD) -> np.ndarray:
     """The CAM paper's box for each map (N, H, W): int64 (N, 4), the bounding box of the largest
     component of map > threshold (the empty box if no pixel is above it)."""
     return largest_component_boxes(*component_boxes(maps > threshold), count=len(maps))
@@ -108,7 +117,7 @@ class LocalizationEvaluator:
     All in [0, 100]. Thresholds are the sweep of (map > t), by default 0.00, 0.01, ..., 0.99.
     """
 
-    def __init__(self, thresholds: np.ndarray = DEFAULT_THRESHOLDS, cam_threshold: float = 0.2):
+    def __init__(self, thresholds: np.ndarray = DEFAULT_THRESHOLDS, cam_threshold: float = CAM_THRESHOLD):
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
         self.cam_threshold = cam_threshold
         self.count = 0

@@ -16,7 +16,8 @@ import torch
 import torchvision
 from torch import nn
 
-from cli import UserError, atomic_output
+from cli import UserError
+from files import atomic_output
 
 CHECKPOINT_FORMAT = "cam-checkpoint-v1"
 
@@ -51,18 +52,29 @@ def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
     ]
 
 
-def cnn_features(in_channels: int, width: int = 32, pools: int = 2) -> tuple[nn.Module, int]:
-    """The default small CNN: 3 stages of two conv-BN-ReLU blocks (width, 2*width, 4*width channels),
-    with 2x2 max pooling after the first `pools` (0 to 2) stages, so h, w = H / 2**pools, W / 2**pools
-    (7x7 on 28x28 images with the default 2; finer maps localize more sharply but cost more)."""
+def cnn_features(in_channels: int, width: int = 16, pools: int = 2, convs: tuple[int, ...] = (2, 2, 2),
+                 head: int = 256) -> tuple[nn.Module, int]:
+    """The default small CNN: 3 stages of convs[s] 3x3 conv-BN-ReLU blocks each (width, 2*width,
+    4*width channels), with 2x2 max pooling after the first `pools` (0 to 2) stages, so h, w =
+    H / 2**pools, W / 2**pools (7x7 on 28x28 images with the default 2; finer maps localize more
+    sharply but cost more). A first stage of one conv skips the costly full-resolution conv of width
+    to width channels. With head > 0, a last 1x1 conv-BN-ReLU widens the final maps to head
+    channels (as MobileNetV2 does before its pooling): more features for the linear layer at a
+    small cost, since it runs on the smallest maps."""
     if not 0 <= pools <= 2:
         raise TypeError(f"pools must be 0, 1 or 2, got {pools}")
+    if len(convs) != 3 or min(convs) < 1:
+        raise TypeError(f"convs must give 3 stages of at least 1 conv each, got {convs}")
     layers, channels = [], in_channels
-    for stage, out_channels in enumerate((width, 2 * width, 4 * width)):
-        layers += conv_bn_relu(channels, out_channels) + conv_bn_relu(out_channels, out_channels)
+    for stage, (out_channels, count) in enumerate(zip((width, 2 * width, 4 * width), convs)):
+        for _ in range(count):
+            layers += conv_bn_relu(channels, out_channels)
+            channels = out_channels
         if stage < pools:
             layers.append(nn.MaxPool2d(2))
-        channels = out_channels
+    if head:
+        layers += [nn.Conv2d(channels, head, kernel_size=1, bias=False), nn.BatchNorm2d(head), nn.ReLU(inplace=True)]
+        channels = head
     return nn.Sequential(*layers), channels
 
 
@@ -227,34 +239,3 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
         detail = " ".join(str(error).split())[:300]
         raise CheckpointError(f"the weights in {path} do not fit its stated model {arch['name']!r}: {detail}") from None
     return model.to(device).eval(), checkpoint
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda if available, then mps, then cpu; otherwise the named device, which must exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but no CUDA GPU is available; use --device=auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device {name!r} asked for, but MPS is not available; use --device=auto or cpu")
-    return device
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast speeds up convolutions on device: CUDA GPUs that support bf16, and CPUs
-    with native bf16 instructions (AVX512-BF16 or AMX; 1.6x faster training than fp32 on a 2-core
-    AMD EPYC). Elsewhere bf16 is emulated and slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so looked up with a fallback
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False

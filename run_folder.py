@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cli
+import files
 import model as models
 
 try:
@@ -113,10 +114,10 @@ def claimed(path: str | Path, active: bool = True) -> Iterator[RunFolder]:
     if not active:
         yield RunFolder(path, active=False)
         return
-    folder = RunFolder(cli.writable_folder(path, "checkpoint_dir"))
+    folder = RunFolder(files.writable_folder(path, "checkpoint_dir"))
     descriptor = lock(folder.path)
     try:
-        cli.remove_temporary_files(folder.path)
+        files.remove_temporary_files(folder.path)
         yield folder
     finally:
         if descriptor is not None:

@@ -22,9 +22,11 @@ import cv2
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 
 import data
+import devices
+import drawing
+import files
 import localization
 import model as models
 
@@ -37,7 +39,7 @@ topk: int = 1  # draw the CAMs of the K most probable classes (1: the predicted 
 alpha: float = 0.5  # opacity of the heatmap over the image, in [0, 1]
 colormap: str = "jet"  # OpenCV colormap name: jet, turbo, inferno, viridis, hot, ...
 boxes: bool = True  # draw each map's box (green) and, where the dataset has one, the true box (red)
-box_threshold: float = 0.2  # the box bounds the largest region above this fraction of the normalized map
+box_threshold: float = localization.CAM_THRESHOLD  # the box bounds the largest region above this fraction of the normalized map
 display_size: int = 224  # side of the written images in pixels (0: the model's input size)
 image: str = ""  # draw this image file instead of test images
 output_dir: str = "outputs"  # where the images and the figure are written
@@ -48,47 +50,6 @@ device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | 
 
 
 MAX_DISPLAY_SIZE = 8192  # pixels a side: larger overlays need gigabytes and show nothing more
-
-
-def to_rgb_image(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """Undo the normalization of a model input (C, H, W) -> uint8 RGB (H, W, 3); gray is repeated."""
-    mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-    std_t = torch.tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-    pixels = (image * std_t + mean_t).clamp(0, 1).mul(255).round().byte().cpu()
-    return pixels.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
-
-
-def colormap_code(name: str) -> int:
-    """OpenCV's code for a colormap name ('jet' -> cv2.COLORMAP_JET)."""
-    code = getattr(cv2, f"COLORMAP_{name.upper()}", None)
-    if code is None:
-        names = sorted(key[len("COLORMAP_"):].lower() for key in dir(cv2) if key.startswith("COLORMAP_"))
-        raise cli.UserError(f"unknown colormap {name!r}; choose one of: {', '.join(names)}")
-    return code
-
-
-def colorize(heat: np.ndarray, colormap: str = "jet") -> np.ndarray:
-    """A map in [0, 1] (H, W) -> uint8 RGB (H, W, 3) in the colormap (OpenCV gives BGR; converted)."""
-    levels = np.clip(np.round(heat * 255), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(levels, colormap_code(colormap)), cv2.COLOR_BGR2RGB)
-
-
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
-    """Blend the colorized map (H, W) in [0, 1] over a uint8 RGB image (H, W, 3): uint8 RGB (H, W, 3)."""
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * colorize(heat, colormap).astype(np.float32)
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def draw_box(rgb: np.ndarray, box: np.ndarray, color: tuple[int, int, int], thickness: int = 1) -> None:
-    """Draw box (x0, y0, x1, y1), exclusive ends, on a uint8 RGB image (H, W, 3) in place; an empty box draws nothing."""
-    x0, y0, x1, y1 = (int(value) for value in box)
-    if x1 > x0 and y1 > y0:
-        cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), color, thickness)
-
-
-def save_png(path: Path, rgb: np.ndarray) -> None:
-    with cli.atomic_output(path) as temporary:
-        Image.fromarray(rgb).save(temporary, format="PNG")
 
 
 def validate(cfg) -> None:
@@ -103,7 +64,7 @@ def validate(cfg) -> None:
     for ok, message in checks:
         if not ok:
             raise cli.UserError(message)
-    colormap_code(cfg.colormap)
+    drawing.colormap_code(cfg.colormap)
 
 
 def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[list, str]:
@@ -137,13 +98,13 @@ def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[lis
 def draw(cfg) -> list[Path]:
     """Compute and write the CAMs cfg asks for; returns the written paths."""
     validate(cfg)
-    device = models.pick_device(cfg.device)
+    device = devices.pick_device(cfg.device)
     net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     if cfg.topk > len(info.classes):
         raise cli.UserError(f"--topk={cfg.topk} is more than the {len(info.classes)} classes of the checkpoint")
     inputs, figure_name = pick_inputs(cfg, info, checkpoint["hyperparameters"]["data_dir"])
-    output_dir = cli.writable_folder(cfg.output_dir, "output_dir")
+    output_dir = files.writable_folder(cfg.output_dir, "output_dir")
 
     batch = torch.stack([tensor for _, _, tensor, _, _ in inputs]).to(device)
     with torch.no_grad():
@@ -156,20 +117,20 @@ def draw(cfg) -> list[Path]:
 
     written, rows = [], []
     for b, (prefix, description, tensor, label, true_box) in enumerate(inputs):
-        picture = cv2.resize(to_rgb_image(tensor, info.mean, info.std), (size, size), interpolation=cv2.INTER_NEAREST)
+        picture = cv2.resize(drawing.to_rgb_image(tensor, info.mean, info.std), (size, size), interpolation=cv2.INTER_NEAREST)
         predicted = [(info.classes[c], p) for c, p in zip(top_classes[b].tolist(), top_probabilities[b].tolist())]
-        overlays = [overlay(picture, heat, cfg.alpha, cfg.colormap) for heat in heats[b]]
+        overlays = [drawing.overlay(picture, heat, cfg.alpha, cfg.colormap) for heat in heats[b]]
         if cfg.boxes:
             thickness = max(1, size // 112)
             for drawn, box in zip(overlays, localization.boxes_from_maps(heats[b], cfg.box_threshold)):
                 if true_box is not None:
-                    draw_box(drawn, np.round(true_box * size / info.image_size), (255, 0, 0), thickness)
-                draw_box(drawn, box, (0, 255, 0), thickness)
-        images = {"input": picture, "heatmap": colorize(heats[b, 0], cfg.colormap), "overlay": overlays[0]}
+                    drawing.draw_box(drawn, np.round(true_box * size / info.image_size), (255, 0, 0), thickness)
+                drawing.draw_box(drawn, box, (0, 255, 0), thickness)
+        images = {"input": picture, "heatmap": drawing.colorize(heats[b, 0], cfg.colormap), "overlay": overlays[0]}
         for rank, (name, _) in enumerate(predicted[1:], start=2):
             images[f"top{rank}_{re.sub(r'[^A-Za-z0-9]+', '-', name)}_overlay"] = overlays[rank - 1]
         for kind, rgb in images.items():
-            save_png(output_dir / f"{prefix}_{kind}.png", rgb)
+            drawing.save_png(output_dir / f"{prefix}_{kind}.png", rgb)
             written.append(output_dir / f"{prefix}_{kind}.png")
         truth = info.classes[label] if label is not None else "unknown"
         print(f"{description}: true {truth}, predicted {predicted[0][0]} ({100 * predicted[0][1]:.1f}%) "
@@ -195,8 +156,7 @@ def write_figure(rows: list, path: Path) -> None:
             axis.imshow(image)
             axis.set_title(title, fontsize=9)
             axis.axis("off")
-    with cli.atomic_output(path) as temporary:
-        figure.savefig(temporary, dpi=100, format="png", bbox_inches="tight", pad_inches=0.1)
+    drawing.save_figure(figure, path, bbox_inches="tight", pad_inches=0.1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,16 +13,15 @@ import torch
 import cli  # the repo is on PYTHONPATH
 import train
 
-nets = []
-build = train.training_state
+runs = []
+build = train.setup
 
 
-def keep_the_model(*args, **kwargs):
-    state = build(*args, **kwargs)
-    nets.append(state[0])
-    return state
+def keep_the_run(*args, **kwargs):
+    runs.append(build(*args, **kwargs))
+    return runs[-1]
 
 
-train.training_state = keep_the_model
+train.setup = keep_the_run
 train.train(cli.parse_hyperparameters(train, sys.argv[2:]))
-torch.save(nets[0].state_dict(), Path(sys.argv[1]) / f"rank{os.environ['RANK']}.pt")
+torch.save(runs[0].net.state_dict(), Path(sys.argv[1]) / f"rank{os.environ['RANK']}.pt")

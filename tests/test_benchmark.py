@@ -8,11 +8,14 @@ import cli
 
 def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
     args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--model_names=cnn", "--dataset_names=fashion-mnist",
-            "--batch_size=8", "--map_batch_size=4", "--warmup=0", "--repeats=2", "--download=false"]
+            "--batch_size=8", "--map_batch_size=4", "--warmup=0", "--repeats=2", "--train_warmup=1", "--train_steps=2",
+            "--download=false", "--precision=fp32"]
     report = benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
     (row,) = report["rows"]
     assert row["dataset"] == "fashion-mnist" and row["model"] == "cnn" and row["train_images_per_second"] > 0
-    assert row["epoch_seconds"] == pytest.approx(96 / row["train_images_per_second"], rel=0.01, abs=0.06)  # rounded
+    test_pass = 2 * 48 * row["map_ms_per_image"]["forward"] / 1000  # the 48 test images and their mirror images
+    assert row["epoch_seconds"] == pytest.approx(96 / row["train_images_per_second"] + test_pass, rel=0.01, abs=0.06)
+    assert report["precision"] == "fp32 (--precision=fp32)" and " kernels, native bf16: " in report["machine"]
     assert {"forward", "CAM (all classes)", "Grad-CAM"} <= set(row["map_ms_per_image"])
     assert row["cam_over_forward"] > 0 and row["grad_cam_over_cam"] > 0
     assert json.loads((tmp_path / "benchmark.json").read_text()) == report
@@ -26,7 +29,7 @@ def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
 ])
 def test_benchmark_errors(tmp_path, fashion_data, extra, message):
     args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--dataset_names=fashion-mnist",
-            "--warmup=1", "--repeats=2", "--download=false", *extra]
+            "--train_warmup=1", "--train_steps=2", "--download=false", *extra]
     with pytest.raises(cli.UserError, match=message):
         benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
 

@@ -73,6 +73,8 @@ CASES = [
     ("train", ["--checkpoint_dir=FINISHED"], ("FINISHED holds last.pt and best.pt of an earlier run; continue that run "
                                               "with --resume, or start a new one with --checkpoint_dir=ANOTHER_FOLDER, "
                                               "or replace it with --overwrite")),
+    ("train", ["--checkpoint_dir=FINISHED", "--resume", "--lr=0.3"], ("--resume goes on with the saved run's settings, "
+     "and --epochs=1 (saved: 5), --lr=0.3 (saved: 0.05) differ; drop them, or start a new run with --overwrite")),
     ("train", ["--checkpoint_dir=LOCKED"], "LOCKED is in use by another training run (process 4242 on"),
     ("train", ["--checkpoint_dir=LOCKED", "--resume"], "LOCKED is in use by another training run"),
     # visualize_cam.py
@@ -112,7 +114,8 @@ CASES = [
     ("benchmark", ["--model_names=cnn,alexnet"], "unknown model 'alexnet' in --model_names"),
     ("benchmark", ["--dataset_names=imagenet"], "unknown dataset 'imagenet'"),
     ("benchmark", ["--dataset_names=fashion-mnist,imagenet"], "unknown dataset 'imagenet' in --dataset_names"),
-    ("benchmark", ["--repeats=0"], "--repeats, --batch_size and --map_batch_size >= 1"),
+    ("benchmark", ["--repeats=0"], "--repeats, --train_steps, --batch_size and --map_batch_size >= 1"),
+    ("benchmark", ["--train_warmup=-1"], "--warmup and --train_warmup must be >= 0"),
     ("benchmark", ["--precision=fp8"], "--precision='fp8' is unknown"),
     ("benchmark", ["--output_dir=BLOCKER/out"], "cannot write to folder BLOCKER/out"),
 ]
@@ -212,6 +215,6 @@ def test_a_color_image_is_converted_for_a_grayscale_checkpoint(workspace, traine
     visualize_cam.main(default_arguments("visualize_cam", trained) + ["--image=whole.png", "--output_dir=drawn"])
     written = sorted(path.name for path in (workspace / "drawn").iterdir())
     assert written == ["cam_whole_heatmap.png", "cam_whole_input.png", "cam_whole_overlay.png", "cams_whole.png"]
-    tensor, _ = visualize_cam.data.load_image(workspace / "whole.png", visualize_cam.data.DatasetInfo(
+    tensor, _ = data.load_image(workspace / "whole.png", data.DatasetInfo(
         "mnist", tuple("0123456789"), 1, 28, (0.5,), (0.5,)))
     assert tensor.shape == (1, 28, 28) and torch.allclose(tensor, torch.full_like(tensor, (7 / 255 - 0.5) / 0.5))

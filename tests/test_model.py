@@ -12,6 +12,7 @@ import model as models
 ARCHITECTURES = [
     ("cnn", {}, 1, 28, 7),
     ("cnn", {"width": 8}, 3, 32, 8),
+    ("cnn", {"width": 4, "convs": (1, 1, 3), "head": 12, "pools": 1}, 1, 28, 14),
     ("resnet18", {}, 1, 28, 4),
     ("resnet18", {}, 3, 32, 4),
     ("vgg16_gap", {}, 3, 32, 8),
@@ -108,6 +109,7 @@ def test_grad_cam_is_relu_of_cam_over_hw_on_gap_models(name, options, channels, 
 @pytest.mark.parametrize("name, options, message", [
     ("alexnet", {}, "unknown model 'alexnet'; choose one of: cnn, resnet18, vgg16_gap"),
     ("cnn", {"depth": 3}, "bad options {'depth': 3} for model 'cnn'"),
+    ("cnn", {"convs": (1, 2)}, "convs must give 3 stages of at least 1 conv each, got (1, 2)"),
 ])
 def test_build_model_rejects_unknown_names_and_options(name, options, message):
     with pytest.raises(cli.UserError) as error:
@@ -165,11 +167,7 @@ def test_load_checkpoint_refuses_incomplete_checkpoint(tmp_path):
         models.load_checkpoint(path)
 
 
-def test_pick_device():
-    assert models.pick_device("cpu") == torch.device("cpu")
-    if not torch.cuda.is_available():
-        assert models.pick_device("auto").type in ("cpu", "mps")
-        with pytest.raises(cli.UserError, match="no CUDA GPU is available"):
-            models.pick_device("cuda")
-    with pytest.raises(cli.UserError, match="unknown device 'gpu0'"):
-        models.pick_device("gpu0")
+def test_the_cnn_head_widens_the_final_maps_with_a_1x1_conv():
+    net = models.build_model("cnn", 10, 1, width=4, convs=(1, 1, 1), head=24)
+    assert net.fc.in_features == 24 and net.features[-3].kernel_size == (1, 1)
+    assert sum(isinstance(module, nn.Conv2d) for module in net.features) == 4

@@ -1,4 +1,5 @@
 import csv
+import inspect
 import os
 import signal
 import subprocess
@@ -11,13 +12,15 @@ from conftest import REPO, assert_clean_error, run_script, run_training, train_a
 import cli
 import model as models
 import train
+import training
 
 
 def test_training_learns_and_writes_everything(trained):
     checkpoints, outputs = trained / "checkpoints", trained / "outputs"
     _, checkpoint = models.load_checkpoint(checkpoints / "best.pt")
     assert checkpoint["test_accuracy"] == 100.0  # each class is a square at its own place: easy
-    assert checkpoint["arch"] == {"name": "cnn", "num_classes": 10, "in_channels": 1, "options": {"width": 32, "pools": 2}}
+    assert checkpoint["arch"] == {"name": "cnn", "num_classes": 10, "in_channels": 1,
+                                  "options": {"width": 16, "pools": 2, "convs": (2, 2, 2), "head": 256}}
     assert checkpoint["dataset"]["name"] == "mnist" and checkpoint["dataset"]["image_size"] == 28
     assert len(checkpoint["dataset"]["classes"]) == 10 and checkpoint["dataset"]["mean"] == [0.1307]
     assert checkpoint["hyperparameters"]["epochs"] == 5 and checkpoint["hyperparameters"]["batch_size"] == 16
@@ -54,7 +57,7 @@ def test_same_seed_same_weights(tmp_path, fashion_data):
 def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data, monkeypatch):
     run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3")
 
-    real_epoch, calls = train.train_one_epoch, []
+    real_epoch, calls = training.train_one_epoch, []
 
     def crash_in_epoch_3(*args, **kwargs):
         calls.append(1)
@@ -62,13 +65,14 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fas
             raise RuntimeError("power cut")
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train, "train_one_epoch", crash_in_epoch_3)
+    monkeypatch.setattr(training, "train_one_epoch", crash_in_epoch_3)
     with pytest.raises(RuntimeError, match="power cut"):
         run_training(fashion_data, tmp_path / "crashed", "--subset=64", "--epochs=3")
-    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
     assert models.load_checkpoint(tmp_path / "crashed/checkpoints/last.pt")[1]["epoch"] == 2
 
-    # --resume takes the saved run's hyperparameters: --epochs=1 here does not shorten it
+    # train(cfg) with --resume takes the saved run's hyperparameters: --epochs=1 here does not shorten it
+    # (on the command line, a flag that differs from the saved run is an error: tests/test_inputs.py)
     last_row = run_training(fashion_data, tmp_path / "crashed", "--resume", "--epochs=1")
     assert last_row["epoch"] == 3
     assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(tmp_path / "crashed/checkpoints/last.pt"))
@@ -84,63 +88,6 @@ def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
     assert (tmp_path / "checkpoints/last.pt").read_bytes() == before
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--dataset=imagenet"], "--dataset='imagenet' is unknown; choose one of: fashion-mnist"),
-    (["--model=alexnet"], "--model='alexnet' is unknown; choose one of: cnn, resnet18, vgg16_gap"),
-    (["--schedule=step"], "--schedule='step' is unknown"),
-    (["--precision=fp16"], "--precision='fp16' is unknown; choose one of: auto, bf16, fp32"),
-    (["--epochs=0"], "--epochs must be at least 1, got 0"),
-    (["--lr=0"], "--lr must be positive, got 0.0"),
-    (["--lr=-0.1"], "--lr must be positive"),
-    (["--batch_size=0"], "--batch_size must be at least 1"),
-    (["--label_smoothing=1"], "--label_smoothing must be in [0, 1)"),
-    (["--epoch=3"], "unknown hyperparameter '--epoch'; did you mean --epochs?"),
-    (["--epochs=three"], "argument --epochs: invalid int value: 'three'"),
-    (["--dataset=cifar10"], "dataset 'cifar10' not found in"),
-    (["--device=gpu0"], "unknown device 'gpu0'"),
-    (["--output_dir=BLOCKER/outputs"], "cannot write to folder"),
-    (["--resume", "--checkpoint_dir=empty"], "--resume: empty/last.pt not found"),
-    ([], "holds last.pt of an earlier run; continue that run with --resume"),
-])
-def test_command_line_errors_are_one_line_and_clobber_nothing(tmp_path, fashion_data, extra, message):
-    (tmp_path / "BLOCKER").write_text("a file where a folder is needed")
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"earlier work")
-    replace = ["--overwrite"] if extra and "--resume" not in extra else []  # past the check for an earlier run
-    args = [arg.replace("BLOCKER", str(tmp_path / "BLOCKER"))
-            for arg in train_args(fashion_data, tmp_path) + replace + extra]
-    result = run_script("train.py", *args, cwd=tmp_path)
-    assert_clean_error(result, message)
-    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"earlier work"
-    assert not any((tmp_path / "outputs").rglob("*"))  # at most an empty folder, made when it was checked
-
-
-def test_a_diverging_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, fashion_data):
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"earlier work")
-    result = run_script("train.py", *train_args(fashion_data, tmp_path, "--lr=1e30", "--epochs=2", "--overwrite"),
-                        cwd=tmp_path)
-    assert_clean_error(result, "the training loss became ")
-    assert "became nan" in result.stderr or "became inf" in result.stderr
-    assert "keeping the checkpoints of the last finished epoch; try a lower --lr" in result.stderr
-    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"earlier work"
-    assert not (tmp_path / "checkpoints" / "best.pt").exists()
-
-
-def test_missing_dataset_message_says_how_to_get_it(tmp_path):
-    result = run_script("train.py", "--dataset=cifar10", f"--data_dir={tmp_path}", "--download=false", cwd=tmp_path)
-    assert_clean_error(result, "download is off (--download=false)")
-    assert f"put the files in {tmp_path}/cifar-10-batches-py/" in result.stderr
-
-
-def test_help_lists_every_hyperparameter(tmp_path):
-    result = run_script("train.py", "--help", cwd=tmp_path)
-    assert result.returncode == 0
-    for name, _, default, _ in cli.declared_hyperparameters(train):
-        assert f"--{name}" in result.stdout
-        assert f"(default: {default!r})" in " ".join(result.stdout.split())
-
-
 def test_command_line_run_then_visualize(tmp_path):
     """The README's main job on a tiny Fashion-MNIST: train.py writes a checkpoint, visualize_cam.py draws it."""
     write_mnist_like(tmp_path / "data" / "fashion-mnist")
@@ -152,36 +99,6 @@ def test_command_line_run_then_visualize(tmp_path):
     written = sorted(p.name for p in (tmp_path / "outputs").glob("cam*.png"))
     assert len(written) == 2 * 3 + 1 and "cams_seed3.png" in written
     assert "wrote 6 images to outputs/ and the figure outputs/cams_seed3.png" in drawn.stdout
-
-
-class LeftOrRight(torch.nn.Module):
-    """Logits (sum of the left column, sum of the right column) of images (B, 1, H, W)."""
-
-    def forward(self, images):
-        return torch.stack([images[..., 0].sum((1, 2)), images[..., -1].sum((1, 2))], dim=1)
-
-
-def test_flip_test_averages_the_logits_of_each_image_and_its_mirror_image():
-    images = torch.zeros(2, 1, 4, 4)
-    images[0, 0, :, 0] = 1.0  # bright left column: logits (4, 0), label 0
-    images[1, 0, :, -1] = 1.0  # bright right column: logits (0, 4), label 1
-    batches = [(images, torch.tensor([0, 1]))]
-    loss, accuracy = train.evaluate(LeftOrRight(), batches, torch.device("cpu"))
-    assert accuracy == 100.0 and loss == pytest.approx(torch.log1p(torch.exp(torch.tensor(-4.0))).item(), rel=1e-5)
-    loss, accuracy = train.evaluate(LeftOrRight(), batches, torch.device("cpu"), flip=True)
-    assert loss == pytest.approx(torch.log(torch.tensor(2.0)).item(), rel=1e-5)  # mirrored: logits (2, 2) for both
-
-
-@pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])
-def test_precision_sets_the_dtype_of_the_forward_pass(precision, dtype):
-    cfg = cli.parse_hyperparameters(train, [f"--precision={precision}"])
-    with train.autocast(cfg, torch.device("cpu")):
-        output = torch.nn.Linear(3, 2)(torch.ones(1, 3))
-    assert output.dtype == dtype
-    auto = cli.parse_hyperparameters(train, [])
-    with train.autocast(auto, torch.device("cpu")):
-        output = torch.nn.Linear(3, 2)(torch.ones(1, 3))
-    assert output.dtype == (torch.bfloat16 if models.fast_bf16(torch.device("cpu")) else torch.float32)
 
 
 def test_training_in_bf16_learns(tmp_path, fashion_data):
@@ -235,8 +152,18 @@ def wait_for_line(process, text):
 LONG_RUN = ("--subset=64", "--epochs=30", "--batch_size=8")
 
 
-def test_ctrl_c_saves_the_step_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data):
-    run_training(fashion_data, tmp_path / "whole", *LONG_RUN)
+@pytest.fixture(scope="session")
+def long_run_weights(tmp_path_factory) -> dict:
+    """The final weights of LONG_RUN without interruption, on the fashion_data set: trained once for
+    the tests that stop the same run and resume it."""
+    workdir = tmp_path_factory.mktemp("long_run")
+    write_mnist_like(workdir / "data" / "fashion-mnist")  # the same files as the fashion_data fixture
+    run_training(workdir / "data", workdir, *LONG_RUN)
+    return state(workdir / "checkpoints/last.pt")
+
+
+def test_ctrl_c_saves_the_step_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data,
+                                                                              long_run_weights):
     process = start_training(tmp_path, fashion_data, *LONG_RUN)
     wait_for_line(process, "epoch 1/30")
     process.send_signal(signal.SIGINT)
@@ -245,17 +172,16 @@ def test_ctrl_c_saves_the_step_and_resume_ends_where_an_uninterrupted_run_ends(t
     assert "stopped by SIGINT in epoch " in stderr and "continue with --resume: saved " in stderr
     assert "Traceback" not in stderr
     _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")
-    assert saved["epoch"] >= 1 and 0 <= saved["position"]["step"] < 8  # 64 images in steps of 8
+    assert saved["epoch"] >= 1 and 1 <= saved["position"]["step"] <= 8  # 64 images in steps of 8
     assert saved["epoch"] < 30
     last_row = run_training(fashion_data, tmp_path, "--resume")
     assert last_row["epoch"] == 30
-    assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(tmp_path / "checkpoints/last.pt"))
+    assert_same_weights(long_run_weights, state(tmp_path / "checkpoints/last.pt"))
     with open(tmp_path / "outputs/metrics.csv") as file:
         assert [int(row["epoch"]) for row in csv.DictReader(file)] == list(range(1, 31))
 
 
-def test_sigkill_leaves_a_whole_checkpoint_to_resume_from(tmp_path, fashion_data):
-    run_training(fashion_data, tmp_path / "whole", *LONG_RUN)
+def test_sigkill_leaves_a_whole_checkpoint_to_resume_from(tmp_path, fashion_data, long_run_weights):
     process = start_training(tmp_path, fashion_data, *LONG_RUN)
     wait_for_line(process, "epoch 3/30")
     process.kill()  # SIGKILL: no handler runs
@@ -264,7 +190,7 @@ def test_sigkill_leaves_a_whole_checkpoint_to_resume_from(tmp_path, fashion_data
     _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")  # whole, and loads
     assert 3 <= saved["epoch"] < 30 and "position" not in saved
     assert run_training(fashion_data, tmp_path, "--resume")["epoch"] == 30
-    assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(tmp_path / "checkpoints/last.pt"))
+    assert_same_weights(long_run_weights, state(tmp_path / "checkpoints/last.pt"))
     # the kill may have left its lock file and a temporary file; the resumed run cleaned both up
     assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
@@ -276,16 +202,38 @@ def test_any_seed_works(tmp_path, fashion_data):
     assert models.load_checkpoint(tmp_path / str(2**70) / "checkpoints/last.pt")[1]["hyperparameters"]["seed"] == 2**70
 
 
-@pytest.mark.parametrize("total_steps", [1, 2, 3, 4, 5, 8, 100])
-def test_onecycle_runs_any_number_of_steps_and_peaks_at_lr(total_steps):
-    cfg = cli.parse_hyperparameters(train, ["--lr=0.4"])
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
-    scheduler = train.make_scheduler(optimizer, cfg, total_steps)
-    rates = [optimizer.param_groups[0]["lr"]]
-    for _ in range(total_steps):
-        optimizer.step()
-        scheduler.step()
-        rates.append(optimizer.param_groups[0]["lr"])
-    assert max(rates) <= 0.4 + 1e-9 and all(rate > 0 for rate in rates[:-1])
-    if total_steps == 100:
-        assert max(rates) == pytest.approx(0.4) and rates[-1] < 0.001
+def test_the_default_network_is_the_one_model_py_builds_by_default():
+    """train.py's cnn hyperparameters and cnn_features' defaults (which benchmark.py times) agree."""
+    defaults = {name: parameter.default for name, parameter in inspect.signature(models.cnn_features).parameters.items()
+                if parameter.default is not inspect.Parameter.empty}
+    assert train.model_options(cli.parse_hyperparameters(train, [])) == defaults
+
+
+def test_a_command_line_error_is_one_line_and_exit_1_and_clobbers_nothing(tmp_path, fashion_data):
+    """The command-line smoke test of train.py's errors; tests/test_inputs.py checks every message in-process."""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"earlier work")
+    result = run_script("train.py", *train_args(fashion_data, tmp_path, "--overwrite", "--epoch=3"), cwd=tmp_path)
+    assert_clean_error(result, "unknown hyperparameter '--epoch'; did you mean --epochs?")
+    assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"earlier work"
+
+
+def test_a_diverging_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, fashion_data):
+    run_training(fashion_data, tmp_path, "--subset=64")
+    before = {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").iterdir()}
+    with pytest.raises(cli.UserError) as error:
+        run_training(fashion_data, tmp_path, "--subset=64", "--lr=1e30", "--epochs=2", "--overwrite")
+    message = str(error.value)
+    assert message.startswith(("the training loss became nan", "the training loss became inf"))
+    assert "keeping the checkpoints of the last finished epoch; try a lower --lr" in message
+    assert {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").iterdir()} == before
+
+
+def test_help_lists_every_hyperparameter(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for name, _, default, _ in cli.declared_hyperparameters(train):
+        assert f"--{name}" in out and f"(default: {default!r})" in out
+

@@ -1,0 +1,82 @@
+import os
+import signal
+import threading
+
+import pytest
+import torch
+
+import cli
+import train
+import training
+
+
+def test_stop_requests_turn_the_first_signal_into_a_flag_and_the_second_into_an_interrupt(capsys):
+    before = signal.getsignal(signal.SIGINT)
+    with training.stop_requests() as stop:
+        assert stop.signal == ""
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == "SIGTERM"  # the run goes on to a safe point
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # a second signal: at once
+    assert signal.getsignal(signal.SIGINT) is before  # the handlers are given back
+    assert "SIGTERM: stopping after this step, then saving" in capsys.readouterr().err
+
+
+def test_stop_requests_outside_the_main_thread_leave_signals_alone():
+    results = []
+
+    def worker():
+        with training.stop_requests() as stop:
+            results.append(stop.signal)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert results == [""]
+
+
+def test_a_forked_worker_neither_stops_nor_speaks_on_ctrl_c(tmp_path):
+    """DataLoader workers inherit the handler; the terminal sends them Ctrl-C too."""
+    request = training.StopRequest()
+    child = os.fork()
+    if child == 0:  # the worker: its stderr goes to a file the test reads
+        with open(tmp_path / "worker.err", "w") as err:
+            os.dup2(err.fileno(), 2)
+            request.handle(signal.SIGINT, None)
+            os._exit(0 if request.signal == "" else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and (tmp_path / "worker.err").read_text() == ""
+
+
+class LeftOrRight(torch.nn.Module):
+    """Logits (sum of the left column, sum of the right column) of images (B, 1, H, W)."""
+
+    def forward(self, images):
+        return torch.stack([images[..., 0].sum((1, 2)), images[..., -1].sum((1, 2))], dim=1)
+
+
+def test_flip_test_averages_the_logits_of_each_image_and_its_mirror_image():
+    images = torch.zeros(2, 1, 4, 4)
+    images[0, 0, :, 0] = 1.0  # bright left column: logits (4, 0), label 0
+    images[1, 0, :, -1] = 1.0  # bright right column: logits (0, 4), label 1
+    batches = [(images, torch.tensor([0, 1]))]
+    loss, accuracy = training.evaluate(LeftOrRight(), batches, torch.device("cpu"))
+    assert accuracy == 100.0 and loss == pytest.approx(torch.log1p(torch.exp(torch.tensor(-4.0))).item(), rel=1e-5)
+    loss, accuracy = training.evaluate(LeftOrRight(), batches, torch.device("cpu"), flip=True)
+    assert loss == pytest.approx(torch.log(torch.tensor(2.0)).item(), rel=1e-5)  # mirrored: logits (2, 2) for both
+
+
+@pytest.mark.parametrize("total_steps", [1, 2, 3, 4, 5, 8, 100])
+def test_onecycle_runs_any_number_of_steps_and_peaks_at_lr(total_steps):
+    cfg = cli.parse_hyperparameters(train, ["--lr=0.4"])
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    scheduler = training.make_scheduler(optimizer, cfg, total_steps)
+    rates = [optimizer.param_groups[0]["lr"]]
+    for _ in range(total_steps):
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert max(rates) <= 0.4 + 1e-9 and all(rate > 0 for rate in rates[:-1])
+    if total_steps == 100:
+        assert max(rates) == pytest.approx(0.4) and rates[-1] < 0.001
+

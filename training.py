@@ -1,0 +1,273 @@
+"""The parts of a training run that train.py puts together: processes, stop requests, epochs, metrics.
+
+`Processes` is this process's place among those torchrun started (rank 0 of 1 without torchrun);
+`stop_requests` turns Ctrl-C and SIGTERM into a request that the loop honours after a step;
+`train_one_epoch` and `evaluate` are one pass over a loader; `write_metrics` the per-epoch files.
+"""
+
+import contextlib
+import csv
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from tqdm import tqdm
+
+import cli
+import devices
+import drawing
+import files
+
+
+@dataclass
+class EpochPosition:
+    """Where training stands within an epoch: steps done, the sums over all processes of the loss,
+    right answers and images, and the seconds spent. A stop saves it (as a dict) in last.pt, so
+    that --resume goes on from that step."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+class StopRequest:
+    """Set by SIGINT (Ctrl-C) or SIGTERM while `stop_requests()` is active: `signal` holds the
+    signal's name, for a loop to stop at its next safe point. A second signal stops at once.
+    Processes forked from this one (DataLoader workers) inherit the handler but ignore it: the
+    terminal sends Ctrl-C to all of them, and only this process stops the run and says so."""
+
+    def __init__(self):
+        self.signal = ""
+        self.pid = os.getpid()
+
+    def handle(self, number: int, frame) -> None:
+        if os.getpid() != self.pid:
+            return
+        if self.signal:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(number).name
+        print(f"\n{self.signal}: stopping after this step, then saving (send it again to stop at once)",
+              file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Within: SIGINT and SIGTERM set the yielded StopRequest instead of raising. Python delivers
+    signals to the main thread only: elsewhere the request is never set and signals act as before."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {number: signal.signal(number, request.handle) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def make_scheduler(optimizer, cfg, total_steps: int):
+    if cfg.schedule == "onecycle":
+        # A quarter of the steps warm up; in short runs 1.5 steps, since OneCycleLR divides by zero when
+        # its warm-up is exactly 1 step (total_steps == 4) or the whole run.
+        warmup = max(0.25, min(0.75, 1.5 / total_steps))
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=warmup)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """This process's place among those torchrun started: rank 0 of 1 without torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0  # among the processes of this machine
+
+    def local_leaders_first(self, work):
+        """work() in the first process of each machine, then in the others: one download or
+        generation of a dataset per machine, which the others then read."""
+        if self.local_rank > 0:
+            dist.barrier()
+        result = work()
+        if self.local_rank == 0 and self.world_size > 1:
+            dist.barrier()
+        return result
+
+    def total(self, values: torch.Tensor) -> torch.Tensor:
+        """values (a tensor) summed over all processes; values itself in a single process."""
+        if self.world_size > 1:
+            dist.all_reduce(values)
+        return values
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """values summed over all processes (the same list back in a single process)."""
+        if self.world_size == 1:
+            return values
+        total = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(total)
+        return total.tolist()
+
+    def average_buffers(self, net: torch.nn.Module) -> None:
+        """Make the batch-norm running statistics the mean over all processes, so every process
+        (and the checkpoint) holds the same model."""
+        if self.world_size == 1:
+            return
+        for buffer in net.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer)
+                buffer /= self.world_size
+
+
+def join_processes(cfg) -> tuple[torch.device, Processes]:
+    """This process's device and Processes. Under torchrun (WORLD_SIZE > 1) it joins the process
+    group: NCCL with one GPU per process (cuda:LOCAL_RANK), or gloo on CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = devices.pick_device(cfg.device)
+    if world_size == 1:
+        return device, Processes()
+    if device.type not in ("cuda", "cpu"):
+        raise cli.UserError(f"torchrun runs on CUDA GPUs or on CPU, not on {device.type}; set --device=cpu or cuda")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, Processes(dist.get_rank(), world_size, int(os.environ["LOCAL_RANK"]))
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, description: str, processes: Processes,
+                    stop: StopRequest, start: EpochPosition) -> tuple[EpochPosition, bool]:
+    """One pass over loader from position `start` (the batches before start.step are drawn but not
+    trained on, so that the random draws line up). Returns the position after the pass and whether
+    it reached the end of the epoch: a stop request ends the pass after the step in which it is
+    seen, the same step in every process.
+
+    The running sums stay on the device. Each step waits once for the host: to see, before the
+    optimizer steps, that the loss is finite (a NaN loss is never stepped on) and whether a stop
+    was requested, both in one all-reduce across processes. On a GPU that wait is for the forward
+    pass only, since the backward pass is queued first.
+    """
+    model.train()
+    layout = devices.memory_format(cfg.channels_last)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen, step, stopping = 0, start.step, False
+    progress = tqdm(loader, desc=description, leave=False, dynamic_ncols=True,
+                    disable=None if processes.rank == 0 else True)  # off when not a terminal
+    for index, (images, labels) in enumerate(progress):
+        if index < start.step:
+            continue
+        if stopping:
+            break
+        images = images.to(device, non_blocking=True, memory_format=layout)
+        labels = labels.to(device, non_blocking=True)
+        with devices.autocast(cfg.precision, device):
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+        checks = torch.stack([loss.detach().isfinite().logical_not(), torch.tensor(bool(stop.signal), device=device)])
+        checks = processes.total(checks.double()).to("cpu", non_blocking=True)
+        forward_done = torch.cuda.Event() if device.type == "cuda" else None
+        if forward_done is not None:
+            forward_done.record()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if forward_done is not None:
+            forward_done.synchronize()
+        not_finite, stopping = checks.tolist()
+        if not_finite:
+            raise cli.UserError(
+                f"the training loss became {loss.item()} ({description}, after {start.seen + seen} images); "
+                f"stopped before that step, keeping the checkpoints of the last finished epoch; try a lower --lr"
+            )
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        loss_sum += loss.detach().double() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(labels)
+        if not progress.disable and step % 20 == 0:  # a host sync, only where the bar is shown
+            progress.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
+    loss_total, correct_total, seen_total = processes.sum([loss_sum.item(), correct.item(), seen], device)
+    position = EpochPosition(step, start.loss_sum + loss_total, start.correct + int(correct_total),
+                             start.seen + int(seen_total), start.seconds)
+    return position, not stopping
+
+
+@torch.no_grad()
+def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguous_format, flip: bool = False,
+             precision=contextlib.nullcontext, processes: Processes = Processes()) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in %) of model on loader, in eval mode; with flip, of the mean
+    logits of each image and its mirror image. precision() gives the context of each forward pass.
+    Each process evaluates its own share of the images (loader); the sums are taken over all."""
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for images, labels in loader:
+        images = images.to(device, non_blocking=True, memory_format=layout)
+        labels = labels.to(device, non_blocking=True)
+        with precision():
+            logits = model(images).float()
+            if flip:
+                logits = (logits + model(images.flip(3)).float()) / 2
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(labels)
+    loss_sum, correct, seen = processes.sum([loss_sum, correct, seen], device)
+    return loss_sum / seen, 100 * correct / seen
+
+
+def metrics_row(epoch: int, learning_rate: float, position: EpochPosition, scores: dict, seconds: float,
+                history: list[dict]) -> dict:
+    """The metrics.csv row of a finished epoch: its training sums (position), the (loss, accuracy)
+    of each evaluated split in scores, and its seconds added to those of the history before it."""
+    seen = max(position.seen, 1)
+    elapsed = (history[-1]["elapsed_seconds"] if history else 0.0) + seconds
+    return {
+        "epoch": epoch, "lr": round(learning_rate, 6),
+        "train_loss": round(position.loss_sum / seen, 4), "train_accuracy": round(100 * position.correct / seen, 2),
+        **{f"{split}_{name}": round(value, 4 if name == "loss" else 2)
+           for split, values in scores.items() for name, value in zip(("loss", "accuracy"), values)},
+        "epoch_seconds": round(seconds, 1), "elapsed_seconds": round(elapsed, 1),
+    }
+
+
+def describe_epoch(row: dict, epochs: int) -> str:
+    """A metrics row as the line train.py prints after each epoch."""
+    splits = [key[: -len("_loss")] for key in row if key.endswith("_loss")]
+    return f"epoch {row['epoch']}/{epochs}  " + "".join(
+        f"{split} loss {row[f'{split}_loss']:.4f} acc {row[f'{split}_accuracy']:.2f}%  " for split in splits
+    ) + f"{row['epoch_seconds']:.1f} s"
+
+
+def write_metrics(history: list[dict], output_dir: Path) -> None:
+    """metrics.csv (a row per epoch) and training_curves.png (loss and accuracy per epoch)."""
+    with files.atomic_output(output_dir / "metrics.csv") as temporary, open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    epochs = [row["epoch"] for row in history]
+    figure = Figure(figsize=(10, 4), layout="tight")
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    splits = [split for split in ("train", "validation", "test") if f"{split}_loss" in history[0]]
+    labels = {"train": "train (augmented, label-smoothed loss)"}
+    for split in splits:
+        label = labels.get(split, split)
+        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], "o-", label=label)
+        accuracy_axis.plot(epochs, [row[f"{split}_accuracy"] for row in history], "o-", label=label)
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for axis in (loss_axis, accuracy_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        axis.legend()
+    drawing.save_figure(figure, output_dir / "training_curves.png", bbox_inches="tight", pad_inches=0.1)
