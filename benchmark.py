@@ -36,8 +36,8 @@ batch_size: int = 128  # training batch size
 train_warmup: int = 15  # untimed training steps first (oneDNN and the allocator warm up over several)
 train_steps: int = 40  # training steps timed back to back, as in an epoch
 map_batch_size: int = 64  # test images per batch when timing maps
-warmup: int = 2  # map timings: untimed runs before the timed ones
-repeats: int = 5  # map timings: timed runs; the median is reported
+warmup: int = 3  # map timings: untimed rounds before the timed ones
+repeats: int = 50  # map timings: timed rounds, each running every method once; the median is reported
 data_dir: str = "data"  # where datasets are looked for (see train.py)
 download: bool = True  # download a dataset that is not on disk
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
@@ -96,7 +96,9 @@ def training_speed(net, loader, device, layout: torch.memory_format, precision, 
 
 
 def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs: int) -> dict[str, float]:
-    """Milliseconds per image of each way to get maps for a batch (B, C, H, W)."""
+    """Milliseconds per image of each way to get maps for a batch (B, C, H, W): the median of
+    timed_runs rounds, each timing every way once in turn, so that a slow moment of the machine
+    falls on all of them alike and their ratios hold."""
     net.eval()
     classes = torch.zeros(len(images), dtype=torch.long, device=device)
 
@@ -109,9 +111,16 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
             models.class_activation_maps(net, images)
 
     runs = {"forward": forward, "CAM (all classes)": cam, "Grad-CAM": lambda: models.grad_cam(net, images, classes)}
-    timings = {
-        name: 1000 * median_seconds(run, device, warmup_runs, timed_runs) / len(images) for name, run in runs.items()
-    }
+    seconds = {name: [] for name in runs}
+    for round_index in range(warmup_runs + timed_runs):
+        for name, run in runs.items():
+            synchronize(device)
+            started = time.perf_counter()
+            run()
+            synchronize(device)
+            if round_index >= warmup_runs:
+                seconds[name].append(time.perf_counter() - started)
+    timings = {name: 1000 * statistics.median(values) / len(images) for name, values in seconds.items()}
     try:
         from pytorch_grad_cam import GradCAM
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -119,9 +128,24 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
         return timings
     targets = [ClassifierOutputTarget(0)] * len(images)
     with GradCAM(model=net, target_layers=[net.features[-1]]) as library:  # its hooks are removed on exit
-        seconds = median_seconds(lambda: library(input_tensor=images, targets=targets), device, warmup_runs, timed_runs)
-    timings["pytorch-grad-cam GradCAM"] = 1000 * seconds / len(images)
+        library_seconds = median_seconds(lambda: library(input_tensor=images, targets=targets), device, warmup_runs,
+                                         timed_runs)
+    timings["pytorch-grad-cam GradCAM"] = 1000 * library_seconds / len(images)
     return timings
+
+
+def test_pass_seconds(net, images: torch.Tensor, passes: int, count: int, cfg, device) -> float:
+    """Seconds that train.py's test pass over count images takes: forward passes in eval mode on
+    batches like images (train.py's 2 x batch_size), `passes` times (2 with test-time flips), in
+    the training precision."""
+    net.eval()
+
+    def forward():
+        with torch.no_grad(), devices.autocast(cfg.precision, device):
+            for _ in range(passes):
+                net(images)
+
+    return count / len(images) * median_seconds(forward, device, cfg.warmup, cfg.repeats)
 
 
 def run_benchmark(cfg) -> dict:
@@ -153,18 +177,20 @@ def run_benchmark(cfg) -> dict:
         if len(loaded.train) // cfg.batch_size < steps:  # full batches only
             raise cli.UserError(f"{dataset_name} has fewer than {steps} training batches of {cfg.batch_size}")
         test_images = next(iter(loaded.loader("test", cfg.map_batch_size, device, memory_format=layout)))[0]
+        eval_images = next(iter(loaded.loader("test", 2 * cfg.batch_size, device, memory_format=layout)))[0]
         test_passes = 2 if loaded.augment.flip else 1  # train.py's test accuracy averages each image with its mirror
         for name in names:
             net = models.build_model(name, len(info.classes), info.channels).to(device, memory_format=layout)
             images_per_second = training_speed(net, loader, device, layout, lambda: devices.autocast(cfg.precision, device),
                                                cfg.train_warmup, cfg.train_steps)
             maps = map_timings(net, test_images, device, cfg.warmup, cfg.repeats)
-            test_seconds = test_passes * len(loaded.test) * maps["forward"] / 1000
+            test_seconds = test_pass_seconds(net, eval_images, test_passes, len(loaded.test), cfg, device)
             row = {
                 "dataset": dataset_name, "model": name, "image_size": info.image_size,
                 "train_images_per_second": round(images_per_second, 1),
                 # what train.py prints as an epoch's seconds: the training steps and the test pass
                 "epoch_seconds": round(len(loaded.train) / images_per_second + test_seconds, 1),
+                "test_pass_seconds": round(test_seconds, 2),
                 "map_ms_per_image": {key: round(value, 4) for key, value in maps.items()},
                 "cam_over_forward": round(maps["CAM (all classes)"] / maps["forward"], 3),
                 "grad_cam_over_cam": round(maps["Grad-CAM"] / maps["CAM (all classes)"], 3),
@@ -212,6 +238,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    devices.keep_freed_memory()
     with cli.enough_memory("lower --batch_size or --map_batch_size"):
         run_benchmark(cli.parse_hyperparameters(sys.modules[__name__], argv))
 

@@ -1,4 +1,4 @@
-"""What the scripts share: typed hyperparameter overrides, clean error exits, and whole-file writes.
+"""Command-line parsing and error exits: typed hyperparameter overrides, one-line errors, a quiet Ctrl-C.
 
 A script declares its hyperparameters as annotated module-level values, each with its help as a
 trailing comment, nanoGPT style:

@@ -217,6 +217,7 @@ def write_curves(report: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    devices.keep_freed_memory()
     with cli.enough_memory("lower --batch_size"):
         evaluate(cli.parse_hyperparameters(sys.modules[__name__], argv))
 

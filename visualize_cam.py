@@ -160,6 +160,7 @@ def write_figure(rows: list, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    devices.keep_freed_memory()
     with cli.enough_memory("lower --display_size or --samples"):
         draw(cli.parse_hyperparameters(sys.modules[__name__], argv))
 

@@ -1,5 +1,4 @@
 import csv
-import inspect
 import os
 import signal
 import subprocess
@@ -202,13 +201,6 @@ def test_any_seed_works(tmp_path, fashion_data):
     assert models.load_checkpoint(tmp_path / str(2**70) / "checkpoints/last.pt")[1]["hyperparameters"]["seed"] == 2**70
 
 
-def test_the_default_network_is_the_one_model_py_builds_by_default():
-    """train.py's cnn hyperparameters and cnn_features' defaults (which benchmark.py times) agree."""
-    defaults = {name: parameter.default for name, parameter in inspect.signature(models.cnn_features).parameters.items()
-                if parameter.default is not inspect.Parameter.empty}
-    assert train.model_options(cli.parse_hyperparameters(train, [])) == defaults
-
-
 def test_a_command_line_error_is_one_line_and_exit_1_and_clobbers_nothing(tmp_path, fashion_data):
     """The command-line smoke test of train.py's errors; tests/test_inputs.py checks every message in-process."""
     (tmp_path / "checkpoints").mkdir()
@@ -236,4 +228,3 @@ def test_help_lists_every_hyperparameter(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for name, _, default, _ in cli.declared_hyperparameters(train):
         assert f"--{name}" in out and f"(default: {default!r})" in out
-
