@@ -259,7 +259,7 @@ def write_metrics(history: list[dict], output_dir: Path) -> None:
     figure = Figure(figsize=(10, 4), layout="tight")
     loss_axis, accuracy_axis = figure.subplots(1, 2)
     splits = [split for split in ("train", "validation", "test") if f"{split}_loss" in history[0]]
-    labels = {"train": "train (augmented, label-smoothed loss)"}
+    labels = {"train": "train (augmented; the loss it trains on)"}
     for split in splits:
         label = labels.get(split, split)
         loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], "o-", label=label)
