@@ -28,6 +28,7 @@ CASES = [
     ("train", ["--lr=fast"], "argument --lr: invalid float value: 'fast'"),
     ("train", ["--download=maybe"], "argument --download: expected true or false, got 'maybe'"),
     ("train", ["--lr=-1"], "--lr must be positive, got -1.0"),
+    ("train", ["--lr=0"], "--lr must be positive, got 0.0"),
     ("train", ["--epochs=0"], "--epochs must be at least 1, got 0"),
     ("train", ["--batch_size=0"], "--batch_size must be at least 1"),
     ("train", ["--width=0"], "--width must be at least 1"),
