@@ -226,7 +226,7 @@ def setup(cfg, given: set[str], device, processes: training.Processes, folder: r
         train_net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile and torch._dynamo.is_dynamo_supported():
         train_net = torch.compile(train_net)
-    elif cfg.compile:
+    elif cfg.compile and processes.rank == 0:
         print("torch.compile is not supported on this Python or platform; training without it")
     run = Run(cfg, device, processes, folder, loaded, feed, evaluated, net, train_net, optimizer, scheduler,
               steps_per_epoch, best={"run_id": uuid.uuid4().hex, "best_epoch": None})
@@ -282,6 +282,7 @@ def run_epochs(run: Run, stop: training.StopRequest) -> dict:
     run.say(f"training {cfg.model} on {cfg.dataset} ({len(run.loaded.train)} train / {len(run.loaded.test)} test "
             f"images{', first ' + str(cfg.subset) + ' of each' if cfg.subset else ''}) on {run.device}{in_processes} "
             f"for {cfg.epochs} epochs")
+    flip, layout = cfg.flip_test and run.loaded.augment.flip, devices.memory_format(cfg.channels_last)
     for epoch in range(start_epoch, cfg.epochs + 1):
         # The data order and the augmentation depend on (seed, epoch) alone, so a resumed run
         # sees the same batches as an uninterrupted one.
@@ -297,9 +298,8 @@ def run_epochs(run: Run, stop: training.StopRequest) -> dict:
         if not finished:
             save_and_stop(run, epoch, stop.signal)
         processes.average_buffers(run.net)
-        flip = cfg.flip_test and run.loaded.augment.flip
-        scores = {split: training.evaluate(run.net, split_loader, run.device, devices.memory_format(cfg.channels_last),
-                                           flip, lambda: devices.autocast(cfg.precision, run.device), processes)
+        scores = {split: training.evaluate(run.net, split_loader, run.device, layout, flip,
+                                           lambda: devices.autocast(cfg.precision, run.device), processes)
                   for split, split_loader in run.evaluated.items()}
         run.history.append(training.metrics_row(epoch, learning_rate, run.position, scores,
                                                 time.perf_counter() - started, run.history))
