@@ -8,8 +8,9 @@ Training: images/s of full training steps (loading, augmentation, forward, backw
 the real training set, and the epoch time that implies. Maps, per image, on batches of test images
 in eval mode: the plain forward pass (the floor), CAM of every class from one forward pass, Grad-CAM
 with autograd on the same model, and pytorch-grad-cam's GradCAM when that optional package is
-installed (requirements-optional.txt). Each number is the median of `repeats` timed runs after
-`warmup` untimed ones. Timings vary between machines and runs: compare within one table.
+installed (requirements-optional.txt); for photos, torchvision's ResNet-50 at 224 px (--photo_models).
+Each number is the median of `repeats` timed runs after `warmup` untimed ones. Timings vary between
+machines and runs: compare within one table.
 """
 
 import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
@@ -30,7 +31,7 @@ import files
 import model as models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
-model_names: str = "cnn"  # comma-separated model names (cnn,resnet18,vgg16_gap: every model, many minutes on a CPU)
+model_names: str = "cnn"  # comma-separated model names (cnn,resnet18_small,vgg16_gap: every model, many minutes on a CPU)
 dataset_names: str = "fashion-mnist,fashion-mnist-cluttered"  # comma-separated dataset names
 batch_size: int = 128  # training batch size
 train_warmup: int = 15  # untimed training steps first (oneDNN and the allocator warm up over several)
@@ -43,6 +44,10 @@ download: bool = True  # download a dataset that is not on disk
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 channels_last: bool = True  # NHWC memory layout, as train.py uses by default
 precision: str = "auto"  # training steps: auto (bf16 autocast where it is fast, as in train.py) | bf16 | fp32
+photo_models: str = "resnet50"  # torchvision classifiers whose maps are timed on photo-sized inputs (random weights, 1,000 classes); "": none
+photo_size: int = 224  # side of those inputs
+photo_batch_size: int = 8  # images per batch for those
+photo_repeats: int = 10  # timed rounds for those (after `warmup` untimed ones)
 output_dir: str = "outputs"  # where benchmark.json is written
 # ------------------------------------------------------------------------------------------------
 
@@ -152,9 +157,16 @@ def run_benchmark(cfg) -> dict:
     device = devices.pick_device(cfg.device)
     names = [name.strip() for name in cfg.model_names.split(",") if name.strip()]
     datasets = [name.strip() for name in cfg.dataset_names.split(",") if name.strip()]
+    photo_names = [name.strip() for name in cfg.photo_models.split(",") if name.strip()]
     for name in names:
         if name not in models.MODELS:
             raise cli.UserError(f"unknown model {name!r} in --model_names; choose from {', '.join(models.MODELS)}")
+    for name in photo_names:
+        if name not in models.torchvision_names():
+            raise cli.UserError(f"--photo_models: {name!r} is not a torchvision classifier with a GAP + linear head "
+                                f"(for example resnet50, densenet121)")
+    if min(cfg.photo_size, cfg.photo_batch_size, cfg.photo_repeats) < 1:
+        raise cli.UserError("--photo_size, --photo_batch_size and --photo_repeats must be >= 1")
     for name in datasets:
         if name not in data.DATASETS:
             raise cli.UserError(f"unknown dataset {name!r} in --dataset_names; choose from {', '.join(data.DATASETS)}")
@@ -197,6 +209,18 @@ def run_benchmark(cfg) -> dict:
             }
             rows.append(row)
             print(format_row(row))
+    for name in photo_names:  # CAM on photos: a torchvision classifier at photo_size, maps only
+        net = models.build_model(name, 1000, 3).to(device, memory_format=torch.channels_last)
+        images = torch.randn(cfg.photo_batch_size, 3, cfg.photo_size, cfg.photo_size, device=device,
+                             generator=torch.Generator(device).manual_seed(0)).to(memory_format=torch.channels_last)
+        maps = map_timings(net, images, device, cfg.warmup, cfg.photo_repeats)
+        row = {"dataset": f"random {cfg.photo_size} px images", "model": name, "image_size": cfg.photo_size,
+               "train_images_per_second": None, "epoch_seconds": None, "test_pass_seconds": None,
+               "map_ms_per_image": {key: round(value, 4) for key, value in maps.items()},
+               "cam_over_forward": round(maps["CAM (all classes)"] / maps["forward"], 3),
+               "grad_cam_over_cam": round(maps["Grad-CAM"] / maps["CAM (all classes)"], 3)}
+        rows.append(row)
+        print(format_row(row))
     report = {"device": str(device), "machine": machine, "platform": platform.platform(),
               "threads": torch.get_num_threads(), "torch": torch.__version__, "channels_last": cfg.channels_last,
               "precision": precision, "batch_size": cfg.batch_size, "train_warmup": cfg.train_warmup,
@@ -216,8 +240,10 @@ def run_benchmark(cfg) -> dict:
 
 def format_row(row: dict) -> str:
     maps = row["map_ms_per_image"]
-    return (f"{row['dataset']:>24} {row['model']:>10}: train {row['train_images_per_second']:8.1f} img/s "
-            f"(epoch {row['epoch_seconds']:7.1f} s); maps ms/img: " + ", ".join(f"{k} {v:.3f}" for k, v in maps.items()))
+    training = (f"train {row['train_images_per_second']:8.1f} img/s (epoch {row['epoch_seconds']:7.1f} s)"
+                if row["train_images_per_second"] else "maps only")
+    return f"{row['dataset']:>24} {row['model']:>10}: {training}; maps ms/img: " + ", ".join(
+        f"{k} {v:.3f}" for k, v in maps.items())
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -229,8 +255,10 @@ def markdown_table(rows: list[dict]) -> str:
         maps = row["map_ms_per_image"]
         extra = f"{maps['pytorch-grad-cam GradCAM']:.3f} | " if "pytorch-grad-cam GradCAM" in maps else (
             "n/a | " if library else "")
+        training = (f"{row['train_images_per_second']:.0f} | {row['epoch_seconds']:.0f}"
+                    if row["train_images_per_second"] else "n/a | n/a")
         lines.append(
-            f"| {row['dataset']} | {row['model']} | {row['train_images_per_second']:.0f} | {row['epoch_seconds']:.0f} | "
+            f"| {row['dataset']} | {row['model']} | {training} | "
             f"{maps['forward']:.3f} | {maps['CAM (all classes)']:.3f} | {maps['Grad-CAM']:.3f} | {extra}"
             f"{row['cam_over_forward']:.3f} | {row['grad_cam_over_cam']:.2f} |"
         )

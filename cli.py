@@ -173,6 +173,13 @@ def run(main) -> None:
         sys.exit(130)
 
 
+def require(checks: list[tuple[bool, str]]) -> None:
+    """UserError with the message of the first (ok, message) whose ok is false."""
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
 def check_choice(option: str, value: str, choices) -> None:
     """UserError listing the choices when value is not one of them."""
     if value not in choices:

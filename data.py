@@ -108,6 +108,15 @@ class LoadedDataset:
         return dataclasses.replace(self, train=Subset(self.train, range(total - count)), _on_device={},
                                    validation=Subset(unaugmented, range(total - count, total)))
 
+    def with_permuted_labels(self, seed: int) -> "LoadedDataset":
+        """A copy whose training labels are a random permutation of the real ones, fixed by seed: the
+        data randomization test of Adebayo et al. ("Sanity Checks for Saliency Maps", NeurIPS 2018).
+        The images, the class counts and the validation and test splits stay as they were."""
+        _, labels = split_tensors(self.train) if self.in_memory else (None, torch.tensor(
+            [label for _, label in self.train]))
+        permuted = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
+        return dataclasses.replace(self, train=Relabeled(self.train, permuted), _on_device={})
+
     def loader(self, split: str, batch_size: int, device: torch.device, generator: torch.Generator | None = None,
                limit: int = 0, num_workers: int = 0, memory_format: torch.memory_format = torch.contiguous_format,
                rank: int = 0, world_size: int = 1) -> Iterable:
@@ -320,7 +329,7 @@ def check_memory(needed: int, what: str, fix: str) -> None:
 
 
 CLUTTER_DEFAULTS = {"clutter": 6, "clutter_size": 10, "clutter_seed": 0}
-CLUTTER_FORMAT = 2  # bump when make_cluttered changes, so that old caches are not reused
+CLUTTER_FORMAT = 3  # bump when make_cluttered changes, so that old caches are not reused
 
 
 def paste_max(canvas: np.ndarray, patches: np.ndarray, top: np.ndarray, left: np.ndarray) -> None:
@@ -377,9 +386,11 @@ class ClutteredFashionMNIST(Dataset):
     """Fashion-MNIST items on size x size canvases among clutter (see make_cluttered): the train
     split from the train items, the test split from the test items, one canvas per item.
 
-    Yields (transform(PIL image), label). `images` uint8 (N, size, size), `targets` int64 (N,),
-    `boxes` int64 (N, 4) as (x0, y0, x1, y1) with exclusive ends, and for the test split `masks`
-    bool (N, size, size) are the whole split as tensors. Each split is cached in
+    Yields (transform(PIL image), label). `images` uint8 (N, size, size), `targets` int64 (N,) and
+    `boxes` int64 (N, 4) as (x0, y0, x1, y1) with exclusive ends are the whole split as tensors;
+    the item masks are kept bit-packed and read with `ground_truth` (also through a Subset, such
+    as the validation split that LoadedDataset.hold_out makes of the train canvases: its masks and
+    boxes are those of held-out training items). Each split is cached in
     root/fashion-mnist-cluttered/ after it is first made.
     """
 
@@ -398,10 +409,9 @@ class ClutteredFashionMNIST(Dataset):
         self.classes = list(datasets.FashionMNIST.classes)
         if arrays is None:  # made from the Fashion-MNIST items, read only on a cache miss
             source = open_mnist_like(datasets.FashionMNIST, "fashion-mnist")(Path(root), train, None, download)
-            check_memory(len(source.data) * size * size * (1 if train else 2), f"{split} canvases of {size} px",
-                         "lower --image_size")
-            made = make_cluttered(source.data.numpy(), size, clutter, clutter_size, seed=2 * clutter_seed + (not train),
-                                  masks=not train)
+            check_memory(len(source.data) * size * size * 2, f"{split} canvases of {size} px", "lower --image_size")
+            made = make_cluttered(source.data.numpy(), size, clutter, clutter_size, seed=2 * clutter_seed + (not train))
+            made["masks"] = np.packbits(made["masks"], axis=-1)  # 8 pixels a byte
             arrays = {key: torch.from_numpy(value) for key, value in made.items()}
             arrays["targets"] = source.targets.clone()
             try:
@@ -410,8 +420,14 @@ class ClutteredFashionMNIST(Dataset):
             except (OSError, UserError):
                 pass  # a read-only or full data folder: the split is made again next time
         self.images, self.targets, self.boxes = arrays["images"], arrays["targets"], arrays["boxes"]
-        self.masks = arrays.get("masks")
+        self.packed_masks = arrays["masks"]  # uint8 (N, size, ceil(size / 8))
         self.transform = transform
+
+    def ground_truth(self, index) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes int64 (N, 4), masks bool (N, size, size)) of the canvases at index (a slice or N indices)."""
+        side = self.images.shape[-1]
+        masks = np.unpackbits(self.packed_masks[index].numpy(), axis=-1, count=side).astype(bool)
+        return self.boxes[index].numpy(), masks
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -452,13 +468,44 @@ class ShiftFlip:
         return images
 
 
+def trained_with_flips(name: str) -> bool:
+    """Whether train.py mirrors dataset `name`'s training images (so that a mirror image is one the
+    model knows: test-time flips apply)."""
+    return DATASETS[name].augment.flip
+
+
+def ground_truth(dataset: Dataset, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(boxes int64 (N, 4), masks bool (N, H, W)) of images start..stop-1 of a split with boxes (the
+    cluttered set, or a Subset of it), None for a split without them."""
+    index = np.arange(start, min(stop, len(dataset)))
+    while isinstance(dataset, Subset):
+        index, dataset = np.asarray(dataset.indices)[index], dataset.dataset
+    return dataset.ground_truth(index) if isinstance(dataset, ClutteredFashionMNIST) else None
+
+
+class Relabeled(Dataset):
+    """dataset with its labels replaced by labels (N,), int64."""
+
+    def __init__(self, dataset: Dataset, labels: torch.Tensor):
+        self.dataset, self.labels = dataset, labels
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index][0], int(self.labels[index])
+
+
 def split_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 (N, C, H, W), labels int64 (N,)) of a split torchvision holds in memory, as
-    stored (before any transform): MNIST-like, CIFAR, SVHN, STL10, the cluttered set, or a Subset of one."""
+    stored (before any transform): MNIST-like, CIFAR, SVHN, STL10, the cluttered set, or a Subset or
+    Relabeled of one."""
     if isinstance(dataset, Subset):
         images, labels = split_tensors(dataset.dataset)
         index = torch.as_tensor(list(dataset.indices), dtype=torch.long)
         return images[index], labels[index]
+    if isinstance(dataset, Relabeled):
+        return split_tensors(dataset.dataset)[0], dataset.labels
     if isinstance(dataset, ClutteredFashionMNIST):
         return dataset.images[:, None], dataset.targets
     if isinstance(dataset, datasets.MNIST):
@@ -625,14 +672,20 @@ def failure(error: Exception, download: bool) -> str:
     return "could not be read"
 
 
-def load_image(path: str | Path, info: DatasetInfo) -> tuple[torch.Tensor, Image.Image]:
-    """A user's image file as the model expects it: (normalized tensor (C, S, S), the PIL image
-    converted to the dataset's channels, resized and center-cropped to S = info.image_size)."""
+def read_user_image(path: str | Path, mode: str) -> Image.Image:
+    """The image file a user named with --image, read as read_image does; UserError for a folder or
+    a missing file."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"--image={path} is a folder; pass one image file as --image=PATH")
     if not path.is_file():
         raise UserError(f"image {path} not found; pass an existing image file as --image=PATH")
-    image = read_image(path, "L" if info.channels == 1 else "RGB")
+    return read_image(path, mode)
+
+
+def load_image(path: str | Path, info: DatasetInfo) -> tuple[torch.Tensor, Image.Image]:
+    """A user's image file as the model expects it: (normalized tensor (C, S, S), the PIL image
+    converted to the dataset's channels, resized and center-cropped to S = info.image_size)."""
+    image = read_user_image(path, "L" if info.channels == 1 else "RGB")
     image = T.CenterCrop(info.image_size)(T.Resize(info.image_size)(image))
     return T.Compose([T.ToTensor(), T.Normalize(info.mean, info.std)])(image), image

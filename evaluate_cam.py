@@ -1,16 +1,22 @@
-"""Does the map land on the object? The localization report of a checkpoint, on its whole test set.
+"""Does the map land on the object? The localization report of a checkpoint, on its test (or validation) split.
 
-    python evaluate_cam.py                                    # checkpoints/best.pt
-    python evaluate_cam.py --checkpoint=PATH --limit=1000     # the first 1000 test images only
+    python evaluate_cam.py                                    # checkpoints/last.pt
+    python evaluate_cam.py --checkpoint=PATH --limit=1000     # the first 1000 images only
+    python evaluate_cam.py --split=validation                 # choose a reading (--normalization ...) here
     python evaluate_cam.py --help                             # every hyperparameter with its default
 
 The checkpoint's dataset must carry ground-truth boxes and masks (fashion-mnist-cluttered). For
-CAM, for Grad-CAM on the same model and for a centered Gaussian baseline it measures top-1 and
-GT-known localization accuracy at the CAM paper's threshold, MaxBoxAcc, MaxBoxAccV2 and PxAP
-(see localization.py), and writes to outputs/: localization.md (the table), localization.json
-(the numbers and the curves), localization_examples.png (test images with their CAM, the
-predicted box in green and the ground-truth box in red) and localization_thresholds.png (box
-accuracy against the threshold, and the pixel precision-recall curves).
+CAM read the standard way (raw, min-max: the published tables' row), for CAM read as
+--normalization / --percentile / --flip_maps say (localization.cam_heat_maps), for Grad-CAM on the
+same model and for a centered Gaussian baseline it measures top-1 and GT-known localization
+accuracy, MaxBoxAcc, MaxBoxAccV2 and PxAP (see localization.py). Following Choe et al. (CVPR 2020),
+when the checkpoint was trained with a --validation split, the operating threshold of top-1 and
+GT-known loc is each method's best box threshold on that split (box-labelled canvases of held-out
+training items), never one chosen on the test split; otherwise it is --cam_threshold.
+
+Writes to outputs/: localization.md (the table), localization.json (the numbers and the curves),
+localization_examples.png (images with their maps, the predicted box in green and the true one in
+red) and localization_thresholds.png (box accuracy against the threshold, pixel precision-recall).
 """
 
 import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
@@ -29,25 +35,40 @@ from matplotlib.figure import Figure
 import data
 import devices
 import drawing
+import faithfulness
 import files
 import localization
 import model as models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
-checkpoint: str = "checkpoints/best.pt"  # a checkpoint trained on fashion-mnist-cluttered
+checkpoint: str = "checkpoints/last.pt"  # a checkpoint trained on fashion-mnist-cluttered (the last one, as Choe et al. report)
+split: str = "test"  # test | validation (the held-out training canvases of a run trained with --validation)
+normalization: str = localization.RECIPE_READING.normalization  # the read CAM row: minmax | max | ivr (localization.normalize_maps)
+percentile: float = localization.RECIPE_READING.percentile  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
+flip_maps: bool = localization.RECIPE_READING.flip  # the read CAM row: average in the CAMs of the mirror image, mirrored back
 data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoint was trained with
 download: bool = True  # download the source dataset if it is not on disk
-batch_size: int = 250  # test images per batch
-limit: int = 0  # evaluate the first N test images only (0: the whole test set)
-cam_threshold: float = localization.CAM_THRESHOLD  # box threshold of top-1 and GT-known localization, on the min-max normalized map
+batch_size: int = 250  # images per batch
+limit: int = 0  # evaluate the first N images of each split only (0: all of them)
+cam_threshold: float = localization.CAM_THRESHOLD  # box threshold of top-1 and GT-known loc when the run has no validation split
 threshold_step: float = localization.THRESHOLD_STEP  # step of the threshold sweep (0 to 1) of MaxBoxAcc, MaxBoxAccV2 and PxAP
-examples: int = 16  # test images shown in localization_examples.png
+examples: int = 16  # images shown in localization_examples.png
+groups: str = "localization,faithfulness,sanity"  # which reports to make (comma-separated): localization | faithfulness | sanity
+explained: int = 2000  # faithfulness and sanity: the first N images of the split (0: all of them)
+steps: int = 16  # deletion and insertion: steps from 0% to 100% of the pixels
+baseline: str = "blur"  # deletion and insertion: what removed pixels become: blur | black | mean
+road_images: int = 200  # ROAD on the first N explained images (0: none; it solves a linear system per image and step)
+tolerance: float = 0.0  # pointing game: pixels the map's peak may lie from the object
+random_labels_checkpoint: str = ""  # sanity: a run trained with --permute_labels, for the data randomization test
 seed: int = 0  # which test images the examples figure shows
 output_dir: str = "outputs"  # where the report is written
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 # ------------------------------------------------------------------------------------------------
 
-METHODS = ("CAM", "Grad-CAM", "center baseline")
+SPLITS = ("test", "validation")
+GROUPS = ("localization", "faithfulness", "sanity")
+STANDARD_ROW = "CAM (standard: raw, min-max)"
+SANITY_ROWS = {"CAM": STANDARD_ROW, "Grad-CAM": "Grad-CAM", "edge (Sobel)": "edge (Sobel)"}  # raw_maps' names
 
 
 def validate(cfg) -> None:
@@ -55,121 +76,326 @@ def validate(cfg) -> None:
         (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
         (cfg.limit >= 0, f"--limit must be >= 0, got {cfg.limit}"),
         (0 <= cfg.cam_threshold < 1, f"--cam_threshold must be in [0, 1), got {cfg.cam_threshold}"),
+        (0 <= cfg.percentile < 1, f"--percentile must be in [0, 1), got {cfg.percentile}"),
         (0 < cfg.threshold_step <= 0.5, f"--threshold_step must be in (0, 0.5], got {cfg.threshold_step}"),
         (cfg.examples >= 0, f"--examples must be >= 0, got {cfg.examples}"),
+        (cfg.explained >= 0, f"--explained must be >= 0, got {cfg.explained}"),
+        (cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}"),
+        (cfg.road_images >= 0, f"--road_images must be >= 0, got {cfg.road_images}"),
+        (cfg.tolerance >= 0, f"--tolerance must be >= 0, got {cfg.tolerance}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise cli.UserError(message)
+    cli.require(checks)
+    cli.check_choice("split", cfg.split, SPLITS)
+    cli.check_choice("normalization", cfg.normalization, localization.NORMALIZATIONS)
+    cli.check_choice("baseline", cfg.baseline, faithfulness.BASELINES)
+    for group in chosen_groups(cfg):
+        cli.check_choice("groups", group, GROUPS)
+    if cfg.random_labels_checkpoint and "sanity" not in chosen_groups(cfg):
+        raise cli.UserError("--random_labels_checkpoint is used by the sanity group: add sanity to --groups")
 
 
-def method_maps(net, images: torch.Tensor, labels: torch.Tensor, center: np.ndarray):
-    """(logits (B, num_classes), cams of every class (B, num_classes, h, w), {method: float maps
-    (B, H, W) in [0, 1] of the true class}) for a batch of images (B, C, H, W)."""
-    size = images.shape[-2:]
-    with torch.no_grad():
-        logits, cams = models.class_activation_maps(net, images)
+def chosen_groups(cfg) -> list[str]:
+    return [group.strip() for group in cfg.groups.split(",") if group.strip()]
+
+
+def describe_reading(reading: localization.MapReading) -> str:
+    """The read CAM row's name, e.g. "CAM, ivr 0.3, flips"."""
+    parts = [reading.normalization + (f" {reading.percentile:g}" if reading.normalization == "ivr" else "")]
+    return "CAM, " + ", ".join(parts + (["flips"] if reading.flip else []))
+
+
+def method_maps(net, images: torch.Tensor, labels: torch.Tensor, center: np.ndarray,
+                reading: localization.MapReading) -> dict:
+    """{method: (float maps (B, H, W) in [0, 1] of the true class, bool (B,) whether the class is
+    predicted right)} for a batch of images (B, C, H, W): CAM read the standard way, CAM read as
+    `reading` (when it differs), Grad-CAM, and the centered baseline."""
+    true = labels[:, None]
+    logits, _, standard = localization.cam_heat_maps(net, images, localization.STANDARD_READING, true)
+    correct = (logits.argmax(1) == labels).cpu().numpy()
+    methods = {STANDARD_ROW: (standard[:, 0].cpu().numpy(), correct)}
+    if reading != localization.STANDARD_READING:
+        read_logits, _, heat = localization.cam_heat_maps(net, images, reading, true)
+        methods[describe_reading(reading)] = (heat[:, 0].cpu().numpy(), (read_logits.argmax(1) == labels).cpu().numpy())
     _, grad_cams = models.grad_cam(net, images, labels)
-    true_cams = cams[torch.arange(len(labels)), labels]  # (B, h, w)
-    maps = {
-        name: localization.normalize_maps(localization.upsample_maps(heat[:, None], size))[:, 0].cpu().numpy()
-        for name, heat in (("CAM", true_cams), ("Grad-CAM", grad_cams))
-    }
-    maps["center baseline"] = np.broadcast_to(center, (len(labels), *center.shape))
-    return logits, cams, maps
+    grad_heat = localization.normalize_maps(localization.upsample_maps(grad_cams[:, None], images.shape[-2:]))
+    methods["Grad-CAM"] = (grad_heat[:, 0].cpu().numpy(), correct)
+    methods["center baseline"] = (np.broadcast_to(center, (len(labels), *center.shape)), correct)
+    return methods
+
+
+def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, reading, shown: list[int]
+            ) -> tuple[dict, list, int]:
+    """({method: LocalizationEvaluator.compute() metrics plus its classification_top1}, the
+    examples for the figure (the images at indices `shown`), images measured) on one split."""
+    dataset = getattr(loaded, split)
+    count = min(cfg.limit or len(dataset), len(dataset))
+    thresholds = localization.threshold_sweep(cfg.threshold_step)
+    center = localization.centered_gaussian(loaded.info.image_size, loaded.info.image_size)
+    evaluators, correct_counts, examples = {}, {}, []
+    for start, (images, labels) in zip(range(0, count, cfg.batch_size),
+                                       loaded.loader(split, cfg.batch_size, device, limit=count)):
+        images, labels = images.to(device), labels.to(device)
+        boxes, masks = data.ground_truth(dataset, start, start + len(labels))
+        for name, (maps, correct) in method_maps(net, images, labels, center, reading).items():
+            evaluator = evaluators.setdefault(name, localization.LocalizationEvaluator(thresholds, cfg.cam_threshold))
+            evaluator.accumulate(maps, boxes, masks, correct)
+            correct_counts[name] = correct_counts.get(name, 0) + int(correct.sum())
+        for index in (i for i in shown if start <= i < start + len(labels)):
+            b = index - start
+            _, predicted, heat = localization.cam_heat_maps(net, images[b:b + 1], reading)
+            heat = heat[0, 0].cpu().numpy()
+            examples.append({
+                "index": index, "image": drawing.to_rgb_image(images[b], loaded.info.mean, loaded.info.std),
+                "heat": heat, "truth": boxes[b], "true": loaded.info.classes[int(labels[b])],
+                "predicted": loaded.info.classes[int(predicted[0, 0])],
+            })
+    metrics = {name: {**evaluator.compute(), "classification_top1": 100 * correct_counts[name] / count}
+               for name, evaluator in evaluators.items()}
+    return metrics, examples, count
+
+
+def explained_maps(net, images: torch.Tensor, classes: torch.Tensor, center: np.ndarray, reading, seed: int) -> dict:
+    """{method: float maps (B, H, W) in [0, 1] of classes (B,)}: method_maps' methods, a random map
+    (uniform noise, fixed by seed) and the Sobel edge map of the image, min-max normalized."""
+    maps = {name: heat for name, (heat, _) in method_maps(net, images, classes, center, reading).items()}
+    noise = torch.rand(len(images), *images.shape[-2:], generator=torch.Generator().manual_seed(seed))
+    maps["random"] = noise.numpy()
+    maps["edge (Sobel)"] = localization.normalize_maps(faithfulness.sobel_edges(images)).cpu().numpy()
+    return maps
+
+
+def measure_explanations(net, loaded: data.LoadedDataset, split: str, cfg, device, reading, random_labels_net) -> dict:
+    """The faithfulness and sanity groups on the first cfg.explained images of split: the maps
+    explain the class the model predicts (the decision), pointing scores are against the item.
+    Returns {"faithfulness": {method: scores}, "sanity": {method: scores}, "examples": cascade
+    maps, "cam_maps": standard CAM maps (N, H, W), "images": N}."""
+    dataset = getattr(loaded, split)
+    count = min(cfg.explained or len(dataset), len(dataset))
+    groups = chosen_groups(cfg)
+    center = localization.centered_gaussian(loaded.info.image_size, loaded.info.image_size)
+    evaluators, sanity, cam_maps, boxes_seen = {}, faithfulness.SanityEvaluator(cfg.seed), [], []
+    for start, (images, labels) in zip(range(0, count, cfg.batch_size),
+                                       loaded.loader(split, cfg.batch_size, device, limit=count)):
+        images = images.to(device)
+        with torch.no_grad():
+            predicted = net(images).argmax(1)
+        boxes, masks = data.ground_truth(dataset, start, start + len(labels))
+        if "faithfulness" in groups:
+            maps = explained_maps(net, images, predicted, center, reading, (cfg.seed * 1_000_003 + start) % 2**64)
+            road_count = max(0, min(len(labels), cfg.road_images - start))  # ROAD on the first road_images only
+            for name, heat in maps.items():
+                for with_road, chosen in ((True, slice(0, road_count)), (False, slice(road_count, len(labels)))):
+                    if chosen.stop > chosen.start:
+                        evaluator = evaluators.setdefault((name, with_road), faithfulness.FaithfulnessEvaluator(
+                            cfg.steps, cfg.baseline, loaded.info.mean, loaded.info.std, cfg.tolerance,
+                            road=with_road, seed=cfg.seed))
+                        evaluator.accumulate(net, images[chosen], predicted[chosen], heat[chosen], masks[chosen],
+                                             boxes[chosen])
+            cam_maps.append(maps[STANDARD_ROW])
+            boxes_seen.append(boxes)
+        if "sanity" in groups:
+            sanity.accumulate(net, images, predicted, random_labels_net)
+    result = {"images": count}
+    if "faithfulness" in groups:
+        result["faithfulness"] = {name: merge_faithfulness(evaluators.get((name, True)), evaluators.get((name, False)))
+                                  for name in dict.fromkeys(name for name, _ in evaluators)}
+        result["cam_maps"], result["boxes"] = np.concatenate(cam_maps), np.concatenate(boxes_seen)
+    if "sanity" in groups:
+        result["sanity"] = {SANITY_ROWS[name]: scores for name, scores in sanity.compute().items()}
+        result["examples"] = sanity.examples
+    return result
+
+
+def merge_faithfulness(with_road, without_road) -> dict:
+    """One method's faithfulness scores over all its images, from the evaluator of the images that
+    also got ROAD and that of the others (either may be None): means weighted by image counts, ROAD
+    from the first."""
+    parts = [evaluator.compute() for evaluator in (with_road, without_road) if evaluator is not None]
+    if len(parts) == 1:
+        return parts[0]
+    first, second = parts
+    total = first["images"] + second["images"]
+    merged = {key: (first[key] * first["images"] + second[key] * second["images"]) / total
+              for key in ("deletion_auc", "insertion_auc", "average_drop", "increase", "pointing_game",
+                          "energy_pointing_game")}
+    curves = {name: ((np.asarray(first["curves"][name]) * first["images"]
+                      + np.asarray(second["curves"][name]) * second["images"]) / total).tolist()
+              for name in ("deletion", "insertion")}
+    per_image = {name: first["per_image"][name] + second["per_image"][name] for name in first["per_image"]}
+    return {"images": total, **merged, "curves": curves, "per_image": per_image, "road": first.get("road")}
 
 
 def evaluate(cfg) -> dict:
     """Compute the report cfg asks for, write it, and return it (the JSON's content)."""
     validate(cfg)
+    groups = chosen_groups(cfg)
     device = devices.pick_device(cfg.device)
     net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
+    random_labels_net = None
+    if cfg.random_labels_checkpoint:
+        random_labels_net, other = models.load_checkpoint(cfg.random_labels_checkpoint, device, models.TRAINING_METADATA)
+        if not other["hyperparameters"].get("permute_labels"):
+            raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} was not trained with "
+                                "--permute_labels; train one with `python train.py --permute_labels ...`")
+        if other["dataset"] != checkpoint["dataset"]:
+            raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} was trained on other data "
+                                f"than {cfg.checkpoint}; train it with the same --dataset and settings")
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     loaded = data.load_dataset(
         info.name, cfg.data_dir or checkpoint["hyperparameters"]["data_dir"], cfg.download, info.image_size,
         info.options,
     )
-    test_set = loaded.test
-    if getattr(test_set, "masks", None) is None:
+    if data.ground_truth(loaded.test, 0, 1) is None:
         raise cli.UserError(
             f"{cfg.checkpoint} was trained on {info.name}, whose test set has no ground-truth boxes; "
             "evaluate a checkpoint trained with --dataset=fashion-mnist-cluttered"
         )
-    count = min(cfg.limit or len(test_set), len(test_set))
-    loader = loaded.loader("test", cfg.batch_size, device, limit=count)
+    held_out = checkpoint["hyperparameters"].get("validation", 0)
+    if held_out:
+        loaded = loaded.hold_out(held_out)
+    elif cfg.split == "validation":
+        raise cli.UserError(f"{cfg.checkpoint} was trained without a validation split; train with --validation=N "
+                            "(for example 5000) to evaluate on held-out training canvases")
     output_dir = files.writable_folder(cfg.output_dir, "output_dir")
-
-    thresholds = localization.threshold_sweep(cfg.threshold_step)
-    evaluators = {name: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for name in METHODS}
-    center = localization.centered_gaussian(info.image_size, info.image_size)
-    shown = sorted(random.Random(cfg.seed).sample(range(count), min(cfg.examples, count)))
-    examples, correct_count, started = [], 0, time.perf_counter()
-    print(f"evaluating {cfg.checkpoint} on {count} {info.name} test images on {device}")
-    for start, (images, labels) in zip(range(0, count, cfg.batch_size), loader):
-        stop = start + len(labels)
-        images, labels = images.to(device), labels.to(device)
-        logits, cams, maps = method_maps(net, images, labels, center)
-        predicted = logits.argmax(1)
-        correct = (predicted == labels).cpu().numpy()
-        correct_count += int(correct.sum())
-        boxes, masks = test_set.boxes[start:stop].numpy(), test_set.masks[start:stop].numpy()
-        for name, evaluator in evaluators.items():
-            evaluator.accumulate(maps[name], boxes, masks, correct)
-        for index in (i for i in shown if start <= i < stop):
-            b = index - start
-            heat = localization.normalize_maps(
-                localization.upsample_maps(cams[b:b + 1, predicted[b:b + 1]], images.shape[-2:])
-            )[0, 0].cpu().numpy()
-            examples.append({
-                "index": index, "image": drawing.to_rgb_image(images[b], info.mean, info.std), "heat": heat,
-                "box": localization.boxes_from_maps(heat[None], cfg.cam_threshold)[0], "truth": boxes[b],
-                "true": info.classes[int(labels[b])], "predicted": info.classes[int(predicted[b])],
-            })
-    seconds = time.perf_counter() - started
-    report = {
-        "checkpoint": str(cfg.checkpoint), "dataset": info.as_dict(), "images": count,
-        "classification_top1": 100 * correct_count / count, "cam_threshold": cfg.cam_threshold,
-        "threshold_step": cfg.threshold_step, "seconds": round(seconds, 1),
-        "methods": {name: evaluator.compute() for name, evaluator in evaluators.items()},
-    }
-    write_report(report, examples, output_dir)
+    reading = localization.MapReading(cfg.normalization, cfg.percentile,
+                                      cfg.flip_maps and data.trained_with_flips(info.name))
+    print(f"evaluating {cfg.checkpoint} on {info.name}'s {cfg.split} split on {device}: {', '.join(groups)}"
+          + ("; operating thresholds chosen on its validation split" if held_out and "localization" in groups else ""))
+    started = time.perf_counter()
+    report = {"checkpoint": str(cfg.checkpoint), "dataset": info.as_dict(), "split": cfg.split, "groups": groups,
+              "methods": {}}
+    examples = []
+    if "localization" in groups:
+        shown_count = min(cfg.limit or len(getattr(loaded, cfg.split)), len(getattr(loaded, cfg.split)))
+        shown = sorted(random.Random(cfg.seed).sample(range(shown_count), min(cfg.examples, shown_count)))
+        methods, examples, count = measure(net, loaded, cfg.split, cfg, device, reading, shown)
+        chosen_on = methods if not held_out or cfg.split == "validation" else measure(
+            net, loaded, "validation", cfg, device, reading, [])[0]
+        for name, metrics in methods.items():
+            threshold = chosen_on[name]["max_box_acc_threshold"] if held_out else cfg.cam_threshold
+            metrics["operating"] = localization.at_threshold(metrics, threshold)
+            if not held_out:  # exactly at --cam_threshold, which need not lie on the sweep
+                metrics["operating"].update(threshold=cfg.cam_threshold, top1_loc=metrics["top1_loc"],
+                                            gt_known_loc=metrics["gt_known_loc"])
+        shown_row = STANDARD_ROW if reading == localization.STANDARD_READING else describe_reading(reading)
+        operating = methods[shown_row]["operating"]["threshold"]
+        for example in examples:
+            example["box"] = localization.boxes_from_maps(example["heat"][None], operating)[0]
+        report.update(images=count, thresholds_chosen_on="validation" if held_out else f"--cam_threshold={cfg.cam_threshold}",
+                      threshold_step=cfg.threshold_step)
+        report["methods"] = {name: {"localization": metrics} for name, metrics in methods.items()}
+        report["seconds_localization"] = round(time.perf_counter() - started, 1)
+    cascade = {}
+    if "faithfulness" in groups or "sanity" in groups:
+        explained = measure_explanations(net, loaded, cfg.split, cfg, device, reading, random_labels_net)
+        report.update(explained_images=explained["images"], steps=cfg.steps, baseline=cfg.baseline,
+                      road_images=min(cfg.road_images, explained["images"]), tolerance=cfg.tolerance)
+        for group in ("faithfulness", "sanity"):
+            for name, scores in explained.get(group, {}).items():
+                report["methods"].setdefault(name, {})[group] = scores
+        if "faithfulness" in explained:
+            threshold = (report["methods"][STANDARD_ROW]["localization"]["operating"]["threshold"]
+                         if "localization" in groups else cfg.cam_threshold)
+            ious = localization.box_iou(localization.boxes_from_maps(explained["cam_maps"], threshold), explained["boxes"])
+            deletion = report["methods"][STANDARD_ROW]["faithfulness"]["per_image"]["deletion_auc"]
+            report["cam_iou_vs_deletion_spearman"] = float(faithfulness.spearman_correlation(
+                ious[None], np.asarray(deletion)[None])[0])
+        cascade = explained.get("examples", {})
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    write_report(report, examples, cascade, output_dir)
     return report
 
 
 def markdown_table(report: dict) -> str:
-    """The report's metrics as a markdown table, a row per method."""
+    """The localization metrics as a markdown table, a row per method."""
     lines = [
-        "| method | top-1 cls | top-1 loc | GT-known loc | MaxBoxAcc | MaxBoxAccV2 | (IoU 0.3 / 0.5 / 0.7) | PxAP |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | top-1 cls | threshold | top-1 loc | GT-known loc | MaxBoxAcc | MaxBoxAccV2 | (IoU 0.3 / 0.5 / 0.7) | PxAP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, metrics in report["methods"].items():
+    for name, groups in report["methods"].items():
+        if "localization" not in groups:
+            continue
+        metrics = groups["localization"]
         by_iou = " / ".join(f"{value:.1f}" for value in metrics["max_box_acc_v2_by_iou"].values())
+        operating = metrics["operating"]
         lines.append(
-            f"| {name} | {report['classification_top1']:.2f} | {metrics['top1_loc']:.2f} | "
-            f"{metrics['gt_known_loc']:.2f} | {metrics['max_box_acc']:.2f} | {metrics['max_box_acc_v2']:.2f} | "
-            f"{by_iou} | {metrics['pxap']:.2f} |"
+            f"| {name} | {metrics['classification_top1']:.2f} | {operating['threshold']:.2f} | "
+            f"{operating['top1_loc']:.2f} | {operating['gt_known_loc']:.2f} | {metrics['max_box_acc']:.2f} | "
+            f"{metrics['max_box_acc_v2']:.2f} | {by_iou} | {metrics['pxap']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, examples: list[dict], output_dir: Path) -> None:
-    table = markdown_table(report)
-    header = (
-        f"Localization of `{report['checkpoint']}` on {report['images']} {report['dataset']['name']} test images "
-        f"(box threshold {report['cam_threshold']} for top-1 / GT-known loc; sweep step {report['threshold_step']}).\n\n"
-    )
+def summary_table(report: dict) -> str:
+    """One row per method, with the localization, faithfulness and sanity scores that were measured
+    (— where a group was not run or does not apply)."""
+    def cell(groups, group, key, scale=1.0, digits=1):
+        value = groups.get(group, {})
+        for part in key.split("/"):
+            value = value.get(part) if isinstance(value, dict) else None
+        return "—" if value is None else f"{scale * value:.{digits}f}"
+
+    def road(groups, order):
+        scores = (groups.get("faithfulness") or {}).get("road")
+        return "—" if not scores else f"{100 * float(np.mean(scores[order])):.1f}"
+
+    header = ("| method | MaxBoxAccV2 ↑ | PxAP ↑ | pointing game ↑ | energy pointing ↑ | deletion AUC ↓ | insertion AUC ↑ "
+              "| ROAD MoRF ↓ | ROAD LeRF ↑ | average drop ↓ | increase ↑ | cascade: Spearman ↓ | cascade: SSIM ↓ "
+              "| random labels: Spearman ↓ |")
+    lines = [header, "|---" + "|---:" * 13 + "|"]
+    for name, groups in report["methods"].items():
+        last_stage = [stage for stage in groups.get("sanity", {}) if stage != "random labels"]
+        lines.append(" | ".join([
+            f"| {name}", cell(groups, "localization", "max_box_acc_v2"), cell(groups, "localization", "pxap"),
+            cell(groups, "faithfulness", "pointing_game"), cell(groups, "faithfulness", "energy_pointing_game"),
+            cell(groups, "faithfulness", "deletion_auc", 100), cell(groups, "faithfulness", "insertion_auc", 100),
+            road(groups, "morf"), road(groups, "lerf"), cell(groups, "faithfulness", "average_drop"),
+            cell(groups, "faithfulness", "increase"),
+            cell(groups, "sanity", f"{last_stage[-1]}/spearman", digits=2) if last_stage else "—",
+            cell(groups, "sanity", f"{last_stage[-1]}/ssim", digits=2) if last_stage else "—",
+            cell(groups, "sanity", "random labels/spearman", digits=2),
+        ]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, examples: list[dict], cascade: dict, output_dir: Path) -> None:
+    parts = []
+    if "localization" in report["groups"]:
+        parts.append(
+            f"Localization of `{report['checkpoint']}` on {report['images']} {report['dataset']['name']} "
+            f"{report['split']} images (top-1 / GT-known loc at each method's threshold, chosen with "
+            f"{report['thresholds_chosen_on']}; sweep step {report['threshold_step']}).\n\n" + markdown_table(report))
+    if "explained_images" in report:
+        note = (f"All methods side by side: localization on the images above; faithfulness and sanity on the first "
+                f"{report['explained_images']} {report['split']} images, maps of the predicted class (deletion and "
+                f"insertion AUC in % of probability, {report['steps']} steps, {report['baseline']} baseline; ROAD: mean "
+                f"class probability in % over {faithfulness.ROAD_PERCENTAGES}% removed, on the first "
+                f"{report['road_images']} images; cascade: after the last stage, the first conv re-initialized).")
+        if "cam_iou_vs_deletion_spearman" in report:
+            note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "
+                     f"{report['cam_iou_vs_deletion_spearman']:.3f}.")
+        parts.append(note + "\n\n" + summary_table(report))
+    text = "\n".join(parts)
     paths = {"table": output_dir / "localization.md", "json": output_dir / "localization.json"}
     with files.atomic_output(paths["table"]) as temporary:
-        temporary.write_text(header + table)
+        temporary.write_text(text)
+    saved = json.loads(json.dumps(report))
     with files.atomic_output(paths["json"]) as temporary:
-        temporary.write_text(json.dumps(report, indent=1) + "\n")
+        temporary.write_text(json.dumps(saved, indent=1) + "\n")
     if examples:
         paths["examples"] = output_dir / "localization_examples.png"
         write_examples(examples, paths["examples"])
-    paths["curves"] = output_dir / "localization_thresholds.png"
-    write_curves(report, paths["curves"])
-    print(table, end="")
-    print(f"{report['images']} images in {report['seconds']:.1f} s; wrote " + ", ".join(map(str, paths.values())))
+    if "localization" in report["groups"]:
+        paths["curves"] = output_dir / "localization_thresholds.png"
+        write_curves(report, paths["curves"])
+    if "explained_images" in report and any("faithfulness" in groups for groups in report["methods"].values()):
+        paths["faithfulness"] = output_dir / "faithfulness_curves.png"
+        write_removal_curves(report, paths["faithfulness"])
+    if cascade:
+        paths["cascade"] = output_dir / "sanity_cascade.png"
+        write_cascade(cascade, paths["cascade"])
+    print(text, end="")
+    print(f"done in {report['seconds']:.1f} s; wrote " + ", ".join(map(str, paths.values())))
 
 
 def write_examples(examples: list[dict], path: Path, scale: int = 4) -> None:
@@ -200,12 +426,15 @@ def write_curves(report: dict, path: Path) -> None:
     """Box accuracy against the threshold (largest component, IoU 0.5), and pixel precision-recall."""
     figure = Figure(figsize=(11, 4), layout="constrained")
     box_axis, pixel_axis = figure.subplots(1, 2)
-    for name, metrics in report["methods"].items():
+    for name, groups in report["methods"].items():
+        if "localization" not in groups:
+            continue
+        metrics = groups["localization"]
         curves = metrics["curves"]
         line, = box_axis.plot(curves["thresholds"], curves["box_acc_largest_iou0.5"], label=f"{name}")
         box_axis.axvline(metrics["max_box_acc_threshold"], color=line.get_color(), alpha=0.3, linestyle=":")
         pixel_axis.plot(curves["pixel_recall"], curves["pixel_precision"], label=f"{name} (PxAP {metrics['pxap']:.1f})")
-    box_axis.axvline(report["cam_threshold"], color="gray", linestyle="--", label="box threshold")
+        box_axis.axvline(metrics["operating"]["threshold"], color=line.get_color(), alpha=0.6, linestyle="--")
     box_axis.set(xlabel="threshold on the normalized map", ylabel="box accuracy at IoU 0.5 (%)",
                  title="box accuracy against the threshold", ylim=(0, 100))
     pixel_axis.set(xlabel="pixel recall", ylabel="pixel precision", title="pixel precision-recall",
@@ -213,6 +442,46 @@ def write_curves(report: dict, path: Path) -> None:
     for axis in (box_axis, pixel_axis):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
+    drawing.save_figure(figure, path)
+
+
+def write_removal_curves(report: dict, path: Path) -> None:
+    """The mean deletion and insertion curves of each method: class probability against the share
+    of pixels removed (deletion) or revealed (insertion)."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for name, groups in report["methods"].items():
+        if "faithfulness" not in groups:
+            continue
+        scores = groups["faithfulness"]
+        for axis, kind in zip(axes, ("deletion", "insertion")):
+            curve = scores["curves"][kind]
+            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{name} (AUC {100 * scores[kind + '_auc']:.1f})")
+    for axis, kind, verb in zip(axes, ("deletion", "insertion"), ("removed", "revealed")):
+        axis.set(xlabel=f"share of pixels {verb} (highest map values first)", ylabel="probability of the class",
+                 title=f"{kind} ({'lower' if kind == 'deletion' else 'higher'} is more faithful)", xlim=(0, 1), ylim=(0, 1.02))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    drawing.save_figure(figure, path)
+
+
+def write_cascade(cascade: dict, path: Path) -> None:
+    """Adebayo et al.'s figure: rows are images, columns the cascade's stages (trained, then each
+    stage re-initialized from the top); CAM maps min-max normalized, and a last row of the edge
+    map of the first image, which no stage changes."""
+    stages = list(cascade)
+    rows = [("CAM", i) for i in range(len(cascade[stages[0]]["CAM"]))] + [("edge (Sobel)", 0)]
+    figure = Figure(figsize=(1.3 * len(stages), 1.45 * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), len(stages), squeeze=False)
+    for row, (method, index) in enumerate(rows):
+        for column, stage in enumerate(stages):
+            heat = localization.normalize_maps(torch.from_numpy(cascade[stage][method][index][None]))[0].numpy()
+            axes[row, column].imshow(drawing.colorize(heat))
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+            if row == 0:
+                axes[row, column].set_title(stage.replace("features.", "conv "), fontsize=7)
+        axes[row, 0].set_ylabel(f"{method}\nimage {index}" if method != "CAM" else f"image {index}", fontsize=7)
     drawing.save_figure(figure, path)
 
 

@@ -13,10 +13,15 @@ Choe et al., "Evaluating Weakly Supervised Object Localization Methods Right" (C
 MaxBoxAcc, MaxBoxAccV2 and PxAP; see `LocalizationEvaluator`.
 """
 
+import math
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+import model as models
 
 CAM_THRESHOLD = 0.2  # the CAM paper's box rule: the largest region above 20% of the normalized map
 THRESHOLD_STEP = 0.01  # the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP: 0.00, 0.01, ..., 0.99
@@ -36,11 +41,65 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
 
 
-def normalize_maps(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Min-max normalize each map (..., H, W) to [0, 1]; a constant map becomes zeros, not NaN."""
-    low = maps.amin(dim=(-2, -1), keepdim=True)
-    high = maps.amax(dim=(-2, -1), keepdim=True)
-    return (maps - low) / (high - low).clamp_min(eps)
+NORMALIZATIONS = ("minmax", "max", "ivr")
+
+
+def normalize_maps(maps: torch.Tensor, normalization: str = "minmax", percentile: float = 0.0,
+                   eps: float = 1e-8) -> torch.Tensor:
+    """Each map (..., H, W) scaled to [0, 1], as Kim et al. ("Normalization Matters in Weakly
+    Supervised Object Localization", ICCV 2021) compare them:
+    - "minmax": (M - min) / (max - min), the published tables' reading of CAM;
+    - "max": ReLU(M) / max, so that negative evidence reads as none rather than lifting the rest;
+    - "ivr": M minus its `percentile` quantile (in [0, 1)), clipped at 0, divided by its max.
+    A map with nothing above its floor becomes zeros, not NaN."""
+    if normalization == "minmax":
+        floor = maps.amin(dim=(-2, -1), keepdim=True)
+    elif normalization == "max":
+        floor = torch.zeros_like(maps[..., :1, :1])
+    elif normalization == "ivr":  # the quantile by linear interpolation, as torch.quantile (which caps its input size)
+        ordered = maps.flatten(-2).sort(dim=-1).values
+        position = percentile * (ordered.shape[-1] - 1)
+        low, high = math.floor(position), math.ceil(position)
+        floor = (ordered[..., low] + (position - low) * (ordered[..., high] - ordered[..., low]))[..., None, None]
+    else:
+        raise ValueError(f"unknown normalization {normalization!r}; choose one of {NORMALIZATIONS}")
+    shifted = (maps - floor).clamp_min(0)
+    return shifted / shifted.amax(dim=(-2, -1), keepdim=True).clamp_min(eps)
+
+
+@dataclass(frozen=True)
+class MapReading:
+    """How `cam_heat_maps` turns raw CAMs into heat maps: the normalization (see normalize_maps) with
+    its percentile, and whether the CAMs of the mirror image, mirrored back, are averaged in (and
+    the logits likewise), as test-time flips."""
+
+    normalization: str = "minmax"
+    percentile: float = 0.0
+    flip: bool = False
+
+
+STANDARD_READING = MapReading()  # raw CAM, min-max normalized: the reading of the published tables
+RECIPE_READING = MapReading("max", 0.0, True)  # the reading chosen on the validation split (docs/localization.md): the scripts' default
+
+
+def cam_heat_maps(net, images: torch.Tensor, reading: MapReading = STANDARD_READING,
+                  classes: torch.Tensor | None = None, topk: int = 1, size: int | tuple[int, int] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one place where CAMs become the heat maps that boxes are drawn from (visualize_cam.py and
+    evaluate_cam.py both read maps here). images (B, C, H, W) -> (logits (B, num_classes), classes
+    int64 (B, K), heat float (B, K, size, size) in [0, 1]): the CAMs of `classes` (B, K), or of each
+    image's `topk` most probable classes when None, read as `reading` says, upsampled bilinearly to
+    size (default: the images' size) and normalized. The maps are CAM's, fc x features."""
+    with torch.no_grad():
+        logits, cams = models.class_activation_maps(net, images)
+        if reading.flip:
+            mirror_logits, mirror_cams = models.class_activation_maps(net, images.flip(-1))
+            logits, cams = (logits + mirror_logits) / 2, (cams + mirror_cams.flip(-1)) / 2
+    if classes is None:
+        classes = logits.topk(topk, dim=1).indices
+    chosen = cams.gather(1, classes[:, :, None, None].expand(-1, -1, *cams.shape[-2:]))
+    heat = normalize_maps(upsample_maps(chosen, size or images.shape[-2:]), reading.normalization, reading.percentile)
+    return logits, classes, heat
 
 
 def component_boxes(on: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,6 +187,7 @@ class LocalizationEvaluator:
         self.positive_on = np.zeros(len(self.thresholds), dtype=np.int64)  # mask pixels with map > t
         self.negative_on = np.zeros(len(self.thresholds), dtype=np.int64)  # other pixels with map > t
         self.positives = 0
+        self.top1_by_threshold = np.zeros(len(self.thresholds), dtype=np.int64)  # right class and largest box IoU >= 0.5
 
     def accumulate(self, maps: np.ndarray, gt_boxes: np.ndarray, gt_masks: np.ndarray, correct: np.ndarray) -> None:
         """maps float (N, H, W) in [0, 1]; gt_boxes int (N, 4); gt_masks bool (N, H, W);
@@ -141,6 +201,7 @@ class LocalizationEvaluator:
         located = box_iou(boxes, gt_boxes) >= 0.5
         self.gt_known_hits += int(located.sum())
         self.top1_hits += int((located & np.asarray(correct, dtype=bool)).sum())
+        self.top1_by_threshold += ((largest >= 0.5) & np.asarray(correct, dtype=bool)[:, None]).sum(0)
         self.count += len(maps)
         # pixel counts above each threshold: a value above exactly k thresholds is on for the first k
         levels = np.searchsorted(self.thresholds, maps, side="left")  # thresholds strictly below each value
@@ -173,12 +234,22 @@ class LocalizationEvaluator:
             "pxap": float(100 * (recall_drop * precision).sum()),
             "curves": {
                 "thresholds": self.thresholds.tolist(),
+                "top1_loc": (100 * self.top1_by_threshold / self.count).tolist(),
                 "box_acc_largest_iou0.5": largest_accuracy[:, middle].tolist(),
                 **{f"box_acc_any_iou{iou}": any_accuracy[:, i].tolist() for i, iou in enumerate(IOU_THRESHOLDS)},
                 "pixel_precision": precision.tolist(),
                 "pixel_recall": recall.tolist(),
             },
         }
+
+
+def at_threshold(metrics: dict, threshold: float) -> dict:
+    """{"threshold", "top1_loc", "gt_known_loc"} of LocalizationEvaluator.compute()'s metrics at one
+    threshold of its sweep (the nearest): for an operating threshold chosen on another split."""
+    curves = metrics["curves"]
+    index = int(np.abs(np.asarray(curves["thresholds"]) - threshold).argmin())
+    return {"threshold": curves["thresholds"][index], "top1_loc": curves["top1_loc"][index],
+            "gt_known_loc": curves["box_acc_largest_iou0.5"][index]}
 
 
 def centered_gaussian(height: int, width: int, sigma: float = 0.25) -> np.ndarray:

@@ -40,40 +40,50 @@ class GapNet(nn.Module):
         self.fc = fc
         self.arch = arch
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean(dim=(-2, -1)))
+    def forward(self, x: torch.Tensor, with_features: bool = False):
+        """logits (B, num_classes); with_features, (logits, features (B, K, h, w)): training losses
+        on the maps then go through this call, as DistributedDataParallel needs."""
+        features = self.features(x)
+        logits = self.fc(features.mean(dim=(-2, -1)))
+        return (logits, features) if with_features else logits
 
 
-def conv_bn_relu(in_channels: int, out_channels: int) -> list[nn.Module]:
-    """3x3 conv (same size), batch norm, ReLU."""
+def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> list[nn.Module]:
+    """3x3 conv (same size, dilated by `dilation`), batch norm, ReLU."""
     return [
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=dilation, dilation=dilation, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     ]
 
 
-CNN_DEFAULTS = {"width": 16, "pools": 2, "convs": (2, 2, 2), "head": 256}  # the default network (train.py's too)
+CNN_DEFAULTS = {"width": 16, "pools": 2, "convs": (2, 2, 2), "head": 256, "dilation": 1}  # the default network (train.py's too)
 
 
 def cnn_features(in_channels: int, width: int = CNN_DEFAULTS["width"], pools: int = CNN_DEFAULTS["pools"],
-                 convs: tuple[int, ...] = CNN_DEFAULTS["convs"], head: int = CNN_DEFAULTS["head"]
-                 ) -> tuple[nn.Module, int]:
+                 convs: tuple[int, ...] = CNN_DEFAULTS["convs"], head: int = CNN_DEFAULTS["head"],
+                 dilation: int = CNN_DEFAULTS["dilation"]) -> tuple[nn.Module, int]:
     """The default small CNN: 3 stages of convs[s] 3x3 conv-BN-ReLU blocks each (width, 2*width,
     4*width channels), with 2x2 max pooling after the first `pools` (0 to 2) stages, so h, w =
     H / 2**pools, W / 2**pools (7x7 on 28x28 images with the default 2; finer maps localize more
     sharply but cost more). A first stage of one conv skips the costly full-resolution conv of width
     to width channels. With head > 0, a last 1x1 conv-BN-ReLU widens the final maps to head
     channels (as MobileNetV2 does before its pooling): more features for the linear layer at a
-    small cost, since it runs on the smallest maps."""
+    small cost, since it runs on the smallest maps. The third stage's convs are dilated by
+    `dilation`: with one pool fewer and dilation 2 the maps are twice as fine and the last layer
+    still sees as far (its receptive field grows by 2 * dilation * stride pixels per conv), as
+    Yu & Koltun ("Multi-Scale Context Aggregation by Dilated Convolutions", ICLR 2016) keep the
+    field of view of a network whose late pooling they remove."""
     if not 0 <= pools <= 2:
         raise TypeError(f"pools must be 0, 1 or 2, got {pools}")
     if len(convs) != 3 or min(convs) < 1:
         raise TypeError(f"convs must give 3 stages of at least 1 conv each, got {convs}")
+    if dilation < 1:
+        raise TypeError(f"dilation must be at least 1, got {dilation}")
     layers, channels = [], in_channels
     for stage, (out_channels, count) in enumerate(zip((width, 2 * width, 4 * width), convs)):
         for _ in range(count):
-            layers += conv_bn_relu(channels, out_channels)
+            layers += conv_bn_relu(channels, out_channels, dilation if stage == 2 else 1)
             channels = out_channels
         if stage < pools:
             layers.append(nn.MaxPool2d(2))
@@ -117,14 +127,154 @@ def vgg16_gap_features(in_channels: int, max_pools: int = 2) -> tuple[nn.Module,
     return nn.Sequential(*layers), 1024
 
 
-MODELS = {"cnn": cnn_features, "resnet18": resnet18_features, "vgg16_gap": vgg16_gap_features}
+MODELS = {"cnn": cnn_features, "resnet18_small": resnet18_features, "vgg16_gap": vgg16_gap_features}
+
+
+class ImagenetInputTransform(nn.Module):
+    """What torchvision's GoogLeNet and Inception-v3 do to their input when built from their
+    pretrained weights (transform_input=True): from ImageNet's normalization to the one their
+    original weights were trained with, x * std / 0.5 + (mean - 0.5) / 0.5 per channel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        return x * (std / 0.5) + (mean - 0.5) / 0.5
+
+
+def trunk_and_head(name: str, net: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """Split a torchvision classifier whose head is global average pooling + one linear layer into
+    (features: the trunk up to and including its last activation, fc). Dropout before fc, a no-op
+    in eval mode, is left out. UserError naming why CAM does not apply to the others."""
+    def sequential(*names: str, before: list | None = None) -> nn.Sequential:
+        return nn.Sequential(OrderedDict([*(before or []), *((n, getattr(net, n)) for n in names)]))
+
+    transform = [("transform_input", ImagenetInputTransform())] if getattr(net, "transform_input", False) else []
+    if name.startswith(("resnet", "resnext", "wide_resnet")):
+        return sequential("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"), net.fc
+    if name.startswith("densenet"):  # its forward applies a ReLU after norm5
+        return nn.Sequential(OrderedDict(features=net.features, relu=nn.ReLU())), net.classifier
+    if name == "googlenet":
+        return sequential("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+                          "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+                          "inception5a", "inception5b", before=transform), net.fc
+    if name == "inception_v3":
+        return sequential("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+                          "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
+                          "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", before=transform), net.fc
+    if name == "mobilenet_v2" or name.startswith("efficientnet"):
+        return net.features, net.classifier[1]
+    if name.startswith("mnasnet"):
+        return net.layers, net.classifier[1]
+    if name.startswith("regnet"):
+        return sequential("stem", "trunk_output"), net.fc
+    if name.startswith("shufflenet_v2"):
+        return sequential("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5"), net.fc
+    raise UserError(cam_refusal(name))
+
+
+def cam_refusal(name: str) -> str:
+    """Why CAM does not apply to torchvision's classifier `name`, as an error message."""
+    return f"CAM does not apply to {name}: {NOT_GAP_HEADS.get(name.split('_')[0].rstrip('0123456789'), NOT_GAP)}"
+
+
+NOT_GAP = "its head is not global average pooling followed by one linear layer"
+NOT_GAP_HEADS = {  # why CAM does not apply, by family
+    "alexnet": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's VGG)",
+    "vgg": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's VGG)",
+    "convnext": "its head applies a LayerNorm after the global average pooling, so the logits are not a linear map of the pooled features",
+    "mobilenet": "its head is pooling, a linear layer, Hardswish and a second linear layer",
+    "squeezenet": "its classifier is a 1x1 conv and a ReLU before the pooling, not a linear layer after it",
+    "vit": "it is a vision transformer, with no final conv feature maps to pool",
+    "swin": "it is a vision transformer, with no final conv feature maps to pool",
+    "maxvit": "it is a vision transformer, with no final conv feature maps to pool",
+}
+GAP_FAMILIES = ("resnet", "resnext", "wide_resnet", "densenet", "googlenet", "inception_v3", "mobilenet_v2",
+                "efficientnet", "mnasnet", "regnet", "shufflenet_v2")
+
+
+def torchvision_names() -> list[str]:
+    """torchvision's classifiers that become GapNets here (GAP + one linear head), by name."""
+    return [name for name in torchvision.models.list_models(module=torchvision.models) if name.startswith(GAP_FAMILIES)]
+
+
+def torchvision_weights(name: str, weights: str):
+    """torchvision's weights entry `weights` (DEFAULT, IMAGENET1K_V1, ...) of model `name`; UserError
+    listing the choices when there is none."""
+    choices = torchvision.models.get_model_weights(name)
+    if weights not in choices.__members__:
+        raise UserError(f"--weights={weights!r} is not a weights name of {name}; choose one of: {', '.join(choices.__members__)}")
+    return choices[weights]
+
+
+def pretrained_classifier(name: str, entry, download: bool) -> nn.Module:
+    """torchvision's classifier `name` with the weights `entry`, read from torch's hub cache or, with
+    download, fetched into it; a UserError naming the file and the folder it goes in when it is
+    neither, or when the cached file is not readable."""
+    file = Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
+    if not file.is_file() and not download:
+        raise UserError(offline_weights_message(name, entry, file, "--download=false"))
+    try:
+        return torchvision.models.get_model(name, weights=entry)
+    except (OSError, ValueError, RuntimeError, EOFError) as error:  # URLError is an OSError
+        reason = " ".join(str(error).split())[:160]
+        if file.is_file():
+            raise UserError(f"{file} (the {entry} weights of {name}) is not readable ({reason}); delete it and "
+                            f"fetch it again") from None
+        raise UserError(offline_weights_message(name, entry, file, f"the download failed: {reason}")) from None
+
+
+def offline_weights_message(name: str, entry, file: Path, why: str) -> str:
+    return (f"the {entry} weights of {name} are not on this machine ({why}): put {entry.url} "
+            f"at {file} ($TORCH_HOME/hub/checkpoints/{file.name}; TORCH_HOME defaults to ~/.cache/torch), for example "
+            f"by running `python -c \"import torchvision; torchvision.models.get_model('{name}', weights='{entry.name}')\"` "
+            f"on a machine with internet and copying the file")
+
+
+def torchvision_gapnet(name: str, num_classes: int, in_channels: int, weights: str | None = None,
+                       download: bool = True, **options) -> GapNet:
+    """torchvision's classifier `name` as a GapNet (see trunk_and_head), with random weights or those
+    of torchvision's `weights` entry (read offline from torch's hub cache when there). A num_classes
+    other than the weights' gets a new fc of that size, for fine-tuning. options go to the
+    torchvision builder (googlenet, inception_v3: transform_input, which their weights set)."""
+    if in_channels != 3:
+        raise UserError(f"{name} takes RGB images (3 channels), and this dataset has {in_channels}; use an RGB "
+                        "dataset such as --dataset=folder or cifar10")
+    entry = torchvision_weights(name, weights) if weights else None
+    if entry is not None:
+        net = pretrained_classifier(name, entry, download)
+        options = {"transform_input": True} if name in ("googlenet", "inception_v3") else {}
+    else:
+        extra = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+        try:
+            net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options, **extra)
+        except TypeError as error:
+            raise UserError(f"bad options {options} for model {name!r}: {error}") from None
+    features, fc = trunk_and_head(name, net)
+    if fc.out_features != num_classes:
+        fc = nn.Linear(fc.in_features, num_classes)
+    arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "options": dict(options),
+            "weights": str(entry) if entry is not None else None}
+    return GapNet(features, fc, arch)
+
+
+def check_model_name(name: str) -> None:
+    """UserError unless build_model knows `name`: one of MODELS or of torchvision_names(); for
+    torchvision's other classifiers the error says why CAM does not apply."""
+    if name in MODELS or name in torchvision_names():
+        return
+    if name in torchvision.models.list_models(module=torchvision.models):
+        raise UserError(cam_refusal(name))
+    raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or a torchvision classifier with a "
+                    f"GAP + linear head such as resnet50, densenet121, efficientnet_b0 (the README lists them)")
 
 
 def build_model(name: str, num_classes: int, in_channels: int, **options) -> GapNet:
-    """A GapNet by name ('cnn', 'resnet18', 'vgg16_gap'); options go to the feature builder
-    (cnn: width, pools; vgg16_gap: max_pools)."""
+    """A GapNet by name: this repo's 'cnn', 'resnet18_small', 'vgg16_gap' (options go to the feature
+    builder: cnn: width, pools, convs, head, dilation; vgg16_gap: max_pools), or one of
+    torchvision_names() (options: weights, download; see torchvision_gapnet)."""
+    check_model_name(name)
     if name not in MODELS:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+        return torchvision_gapnet(name, num_classes, in_channels, **options)
     try:
         features, num_features = MODELS[name](in_channels, **options)
     except TypeError as error:
@@ -139,12 +289,23 @@ def build_model(name: str, num_classes: int, in_channels: int, **options) -> Gap
     return GapNet(features, nn.Linear(num_features, num_classes), arch)
 
 
+def build_skeleton(name: str, num_classes: int, in_channels: int, **options) -> GapNet:
+    """build_model's model on the meta device: its shapes without its memory or its initialization
+    (to_empty() then gives it real, uninitialized memory). RegNet's builder computes its widths with
+    tensors, which the meta device cannot read back: it is built on the CPU and then moved."""
+    try:
+        with torch.device("meta"):
+            return build_model(name, num_classes, in_channels, **options)
+    except NotImplementedError:
+        return build_model(name, num_classes, in_channels, **options).to("meta")
+
+
 def map_side(name: str, in_channels: int, image_size: int, **options) -> int:
     """Side h of the square maps that build_model(name, ..., **options) gives on image_size x
     image_size inputs (0: too small to give any). Found on the meta device, so it costs no memory
     and no compute at any size."""
+    probe = build_skeleton(name, 1, in_channels, **options).eval()
     with torch.device("meta"):
-        probe = build_model(name, 1, in_channels, **options).eval()
         try:
             return probe.features(torch.zeros(1, in_channels, image_size, image_size)).shape[-1]
         except RuntimeError:  # "Output size is too small" in a pooling layer
@@ -236,7 +397,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
     if broken:
         raise CheckpointError(f"{path} holds NaN or infinite weights ({', '.join(broken[:3])}): its training diverged; "
                               f"use a checkpoint from before that, or retrain with a lower --lr")
-    model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], **arch["options"])
+    name = arch["name"]
+    if name == "resnet18" and "weights" not in arch:  # written before torchvision's models came: the small-input one
+        name = "resnet18_small"
+    model = build_model(name, arch["num_classes"], arch["in_channels"], **arch["options"])
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

@@ -1,7 +1,8 @@
 """Train a GAP-ending CNN; write checkpoints/last.pt (every epoch) and best.pt (best test accuracy).
 
     python train.py                                   # Fashion-MNIST, the default small CNN
-    python train.py --dataset=cifar10 --model=resnet18 --epochs=30
+    python train.py --dataset=cifar10 --model=resnet18_small --epochs=30
+    python train.py --dataset=folder --data_dir=PHOTOS --model=resnet50 --weights=DEFAULT --image_size=224 --lr=0.01
     python train.py --resume                          # continue the run saved in checkpoints/last.pt
     torchrun --standalone --nproc_per_node=4 train.py # 4 GPUs, DistributedDataParallel (README)
     python train.py --help                            # every hyperparameter with its default
@@ -42,11 +43,14 @@ clutter: int = data.CLUTTER_DEFAULTS["clutter"]  # fashion-mnist-cluttered: crop
 clutter_size: int = data.CLUTTER_DEFAULTS["clutter_size"]  # fashion-mnist-cluttered: side of those crops in pixels (at most 28)
 subset: int = 0  # use only the first N images of each split (0: all), for quick checks
 validation: int = 0  # hold out the last N training images as a validation split, to choose hyperparameters on
-model: str = "cnn"  # cnn | resnet18 | vgg16_gap
+model: str = "cnn"  # cnn | resnet18_small | vgg16_gap, or a torchvision classifier with a GAP + linear head (resnet50, densenet121, ...)
+weights: str = ""  # torchvision models: start from these torchvision weights (DEFAULT, IMAGENET1K_V1, ...; "": random); fc resized to the classes
+backbone_lr: float = 0.1  # with --weights: the pretrained features' peak learning rate, as a fraction of --lr (the new fc's)
 width: int = models.CNN_DEFAULTS["width"]  # cnn: channels of its first stage (doubled in each of the next two)
 pools: int = models.CNN_DEFAULTS["pools"]  # cnn: 2x2 max pools after its first stages (0-2); its maps are 1/2**pools of the image side
 convs: str = ",".join(map(str, models.CNN_DEFAULTS["convs"]))  # cnn: conv-BN-ReLU blocks in each of its 3 stages
 head: int = models.CNN_DEFAULTS["head"]  # cnn: channels of a last 1x1 conv-BN-ReLU on the final maps (0: none)
+dilation: int = models.CNN_DEFAULTS["dilation"]  # cnn: dilation of its third stage's convs (2 with one pool fewer: finer maps, same field of view)
 epochs: int = 8  # passes over the training set
 batch_size: int = 128  # images per step (per process under torchrun: N processes step on N x batch_size)
 lr: float = 0.2  # peak learning rate of SGD with Nesterov momentum
@@ -54,6 +58,12 @@ momentum: float = 0.9  # SGD momentum
 weight_decay: float = 5e-4  # L2 penalty on all weights
 schedule: str = "onecycle"  # learning-rate schedule, stepped every batch: onecycle | cosine | constant
 label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
+hide_patch: int = 0  # Hide-and-Seek: hide cells of this many pixels a side of each training image (0: off; wsol.py)
+hide_probability: float = 0.5  # Hide-and-Seek: the chance that each cell is hidden
+cutmix: float = 0.0  # CutMix: the chance that a training batch is mixed (0: off; wsol.py)
+align_weight: float = 0.0  # weight of Kim et al.'s feature-direction alignment loss (0: off; wsol.py)
+norm_weight: float = 0.0  # weight of Kim et al.'s background feature-norm loss (0: off; wsol.py)
+permute_labels: bool = False  # train on the training labels randomly permuted (fixed by --seed): a sanity check's model
 seed: int = 0  # seeds the weights, the data order and the augmentation
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 num_workers: int = 0  # image folders: DataLoader worker processes (0: load in the training process)
@@ -76,19 +86,31 @@ SEEDS = 2**64  # torch.manual_seed takes seeds in [0, 2**64): any --seed is take
 
 def validate(cfg) -> None:
     """Raise UserError for a value out of range or a name that does not exist."""
-    for option, choices in (("dataset", data.DATASETS), ("model", models.MODELS), ("schedule", SCHEDULES),
-                            ("precision", devices.PRECISIONS)):
+    for option, choices in (("dataset", data.DATASETS), ("schedule", SCHEDULES), ("precision", devices.PRECISIONS)):
         cli.check_choice(option, getattr(cfg, option), choices)
+    models.check_model_name(cfg.model)
+    if cfg.weights and cfg.model in models.MODELS:
+        raise cli.UserError(f"--weights loads torchvision's pretrained weights, and {cfg.model} is this repo's own model; "
+                            "use a torchvision model such as --model=resnet50, or drop --weights")
+    if cfg.weights:
+        models.torchvision_weights(cfg.model, cfg.weights)
     checks = [
         (cfg.width >= 1, f"--width must be at least 1, got {cfg.width}"),
         (0 <= cfg.pools <= 2, f"--pools must be 0, 1 or 2, got {cfg.pools}"),
         (cfg.head >= 0, f"--head must be >= 0, got {cfg.head}"),
+        (cfg.dilation >= 1, f"--dilation must be at least 1, got {cfg.dilation}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
         (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
         (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
+        (cfg.backbone_lr >= 0, f"--backbone_lr must be >= 0, got {cfg.backbone_lr}"),
         (0 <= cfg.momentum < 1, f"--momentum must be in [0, 1), got {cfg.momentum}"),
         (cfg.weight_decay >= 0, f"--weight_decay must be >= 0, got {cfg.weight_decay}"),
         (0 <= cfg.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {cfg.label_smoothing}"),
+        (cfg.hide_patch >= 0, f"--hide_patch must be >= 0, got {cfg.hide_patch}"),
+        (0 <= cfg.hide_probability < 1, f"--hide_probability must be in [0, 1), got {cfg.hide_probability}"),
+        (0 <= cfg.cutmix <= 1, f"--cutmix must be in [0, 1], got {cfg.cutmix}"),
+        (cfg.align_weight >= 0, f"--align_weight must be >= 0, got {cfg.align_weight}"),
+        (cfg.norm_weight >= 0, f"--norm_weight must be >= 0, got {cfg.norm_weight}"),
         (cfg.image_size >= 0, f"--image_size must be >= 0, got {cfg.image_size}"),
         (cfg.clutter >= 0, f"--clutter must be >= 0, got {cfg.clutter}"),
         (1 <= cfg.clutter_size <= 28, f"--clutter_size must be in [1, 28], got {cfg.clutter_size}"),
@@ -96,9 +118,7 @@ def validate(cfg) -> None:
         (cfg.validation >= 0, f"--validation must be >= 0, got {cfg.validation}"),
         (cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise cli.UserError(message)
+    cli.require(checks)
     if cfg.resume and cfg.overwrite:
         raise cli.UserError("--resume continues the run in --checkpoint_dir and --overwrite replaces it: choose one")
     check_image_size(cfg)
@@ -112,7 +132,7 @@ def model_options(cfg) -> dict:
         convs = tuple(int(count) for count in cfg.convs.split(","))
     except ValueError:
         raise cli.UserError(f"--convs must be 3 whole numbers such as 1,2,2, got {cfg.convs!r}") from None
-    return {"width": cfg.width, "pools": cfg.pools, "convs": convs, "head": cfg.head}
+    return {"width": cfg.width, "pools": cfg.pools, "convs": convs, "head": cfg.head, "dilation": cfg.dilation}
 
 
 def check_image_size(cfg) -> None:
@@ -210,15 +230,21 @@ def setup(cfg, given: set[str], device, processes: training.Processes, folder: r
             lambda: data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options))
     if cfg.validation:
         loaded = loaded.hold_out(cfg.validation)
+    if cfg.permute_labels:
+        loaded = loaded.with_permuted_labels(cfg.seed % SEEDS)
     feed = {"device": device, "limit": cfg.subset, "num_workers": cfg.num_workers, "rank": processes.rank,
             "memory_format": devices.memory_format(cfg.channels_last), "world_size": processes.world_size}
     evaluated = {split: loaded.loader(split, 2 * cfg.batch_size, **feed)
                  for split in (["validation"] if cfg.validation else []) + ["test"]}
     steps_per_epoch = len(loaded.loader("train", cfg.batch_size, generator=torch.Generator(), **feed))
     torch.manual_seed(cfg.seed % SEEDS)
-    net = models.build_model(cfg.model, len(loaded.info.classes), loaded.info.channels, **model_options(cfg))
+    pretrained = {"weights": cfg.weights, "download": cfg.download} if cfg.weights else {}
+    net = models.build_model(cfg.model, len(loaded.info.classes), loaded.info.channels, **model_options(cfg),
+                             **pretrained)
     net = net.to(device, memory_format=devices.memory_format(cfg.channels_last))
-    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+    groups = ([{"params": net.features.parameters(), "lr": cfg.lr * cfg.backbone_lr}, {"params": net.fc.parameters()}]
+              if cfg.weights else net.parameters())
+    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                                 weight_decay=cfg.weight_decay)
     scheduler = training.make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
     train_net = net
@@ -290,10 +316,11 @@ def run_epochs(run: Run, stop: training.StopRequest) -> dict:
         torch.manual_seed(epoch_seed)
         loader = run.loaded.loader("train", cfg.batch_size, generator=torch.Generator().manual_seed(epoch_seed),
                                    **run.feed)
-        started, learning_rate = time.perf_counter() - run.position.seconds, run.optimizer.param_groups[0]["lr"]
+        started, learning_rate = time.perf_counter() - run.position.seconds, run.optimizer.param_groups[-1]["lr"]
         run.position, finished = training.train_one_epoch(
-            run.train_net, loader, run.optimizer, run.scheduler, cfg, run.device, f"epoch {epoch}/{cfg.epochs}",
-            processes, stop, run.position)
+            run.train_net, run.net.fc, loader, run.optimizer, run.scheduler, cfg, run.device,
+            f"epoch {epoch}/{cfg.epochs}", processes, stop, run.position, epoch_seed,
+            ((epoch - 1) * run.steps_per_epoch, cfg.epochs * run.steps_per_epoch))
         run.position.seconds = time.perf_counter() - started
         if not finished:
             save_and_stop(run, epoch, stop.signal)

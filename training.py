@@ -25,6 +25,7 @@ import cli
 import devices
 import drawing
 import files
+import wsol
 
 
 @dataclass
@@ -81,7 +82,8 @@ def make_scheduler(optimizer, cfg, total_steps: int):
         # A quarter of the steps warm up; in short runs 1.5 steps, since OneCycleLR divides by zero when
         # its warm-up is exactly 1 step (total_steps == 4) or the whole run.
         warmup = max(0.25, min(0.75, 1.5 / total_steps))
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=warmup)
+        peaks = [group["lr"] for group in optimizer.param_groups]  # each group's own peak (see train.py's backbone_lr)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=warmup)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
@@ -146,12 +148,15 @@ def join_processes(cfg) -> tuple[torch.device, Processes]:
     return device, Processes(dist.get_rank(), world_size, int(os.environ["LOCAL_RANK"]))
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, description: str, processes: Processes,
-                    stop: StopRequest, start: EpochPosition) -> tuple[EpochPosition, bool]:
+def train_one_epoch(model, fc, loader, optimizer, scheduler, cfg, device, description: str, processes: Processes,
+                    stop: StopRequest, start: EpochPosition, seed: int, progress: tuple[int, int]
+                    ) -> tuple[EpochPosition, bool]:
     """One pass over loader from position `start` (the batches before start.step are drawn but not
     trained on, so that the random draws line up). Returns the position after the pass and whether
     it reached the end of the epoch: a stop request ends the pass after the step in which it is
-    seen, the same step in every process.
+    seen, the same step in every process. The loss of each step is wsol.step_loss's (fc: the
+    model's linear layer; its random draws seeded by seed and the step; progress: (steps of the run
+    before this epoch, steps in the whole run)).
 
     The running sums stay on the device. Each step waits once for the host: to see, before the
     optimizer steps, that the loss is finite (a NaN loss is never stepped on) and whether a stop
@@ -163,18 +168,18 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, descriptio
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen, step, stopping = 0, start.step, False
-    progress = tqdm(loader, desc=description, leave=False, dynamic_ncols=True,
+    bar = tqdm(loader, desc=description, leave=False, dynamic_ncols=True,
                     disable=None if processes.rank == 0 else True)  # off when not a terminal
-    for index, (images, labels) in enumerate(progress):
+    for index, (images, labels) in enumerate(bar):
         if index < start.step:
             continue
         if stopping:
             break
         images = images.to(device, non_blocking=True, memory_format=layout)
         labels = labels.to(device, non_blocking=True)
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**64)
         with devices.autocast(cfg.precision, device):
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+            loss, logits = wsol.step_loss(model, fc, images, labels, cfg, (progress[0] + index) / progress[1], generator)
         checks = torch.stack([loss.detach().isfinite().logical_not(), torch.tensor(bool(stop.signal), device=device)])
         checks = processes.total(checks.double()).to("cpu", non_blocking=True)
         forward_done = torch.cuda.Event() if device.type == "cuda" else None
@@ -196,8 +201,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, cfg, device, descriptio
         loss_sum += loss.detach().double() * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         seen += len(labels)
-        if not progress.disable and step % 20 == 0:  # a host sync, only where the bar is shown
-            progress.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
+        if not bar.disable and step % 20 == 0:  # a host sync, only where the bar is shown
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
     loss_total, correct_total, seen_total = processes.sum([loss_sum.item(), correct.item(), seen], device)
     position = EpochPosition(step, start.loss_sum + loss_total, start.correct + int(correct_total),
                              start.seen + int(seen_total), start.seconds)

@@ -3,6 +3,7 @@
     python visualize_cam.py                          # 4 random test images, CAM of the predicted class
     python visualize_cam.py --index=42 --topk=3      # test image 42, CAMs of its 3 most probable classes
     python visualize_cam.py --image=photo.png        # your own image, resized as the checkpoint expects
+    python visualize_cam.py --model=resnet50 --weights=DEFAULT --image=photo.jpg --topk=3   # ImageNet's classes, no training
     python visualize_cam.py --help                   # every hyperparameter with its default
 
 For each image it writes PREFIX_input.png, PREFIX_heatmap.png and PREFIX_overlay.png to outputs/,
@@ -23,6 +24,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from torchvision import transforms as T
+
 import data
 import devices
 import drawing
@@ -40,8 +43,13 @@ alpha: float = 0.5  # opacity of the heatmap over the image, in [0, 1]
 colormap: str = "jet"  # OpenCV colormap name: jet, turbo, inferno, viridis, hot, ...
 boxes: bool = True  # draw each map's box (green) and, where the dataset has one, the true box (red)
 box_threshold: float = localization.CAM_THRESHOLD  # the box bounds the largest region above this fraction of the normalized map
+normalization: str = localization.RECIPE_READING.normalization  # how CAMs are scaled to [0, 1]: minmax | max | ivr (localization.normalize_maps)
+percentile: float = localization.RECIPE_READING.percentile  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
+flip_maps: bool = localization.RECIPE_READING.flip  # average in the CAMs of the mirror image, mirrored back (datasets trained with flips)
 display_size: int = 224  # side of the written images in pixels (0: the model's input size)
 image: str = ""  # draw this image file instead of test images
+model: str = ""  # with --weights and --image: a torchvision classifier (resnet50, densenet161, ...), no checkpoint needed
+weights: str = ""  # with --model: torchvision's weights (DEFAULT, IMAGENET1K_V1, ...), read from torch's hub cache
 output_dir: str = "outputs"  # where the images and the figure are written
 data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoint was trained with
 download: bool = True  # download the test set if it is not on disk
@@ -59,11 +67,11 @@ def validate(cfg) -> None:
         (cfg.topk >= 1, f"--topk must be at least 1, got {cfg.topk}"),
         (0 <= cfg.alpha <= 1, f"--alpha must be in [0, 1], got {cfg.alpha}"),
         (0 <= cfg.box_threshold < 1, f"--box_threshold must be in [0, 1), got {cfg.box_threshold}"),
+        (0 <= cfg.percentile < 1, f"--percentile must be in [0, 1), got {cfg.percentile}"),
         (0 <= cfg.display_size <= MAX_DISPLAY_SIZE, f"--display_size must be in [0, {MAX_DISPLAY_SIZE}], got {cfg.display_size}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise cli.UserError(message)
+    cli.require(checks)
+    cli.check_choice("normalization", cfg.normalization, localization.NORMALIZATIONS)
     drawing.colormap_code(cfg.colormap)
 
 
@@ -98,6 +106,8 @@ def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[lis
 def draw(cfg) -> list[Path]:
     """Compute and write the CAMs cfg asks for; returns the written paths."""
     validate(cfg)
+    if cfg.model or cfg.weights:
+        return draw_pretrained(cfg)
     device = devices.pick_device(cfg.device)
     net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
@@ -107,41 +117,84 @@ def draw(cfg) -> list[Path]:
     output_dir = files.writable_folder(cfg.output_dir, "output_dir")
 
     batch = torch.stack([tensor for _, _, tensor, _, _ in inputs]).to(device)
-    with torch.no_grad():
-        logits, cams = models.class_activation_maps(net, batch)
-    probabilities = logits.softmax(dim=1)
-    top_probabilities, top_classes = probabilities.topk(cfg.topk, dim=1)  # (B, K)
     size = cfg.display_size or info.image_size
-    chosen = cams.gather(1, top_classes[:, :, None, None].expand(-1, -1, *cams.shape[-2:]))  # (B, K, h, w)
-    heats = localization.normalize_maps(localization.upsample_maps(chosen, size)).cpu().numpy()
-
+    reading = localization.MapReading(cfg.normalization, cfg.percentile,
+                                      cfg.flip_maps and data.trained_with_flips(info.name))
+    logits, top_classes, heats = localization.cam_heat_maps(net, batch, reading, topk=cfg.topk, size=size)
+    top_probabilities = logits.softmax(dim=1).gather(1, top_classes)  # (B, K)
+    heats = heats.cpu().numpy()
     written, rows = [], []
     for b, (prefix, description, tensor, label, true_box) in enumerate(inputs):
         picture = cv2.resize(drawing.to_rgb_image(tensor, info.mean, info.std), (size, size), interpolation=cv2.INTER_NEAREST)
         predicted = [(info.classes[c], p) for c, p in zip(top_classes[b].tolist(), top_probabilities[b].tolist())]
-        overlays = [drawing.overlay(picture, heat, cfg.alpha, cfg.colormap) for heat in heats[b]]
-        if cfg.boxes:
-            thickness = max(1, size // 112)
-            for drawn, box in zip(overlays, localization.boxes_from_maps(heats[b], cfg.box_threshold)):
-                if true_box is not None:
-                    drawing.draw_box(drawn, np.round(true_box * size / info.image_size), (255, 0, 0), thickness)
-                drawing.draw_box(drawn, box, (0, 255, 0), thickness)
-        images = {"input": picture, "heatmap": drawing.colorize(heats[b, 0], cfg.colormap), "overlay": overlays[0]}
-        for rank, (name, _) in enumerate(predicted[1:], start=2):
-            images[f"top{rank}_{re.sub(r'[^A-Za-z0-9]+', '-', name)}_overlay"] = overlays[rank - 1]
-        for kind, rgb in images.items():
-            drawing.save_png(output_dir / f"{prefix}_{kind}.png", rgb)
-            written.append(output_dir / f"{prefix}_{kind}.png")
         truth = info.classes[label] if label is not None else "unknown"
-        print(f"{description}: true {truth}, predicted {predicted[0][0]} ({100 * predicted[0][1]:.1f}%) "
-              f"-> {output_dir / prefix}_{{{','.join(images)}}}.png")
-        rows.append((description, truth, picture, images["heatmap"], overlays, predicted))
+        box = np.round(true_box * size / info.image_size) if true_box is not None else None
+        written += write_maps(cfg, output_dir, prefix, description, picture, heats[b], predicted, truth, box, rows)
+    return finish(written, rows, output_dir / figure_name, output_dir)
 
-    figure_path = output_dir / figure_name
-    write_figure(rows, figure_path)
-    written.append(figure_path)
-    print(f"wrote {len(written) - 1} images to {output_dir}/ and the figure {figure_path}")
+
+def draw_pretrained(cfg) -> list[Path]:
+    """The CAMs of a torchvision classifier with pretrained weights (--model, --weights) on the photo
+    --image, without a checkpoint: the photo resized as the weights' preprocessing resizes it (its
+    short side) but not cropped, so that the maps cover all of it, and drawn at its own resolution."""
+    if not (cfg.model and cfg.weights):
+        raise cli.UserError("--model and --weights go together (for example --model=resnet50 --weights=DEFAULT); "
+                            "without them the maps come from --checkpoint")
+    if not cfg.image:
+        raise cli.UserError(f"--model={cfg.model} --weights={cfg.weights} draws on your own photo: pass --image=PATH")
+    models.check_model_name(cfg.model)
+    entry = models.torchvision_weights(cfg.model, cfg.weights)
+    classes = entry.meta["categories"]
+    if cfg.topk > len(classes):
+        raise cli.UserError(f"--topk={cfg.topk} is more than the {len(classes)} classes of {entry}")
+    photo = data.read_user_image(cfg.image, "RGB")
+    output_dir = files.writable_folder(cfg.output_dir, "output_dir")
+    device = devices.pick_device(cfg.device)
+    net = models.build_model(cfg.model, len(classes), 3, weights=cfg.weights, download=cfg.download).to(device).eval()
+    preprocess = entry.transforms()
+    resized = T.Resize(preprocess.resize_size, interpolation=preprocess.interpolation, antialias=True)(photo)
+    batch = T.Normalize(preprocess.mean, preprocess.std)(T.functional.to_tensor(resized))[None].to(device)
+    reading = localization.MapReading(cfg.normalization, cfg.percentile, cfg.flip_maps)  # ImageNet trains with flips
+    logits, top_classes, heats = localization.cam_heat_maps(net, batch, reading, topk=cfg.topk,
+                                                            size=(photo.height, photo.width))
+    top_probabilities = logits.softmax(dim=1).gather(1, top_classes)
+    predicted = [(classes[c], p) for c, p in zip(top_classes[0].tolist(), top_probabilities[0].tolist())]
+    stem = Path(cfg.image).stem
+    rows = []
+    written = write_maps(cfg, output_dir, f"cam_{stem}_{cfg.model}", Path(cfg.image).name, np.asarray(photo),
+                         heats[0].cpu().numpy(), predicted, "unknown", None, rows)
+    return finish(written, rows, output_dir / f"cams_{stem}_{cfg.model}.png", output_dir)
+
+
+def write_maps(cfg, output_dir: Path, prefix: str, description: str, picture: np.ndarray, heats: np.ndarray,
+               predicted: list, truth: str, true_box, rows: list) -> list[Path]:
+    """Write PREFIX_input, _heatmap and _overlay PNGs (and one overlay per further class) of one
+    picture (RGB uint8 (H, W, 3)) and its heats (K, H, W) in [0, 1] of the classes `predicted`
+    ([(name, probability)]); appends its figure row to rows and returns the written paths."""
+    overlays = [drawing.overlay(picture, heat, cfg.alpha, cfg.colormap) for heat in heats]
+    if cfg.boxes:
+        thickness = max(1, min(picture.shape[:2]) // 112)
+        for drawn, box in zip(overlays, localization.boxes_from_maps(heats, cfg.box_threshold)):
+            if true_box is not None:
+                drawing.draw_box(drawn, true_box, (255, 0, 0), thickness)
+            drawing.draw_box(drawn, box, (0, 255, 0), thickness)
+    images = {"input": picture, "heatmap": drawing.colorize(heats[0], cfg.colormap), "overlay": overlays[0]}
+    for rank, (name, _) in enumerate(predicted[1:], start=2):
+        images[f"top{rank}_{re.sub(r'[^A-Za-z0-9]+', '-', name)}_overlay"] = overlays[rank - 1]
+    written = []
+    for kind, rgb in images.items():
+        drawing.save_png(output_dir / f"{prefix}_{kind}.png", rgb)
+        written.append(output_dir / f"{prefix}_{kind}.png")
+    print(f"{description}: true {truth}, predicted {predicted[0][0]} ({100 * predicted[0][1]:.1f}%) "
+          f"-> {output_dir / prefix}_{{{','.join(images)}}}.png")
+    rows.append((description, truth, picture, images["heatmap"], overlays, predicted))
     return written
+
+
+def finish(written: list[Path], rows: list, figure_path: Path, output_dir: Path) -> list[Path]:
+    write_figure(rows, figure_path)
+    print(f"wrote {len(written)} images to {output_dir}/ and the figure {figure_path}")
+    return [*written, figure_path]
 
 
 def write_figure(rows: list, path: Path) -> None:

@@ -121,9 +121,9 @@ def write_bad_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
     checkpoint["arch"]["options"] = {"width": 8}
     torch.save(checkpoint, folder / "mismatch.pt")
     cases["weights do not fit"] = (folder / "mismatch.pt", "do not fit its stated model 'cnn'")
-    checkpoint["arch"] = {"name": "alexnet", "num_classes": 4, "in_channels": 1, "options": {}}
+    checkpoint["arch"] = {"name": "mysterynet", "num_classes": 4, "in_channels": 1, "options": {}}
     torch.save(checkpoint, folder / "unknown.pt")
-    cases["unknown model"] = (folder / "unknown.pt", "unknown model 'alexnet'")
+    cases["unknown model"] = (folder / "unknown.pt", "unknown model 'mysterynet'")
     return cases
 
 

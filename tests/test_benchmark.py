@@ -9,9 +9,11 @@ import cli
 def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
     args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--model_names=cnn", "--dataset_names=fashion-mnist",
             "--batch_size=8", "--map_batch_size=4", "--warmup=0", "--repeats=2", "--train_warmup=1", "--train_steps=2",
-            "--download=false", "--precision=fp32"]
+            "--download=false", "--precision=fp32", "--photo_models=resnet18", "--photo_size=64", "--photo_batch_size=2",
+            "--photo_repeats=1"]
     report = benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
-    (row,) = report["rows"]
+    row, photo = report["rows"]
+    assert photo["model"] == "resnet18" and photo["train_images_per_second"] is None and photo["cam_over_forward"] > 0
     assert row["dataset"] == "fashion-mnist" and row["model"] == "cnn" and row["train_images_per_second"] > 0
     assert 0 < row["test_pass_seconds"] < row["epoch_seconds"]  # the training steps, then the test pass
     assert row["epoch_seconds"] == pytest.approx(96 / row["train_images_per_second"] + row["test_pass_seconds"],
@@ -20,13 +22,16 @@ def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
     assert {"forward", "CAM (all classes)", "Grad-CAM"} <= set(row["map_ms_per_image"])
     assert row["cam_over_forward"] > 0 and row["grad_cam_over_cam"] > 0
     assert json.loads((tmp_path / "benchmark.json").read_text()) == report
-    assert "| fashion-mnist | cnn |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| fashion-mnist | cnn |" in table and "| random 64 px images | resnet18 | n/a | n/a |" in table
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--model_names=cnn,alexnet"], "unknown model 'alexnet'"),
     (["--repeats=0"], "--repeats"),
     (["--batch_size=64"], "fewer than 3 training batches of 64"),
+    (["--photo_models=vgg16"], "'vgg16' is not a torchvision classifier with a GAP"),
+    (["--photo_size=0"], "--photo_size, --photo_batch_size and --photo_repeats must be >= 1"),
 ])
 def test_benchmark_errors(tmp_path, fashion_data, extra, message):
     args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--dataset_names=fashion-mnist",

@@ -139,3 +139,9 @@ def test_enough_memory_names_the_setting_to_change():
         np.zeros((10**7, 10**7))  # 800 TB: refused at once
     with pytest.raises(RuntimeError, match="not about memory"), cli.enough_memory("lower --batch_size"):
         raise RuntimeError("not about memory")
+
+
+def test_require_raises_the_first_failing_message():
+    cli.require([(True, "fine")])
+    with pytest.raises(cli.UserError, match="^second$"):
+        cli.require([(True, "first"), (False, "second"), (False, "third")])

@@ -372,17 +372,36 @@ def test_cluttered_dataset_from_the_fashion_mnist_files(tmp_path):
     assert loaded.info.image_size == 48 and loaded.info.channels == 1 and loaded.info.classes[0] == "T-shirt/top"
     assert loaded.info.options == {"clutter": 3, "clutter_size": 10, "clutter_seed": 0}
     test = loaded.test
-    assert test.masks.shape == (20, 48, 48) and test.boxes.shape == (20, 4) and loaded.train.masks is None
+    boxes, masks = data.ground_truth(test, 0, 20)
+    assert masks.shape == (20, 48, 48) and boxes.shape == (20, 4) and torch.equal(test.boxes, torch.from_numpy(boxes))
+    assert data.ground_truth(loaded.train, 0, 40)[1].shape == (40, 48, 48)
     assert test.targets.tolist() == arrays["t10k"][1].tolist() and loaded.train.targets.tolist() == arrays["train"][1].tolist()
     image, label = test[7]
     assert image.shape == (1, 48, 48) and label == arrays["t10k"][1][7]
     expected = (test.images[7].float() / 255 - loaded.info.mean[0]) / loaded.info.std[0]
     assert torch.allclose(image[0], expected, atol=1e-5)  # no test-time augmentation
     cached = sorted(path.name for path in (tmp_path / "fashion-mnist-cluttered").iterdir())
-    assert cached == ["test-v2-size48-clutter3x10-seed0.pt", "train-v2-size48-clutter3x10-seed0.pt"]
+    assert cached == ["test-v3-size48-clutter3x10-seed0.pt", "train-v3-size48-clutter3x10-seed0.pt"]
     again = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48,
                               options={"clutter": 3}).test
-    assert torch.equal(again.images, test.images) and torch.equal(again.masks, test.masks)
+    assert torch.equal(again.images, test.images) and np.array_equal(data.ground_truth(again, 0, 20)[1], masks)
+
+
+def test_ground_truth_of_a_held_out_split_is_that_of_its_training_canvases(tmp_path):
+    """The validation split of hold_out() reads the boxes and masks of the last training canvases,
+    and each mask is the item's ink, whose tight box is the box."""
+    write_mnist_like(tmp_path / "fashion-mnist", train_size=40, test_size=10)
+    loaded = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48, options={"clutter": 3})
+    held = loaded.hold_out(15)
+    boxes, masks = data.ground_truth(held.validation, 5, 15)
+    whole_boxes, whole_masks = data.ground_truth(loaded.train, 30, 40)
+    assert np.array_equal(boxes, whole_boxes) and np.array_equal(masks, whole_masks)
+    for box, mask in zip(boxes, masks):
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        assert [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1] == box.tolist()
+    assert data.ground_truth(held.validation, 0, 20)[0].shape == (15, 4)  # clipped to the split
+    mnist_like = data.load_dataset("fashion-mnist", tmp_path, download=False)
+    assert data.ground_truth(mnist_like.test, 0, 5) is None
 
 
 def test_cluttered_settings_are_checked(tmp_path):
@@ -497,3 +516,17 @@ def test_image_folder_shards_go_to_each_process_once(tmp_path):
     shares = [list(iter(loader.sampler)) for loader in loaders]
     assert len(shares[0]) == len(shares[1]) == 3 and sorted(shares[0] + shares[1]) == list(range(6))
     assert sum(len(labels) for _, labels in loaders[0]) == 3
+
+
+def test_permuted_labels_keep_the_class_counts_and_the_other_splits(tmp_path):
+    write_mnist_like(tmp_path / "fashion-mnist", train_size=60, test_size=10)
+    loaded = data.load_dataset("fashion-mnist", tmp_path, download=False).hold_out(10)
+    permuted = loaded.with_permuted_labels(seed=3)
+    _, original = data.split_tensors(loaded.train)
+    images, labels = data.split_tensors(permuted.train)
+    assert torch.equal(images, data.split_tensors(loaded.train)[0]) and not torch.equal(labels, original)
+    assert sorted(labels.tolist()) == sorted(original.tolist())
+    assert torch.equal(labels, data.split_tensors(loaded.with_permuted_labels(seed=3).train)[1])
+    assert permuted.test is loaded.test and permuted.validation is loaded.validation
+    fed = torch.cat([batch_labels for _, batch_labels in permuted.loader("train", 7, torch.device("cpu"))])
+    assert torch.equal(fed, labels) and permuted.train[4][1] == labels[4]

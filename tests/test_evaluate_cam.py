@@ -9,8 +9,11 @@ from PIL import Image
 import cli
 import data
 import evaluate_cam
+import faithfulness
 import localization
 import model as models
+
+STANDARD = evaluate_cam.STANDARD_ROW
 
 
 def evaluate(workdir, *extra: str) -> dict:
@@ -19,25 +22,29 @@ def evaluate(workdir, *extra: str) -> dict:
 
 
 def test_report_on_a_cluttered_checkpoint(trained_cluttered):
-    report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5")
-    assert report["images"] == 60 and set(report["methods"]) == {"CAM", "Grad-CAM", "center baseline"}
-    for metrics in report["methods"].values():
+    report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5", "--groups=localization")
+    assert report["images"] == 60 and list(report["methods"]) == [STANDARD, "CAM, max, flips", "Grad-CAM", "center baseline"]
+    for groups in report["methods"].values():
+        metrics = groups["localization"]
         for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
             assert 0 <= metrics[name] <= 100, name
-        assert metrics["top1_loc"] <= metrics["gt_known_loc"] and metrics["gt_known_loc"] <= 100
+        operating = metrics["operating"]
+        assert operating["top1_loc"] <= operating["gt_known_loc"] <= 100
+        assert operating["threshold"] == localization.CAM_THRESHOLD  # the run has no validation split
         assert len(metrics["curves"]["thresholds"]) == 100
     written = sorted(path.name for path in (trained_cluttered / "report").iterdir())
     assert written == ["localization.json", "localization.md", "localization_examples.png",
                        "localization_thresholds.png"]
     assert json.loads((trained_cluttered / "report" / "localization.json").read_text()) == json.loads(json.dumps(report))
     table = (trained_cluttered / "report" / "localization.md").read_text()
-    assert "| CAM |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
+    assert f"| {STANDARD} |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
 
 
 def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     """The script's CAM numbers are those of LocalizationEvaluator on the true-class maps, and its
     classification accuracy that of the model, batch size not mattering."""
-    report = evaluate(trained_cluttered, "--batch_size=7", "--examples=0", "--limit=30")
+    report = evaluate(trained_cluttered, "--batch_size=7", "--examples=0", "--limit=30", "--normalization=minmax",
+                      "--flip_maps=false", "--groups=localization")
     net, checkpoint = models.load_checkpoint(trained_cluttered / "checkpoints/best.pt")
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     test_set = data.load_dataset(info.name, trained_cluttered / "data", False, info.image_size, info.options).test
@@ -48,20 +55,21 @@ def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     heats = localization.normalize_maps(localization.upsample_maps(cams[torch.arange(30), labels][:, None], 40))
     evaluator = localization.LocalizationEvaluator()
     correct = (logits.argmax(1) == labels).numpy()
-    evaluator.accumulate(heats[:, 0].numpy(), test_set.boxes[:30].numpy(), test_set.masks[:30].numpy(), correct)
+    evaluator.accumulate(heats[:, 0].numpy(), *data.ground_truth(test_set, 0, 30), correct)
     expected = evaluator.compute()
+    assert list(report["methods"]) == [STANDARD, "Grad-CAM", "center baseline"]  # the reading asked is the standard one
     for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
-        assert report["methods"]["CAM"][name] == pytest.approx(expected[name]), name
-    assert report["classification_top1"] == pytest.approx(100 * correct.mean())
+        assert report["methods"][STANDARD]["localization"][name] == pytest.approx(expected[name]), name
+    assert report["methods"][STANDARD]["localization"]["classification_top1"] == pytest.approx(100 * correct.mean())
 
 
 def test_center_baseline_does_not_depend_on_the_model(trained_cluttered):
-    report = evaluate(trained_cluttered, "--examples=0", "--limit=20")
+    report = evaluate(trained_cluttered, "--examples=0", "--limit=20", "--groups=localization")
     test_set = data.load_dataset("fashion-mnist-cluttered", trained_cluttered / "data", False, 40, {"clutter": 3}).test
     evaluator = localization.LocalizationEvaluator()
     center = np.broadcast_to(localization.centered_gaussian(40, 40), (20, 40, 40))
-    evaluator.accumulate(center, test_set.boxes[:20].numpy(), test_set.masks[:20].numpy(), np.ones(20, bool))
-    assert report["methods"]["center baseline"]["max_box_acc_v2"] == evaluator.compute()["max_box_acc_v2"]
+    evaluator.accumulate(center, *data.ground_truth(test_set, 0, 20), np.ones(20, bool))
+    assert report["methods"]["center baseline"]["localization"]["max_box_acc_v2"] == evaluator.compute()["max_box_acc_v2"]
 
 
 def test_visualize_draws_the_predicted_and_true_boxes(trained_cluttered):
@@ -89,3 +97,70 @@ def test_a_command_line_error_is_one_line_and_exit_1(trained_cluttered, tmp_path
     assert_clean_error(run_script("evaluate_cam.py", *args, cwd=tmp_path), "did you mean --threshold_step?")
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_operating_thresholds_are_chosen_on_the_validation_split(trained_cluttered, tmp_path):
+    """A run trained with --validation: each method's top-1 and GT-known loc on test are read at its
+    best box threshold on the held-out training canvases, and --split=validation reports those."""
+    checkpoint = torch.load(trained_cluttered / "checkpoints/best.pt", weights_only=True)
+    checkpoint["hyperparameters"]["validation"] = 40
+    torch.save(checkpoint, tmp_path / "held_out.pt")
+    common = [f"--checkpoint={tmp_path / 'held_out.pt'}", "--examples=0", "--batch_size=16", "--groups=localization"]
+    chosen = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*common, "--split=validation",
+                                                                           f"--output_dir={tmp_path / 'validation'}"]))
+    tested = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*common, f"--output_dir={tmp_path / 'test'}"]))
+    assert chosen["images"] == 40 and tested["images"] == 60 and tested["thresholds_chosen_on"] == "validation"
+    for name, groups in tested["methods"].items():
+        metrics, on_validation = groups["localization"], chosen["methods"][name]["localization"]
+        assert metrics["operating"] == localization.at_threshold(metrics, on_validation["max_box_acc_threshold"])
+        assert on_validation["operating"]["gt_known_loc"] == on_validation["max_box_acc"]
+
+
+def test_validation_split_needs_a_run_trained_with_one(trained_cluttered):
+    with pytest.raises(cli.UserError, match="was trained without a validation split; train with --validation=N"):
+        evaluate(trained_cluttered, "--split=validation")
+
+
+def test_all_groups_side_by_side(trained_cluttered, tmp_path):
+    """The default groups: one summary row per method with localization, faithfulness and sanity
+    scores, a data randomization model compared, the curves in the JSON and the two new figures."""
+    checkpoint = torch.load(trained_cluttered / "checkpoints/best.pt", weights_only=True)
+    checkpoint["hyperparameters"]["permute_labels"] = True  # stands in for a run trained on permuted labels
+    for parameter in checkpoint["state_dict"].values():
+        if parameter.is_floating_point():
+            parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(0)))
+    torch.save(checkpoint, tmp_path / "random_labels.pt")
+    report = evaluate(trained_cluttered, "--examples=0", "--limit=20", "--explained=12", "--road_images=5",
+                      "--steps=4", "--batch_size=8", f"--random_labels_checkpoint={tmp_path / 'random_labels.pt'}")
+    methods = report["methods"]
+    assert list(methods) == [STANDARD, "CAM, max, flips", "Grad-CAM", "center baseline", "random", "edge (Sobel)"]
+    for name in methods:
+        scores = methods[name]["faithfulness"]
+        assert scores["images"] == 12 and len(scores["curves"]["deletion"]) == 5
+        assert 0 <= scores["deletion_auc"] <= 1 and 0 <= scores["pointing_game"] <= 100
+        assert len(scores["road"]["morf"]) == len(faithfulness.ROAD_PERCENTAGES)
+    assert list(methods["edge (Sobel)"]["sanity"])[-1] == "random labels"
+    assert methods["edge (Sobel)"]["sanity"]["features.0"]["spearman"] == pytest.approx(1)
+    assert methods["edge (Sobel)"]["sanity"]["random labels"]["ssim"] == pytest.approx(1)
+    assert -1 <= report["cam_iou_vs_deletion_spearman"] <= 1
+    written = sorted(path.name for path in (trained_cluttered / "report").iterdir())
+    assert {"faithfulness_curves.png", "sanity_cascade.png", "localization.json"} <= set(written)
+    table = (trained_cluttered / "report" / "localization.md").read_text()
+    assert "| edge (Sobel) |" in table and "deletion AUC" in table and "random labels: Spearman" in table
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--groups=localisation"], "--groups='localisation' is unknown; choose one of: localization, faithfulness, sanity"),
+    (["--random_labels_checkpoint=x.pt", "--groups=localization"], "add sanity to --groups"),
+    (["--baseline=noise"], "--baseline='noise' is unknown"),
+    (["--steps=0"], "--steps must be at least 1"),
+])
+def test_explanation_flags_are_checked(trained_cluttered, flags, message):
+    with pytest.raises(cli.UserError, match=message):
+        evaluate(trained_cluttered, *flags)
+
+
+def test_the_random_labels_model_must_be_one(trained_cluttered):
+    path = trained_cluttered / "checkpoints/best.pt"
+    with pytest.raises(cli.UserError, match="was not trained with --permute_labels"):
+        evaluate(trained_cluttered, f"--random_labels_checkpoint={path}", "--groups=sanity")

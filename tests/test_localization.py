@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import localization
+import model as models
 
 GT_BOX = np.array([20, 10, 50, 30])  # x0, y0, x1, y1 (exclusive ends): 30 x 20 pixels
 
@@ -151,3 +152,54 @@ def test_centered_gaussian_peaks_in_the_middle():
     assert np.allclose(heat, heat[::-1]) and np.allclose(heat, heat[:, ::-1])
     box = localization.boxes_from_maps(heat[None], 0.5)[0]
     assert (box[0] + box[2]) / 2 == 32 and (box[1] + box[3]) / 2 == 32
+
+
+def test_max_and_ivr_normalizations_by_hand():
+    maps = torch.tensor([[[-2.0, 0.0], [1.0, 4.0]]])
+    assert torch.allclose(localization.normalize_maps(maps, "max"), torch.tensor([[[0.0, 0.0], [0.25, 1.0]]]))
+    # the 0.5 quantile of (-2, 0, 1, 4) is 0.5: (0, 0, 0.5, 3.5) / 3.5
+    ivr = localization.normalize_maps(maps, "ivr", percentile=0.5)
+    assert torch.allclose(ivr, torch.tensor([[[0.0, 0.0], [0.5 / 3.5, 1.0]]]))
+    assert torch.equal(localization.normalize_maps(maps, "ivr", 0.0), localization.normalize_maps(maps, "minmax"))
+    assert torch.equal(localization.normalize_maps(-maps.abs() - 1, "max"), torch.zeros_like(maps))  # no NaN
+    with pytest.raises(ValueError, match="unknown normalization 'sum'"):
+        localization.normalize_maps(maps, "sum")
+
+
+def tiny_gap_net() -> torch.nn.Module:
+    """features: a 2x2 conv (not mirror-symmetric) then ReLU; fc: 2 features -> 3 classes."""
+    net = models.build_model("cnn", 3, 1, width=1, pools=0, convs=(1, 1, 1), head=2)
+    torch.manual_seed(0)
+    for parameter in net.parameters():
+        torch.nn.init.normal_(parameter)
+    return net.eval()
+
+
+def test_cam_heat_maps_with_flips_average_the_mirrored_maps():
+    """The flip reading is the mean of the CAM and the mirrored CAM of the mirror image (and of
+    their logits), then normalized: computed here by hand from class_activation_maps."""
+    net, images = tiny_gap_net(), torch.randn(2, 1, 6, 6)
+    classes = torch.tensor([[2], [0]])
+    reading = localization.MapReading("max", flip=True)
+    logits, chosen, heat = localization.cam_heat_maps(net, images, reading, classes)
+    plain_logits, cams = models.class_activation_maps(net, images)
+    mirror_logits, mirror_cams = models.class_activation_maps(net, images.flip(-1))
+    mean = (cams + mirror_cams.flip(-1)) / 2
+    expected = localization.normalize_maps(mean[torch.arange(2), classes[:, 0]][:, None], "max")
+    assert torch.equal(chosen, classes) and torch.allclose(heat, expected, atol=1e-6)
+    assert torch.allclose(logits, (plain_logits + mirror_logits) / 2, atol=1e-6)
+    _, top, standard = localization.cam_heat_maps(net, images, topk=2)
+    assert torch.equal(top, plain_logits.topk(2, dim=1).indices) and standard.shape == (2, 2, 6, 6)
+    assert torch.allclose(standard[:, 0], localization.normalize_maps(
+        cams.gather(1, top[:, :1, None, None].expand(-1, -1, 6, 6)))[:, 0], atol=1e-6)
+
+
+def test_at_threshold_reads_the_curves_at_the_nearest_threshold_of_the_sweep():
+    maps = np.zeros((2, 8, 8), dtype=np.float32)
+    maps[:, 2:6, 2:6] = 0.5
+    maps[:, 3:5, 3:5] = 1.0
+    boxes = np.array([[2, 2, 6, 6], [3, 3, 5, 5]])
+    metrics = evaluate(maps, boxes, np.zeros((2, 8, 8), bool), np.array([True, False]))
+    low, high = localization.at_threshold(metrics, 0.3), localization.at_threshold(metrics, 0.702)
+    assert low == {"threshold": 0.3, "top1_loc": 50.0, "gt_known_loc": 50.0}  # the 4x4 box: image 0 only
+    assert high == {"threshold": 0.7, "top1_loc": 0.0, "gt_known_loc": 50.0}  # the 2x2 box: image 1, misclassified

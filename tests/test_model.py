@@ -13,8 +13,9 @@ ARCHITECTURES = [
     ("cnn", {}, 1, 28, 7),
     ("cnn", {"width": 8}, 3, 32, 8),
     ("cnn", {"width": 4, "convs": (1, 1, 3), "head": 12, "pools": 1}, 1, 28, 14),
-    ("resnet18", {}, 1, 28, 4),
-    ("resnet18", {}, 3, 32, 4),
+    ("cnn", {"width": 4, "pools": 1, "dilation": 2}, 1, 64, 32),
+    ("resnet18_small", {}, 1, 28, 4),
+    ("resnet18_small", {}, 3, 32, 4),
     ("vgg16_gap", {}, 3, 32, 8),
     ("vgg16_gap", {"max_pools": 4}, 3, 64, 4),
 ]
@@ -107,9 +108,10 @@ def test_grad_cam_is_relu_of_cam_over_hw_on_gap_models(name, options, channels, 
 
 
 @pytest.mark.parametrize("name, options, message", [
-    ("alexnet", {}, "unknown model 'alexnet'; choose one of: cnn, resnet18, vgg16_gap"),
+    ("alexnet", {}, "CAM does not apply to alexnet: its head flattens"),
     ("cnn", {"depth": 3}, "bad options {'depth': 3} for model 'cnn'"),
     ("cnn", {"convs": (1, 2)}, "convs must give 3 stages of at least 1 conv each, got (1, 2)"),
+    ("cnn", {"dilation": 0}, "dilation must be at least 1, got 0"),
 ])
 def test_build_model_rejects_unknown_names_and_options(name, options, message):
     with pytest.raises(cli.UserError) as error:
@@ -171,3 +173,22 @@ def test_the_cnn_head_widens_the_final_maps_with_a_1x1_conv():
     net = models.build_model("cnn", 10, 1, width=4, convs=(1, 1, 1), head=24)
     assert net.fc.in_features == 24 and net.features[-3].kernel_size == (1, 1)
     assert sum(isinstance(module, nn.Conv2d) for module in net.features) == 4
+
+
+def test_dilation_widens_the_third_stage_field_of_view_only():
+    """With dilation 2 the third stage's 3x3 convs reach 2 pixels away (the others 1), and the
+    forward with_features returns the maps that CAM reads."""
+    net = models.build_model("cnn", 3, 1, width=2, pools=0, convs=(1, 1, 1), head=0, dilation=2)
+    convs = [module for module in net.features if isinstance(module, torch.nn.Conv2d)]
+    assert [conv.dilation for conv in convs] == [(1, 1), (1, 1), (2, 2)]
+    assert [conv.padding for conv in convs] == [(1, 1), (1, 1), (2, 2)]
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.fill_(0.1)  # positive weights on a positive image: every ReLU passes its gradient
+    x = torch.ones(1, 1, 15, 15, requires_grad=True)
+    net.eval()
+    net.features(x)[0, :, 7, 7].sum().backward()
+    reach = torch.nonzero(x.grad[0, 0].abs() > 0)
+    assert reach.min().item() == 7 - 4 and reach.max().item() == 7 + 4  # 1 + 1 + 2 pixels each way
+    logits, features = net(x.detach(), with_features=True)
+    assert torch.allclose(logits, net(x.detach())) and torch.equal(features, net.features(x.detach()))

@@ -19,7 +19,7 @@ def test_training_learns_and_writes_everything(trained):
     _, checkpoint = models.load_checkpoint(checkpoints / "best.pt")
     assert checkpoint["test_accuracy"] == 100.0  # each class is a square at its own place: easy
     assert checkpoint["arch"] == {"name": "cnn", "num_classes": 10, "in_channels": 1,
-                                  "options": {"width": 16, "pools": 2, "convs": (2, 2, 2), "head": 256}}
+                                  "options": {"width": 16, "pools": 2, "convs": (2, 2, 2), "head": 256, "dilation": 1}}
     assert checkpoint["dataset"]["name"] == "mnist" and checkpoint["dataset"]["image_size"] == 28
     assert len(checkpoint["dataset"]["classes"]) == 10 and checkpoint["dataset"]["mean"] == [0.1307]
     assert checkpoint["hyperparameters"]["epochs"] == 5 and checkpoint["hyperparameters"]["batch_size"] == 16

@@ -1,0 +1,395 @@
+"""Does the map explain the model? Faithfulness metrics and sanity checks of saliency maps, batched.
+
+Conventions: images are normalized float (N, C, H, W) as the model takes them; a map is float
+(N, H, W) at the image's resolution; `classes` are int64 (N,), the class each map explains. Every
+function is deterministic (random draws come from an explicit seed or generator).
+
+- Deletion and insertion (Petsiuk et al., "RISE", BMVC 2018): `removal_curves`, `trapezoid_auc`.
+- ROAD, removal with noisy linear imputation (Rong et al., ICML 2022): `road_scores`.
+- Average drop and increase in confidence (Chattopadhay et al., "Grad-CAM++", WACV 2018): `confidence_change`.
+- Pointing game (Zhang et al., ECCV 2016) and its energy-based form (Wang et al., "Score-CAM",
+  CVPR-W 2020): `pointing_hits`, `box_energy`.
+- Sanity checks (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018): the cascading
+  model-parameter randomization `cascading_randomization` and the similarity scores
+  `spearman_correlation` and `ssim` (Wang et al., IEEE TIP 2004).
+`FaithfulnessEvaluator` accumulates the per-image scores over batches, wsolevaluation style.
+"""
+
+import copy
+import math
+
+import cv2
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch import nn
+
+import localization
+import model as models
+
+BASELINES = ("blur", "black", "mean")  # what deleted pixels become, and what insertion starts from
+ROAD_PERCENTAGES = (10, 30, 50, 70, 90)  # % of the pixels ROAD removes
+ROAD_NOISE = 0.01  # ROAD's imputation noise: its standard deviation, in units of the normalized image
+
+
+def trapezoid_auc(curves: torch.Tensor) -> torch.Tensor:
+    """Area under curves (N, K + 1) sampled at K + 1 equally spaced points of [0, 1], by the
+    trapezoid rule: (N,)."""
+    steps = curves.shape[1] - 1
+    return (curves[:, :-1] + curves[:, 1:]).sum(dim=1) / (2 * steps)
+
+
+def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
+    """The rank of each pixel of maps (N, H, W) by decreasing value (0: the highest; ties in raster
+    order): int64 (N, H * W)."""
+    order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)
+    return torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=maps.device).expand_as(order))
+
+
+def blurred(images: torch.Tensor) -> torch.Tensor:
+    """A Gaussian blur of images (N, C, H, W), RISE's insertion start: their kernel (sigma 5 px on
+    224 px images) scaled to the image side."""
+    sigma = 5 * images.shape[-1] / 224
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def baseline_images(images: torch.Tensor, baseline: str, mean: list[float], std: list[float]) -> torch.Tensor:
+    """What removed pixels become, normalized as images (N, C, H, W) are: "blur" a blurred copy,
+    "black" zeros in pixel space, "mean" the dataset mean (zeros once normalized)."""
+    if baseline == "blur":
+        return blurred(images)
+    if baseline == "black":
+        shift = -torch.tensor(mean, device=images.device) / torch.tensor(std, device=images.device)
+        return shift.view(1, -1, 1, 1).expand_as(images).to(images.dtype)
+    if baseline == "mean":
+        return torch.zeros_like(images)
+    raise ValueError(f"unknown baseline {baseline!r}; choose one of {BASELINES}")
+
+
+@torch.no_grad()
+def class_probabilities(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The softmax probability of each image's class: (N,) in [0, 1]."""
+    return net(images).float().softmax(dim=1).gather(1, classes[:, None])[:, 0]
+
+
+@torch.no_grad()
+def removal_curves(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, maps: torch.Tensor, steps: int,
+                   baseline: torch.Tensor, insertion: bool = False) -> torch.Tensor:
+    """RISE's deletion (or insertion) curve of each image: the pixels ordered by decreasing map
+    value are replaced by the baseline's (or, for insertion, revealed over it) in `steps` equal
+    steps, and the class probability is read after each. baseline: images (N, C, H, W) from
+    baseline_images. Returns (N, steps + 1) in [0, 1], from 0% to 100% of the pixels."""
+    ranks = pixel_ranks(maps).view(len(maps), 1, *maps.shape[1:])
+    pixels = ranks[0].numel()
+    curve = []
+    for step in range(steps + 1):
+        changed = ranks < round(step * pixels / steps)
+        shown = torch.where(changed, images, baseline) if insertion else torch.where(changed, baseline, images)
+        curve.append(class_probabilities(net, shown, classes))
+    return torch.stack(curve, dim=1)
+
+
+def imputation_system(removed: np.ndarray) -> tuple[scipy.sparse.csr_matrix, np.ndarray, np.ndarray]:
+    """ROAD's noisy linear imputation as a linear system, for one bool mask (H, W) of removed pixels:
+    each removed pixel is the weighted mean of its 8 neighbours (weight 1/6 for the 4 direct ones and
+    1/12 for the diagonals, renormalized at the border), where neighbours that are removed are
+    unknowns too. Returns (A (M, M), the index of each removed pixel (M,), B (M, H * W)), so that the
+    imputed values v solve A v = B x for the image x flattened."""
+    height, width = removed.shape
+    unknown = np.flatnonzero(removed)
+    position = -np.ones(height * width, dtype=np.int64)
+    position[unknown] = np.arange(len(unknown))
+    rows, cols = np.divmod(unknown, width)
+    a_rows, a_cols, a_values, b_rows, b_cols, b_values = [], [], [], [], [], []
+    total = np.zeros(len(unknown))
+    neighbours = [(dy, dx, 1 / 6 if dy == 0 or dx == 0 else 1 / 12) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                  if (dy, dx) != (0, 0)]
+    for dy, dx, weight in neighbours:
+        y, x = rows + dy, cols + dx
+        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+        index = np.flatnonzero(inside)
+        other = y[index] * width + x[index]
+        total[index] += weight
+        is_unknown = position[other] >= 0
+        a_rows.append(index[is_unknown])
+        a_cols.append(position[other[is_unknown]])
+        a_values.append(np.full(is_unknown.sum(), -weight))
+        b_rows.append(index[~is_unknown])
+        b_cols.append(other[~is_unknown])
+        b_values.append(np.full((~is_unknown).sum(), weight))
+    count = len(unknown)
+    a = scipy.sparse.coo_matrix((np.concatenate(a_values), (np.concatenate(a_rows), np.concatenate(a_cols))), shape=(count, count)).tocsr()
+    a = scipy.sparse.diags(total) + a
+    b = scipy.sparse.coo_matrix((np.concatenate(b_values), (np.concatenate(b_rows), np.concatenate(b_cols))),
+                                shape=(count, height * width)).tocsr()
+    return a.tocsc(), unknown, b
+
+
+def road_impute(images: torch.Tensor, removed: torch.Tensor, generator: torch.Generator,
+                noise: float = ROAD_NOISE) -> torch.Tensor:
+    """images (N, C, H, W) with the pixels of removed (N, H, W) (bool) replaced by ROAD's noisy
+    linear imputation (see imputation_system) plus Gaussian noise of std `noise`."""
+    out = images.detach().cpu().double().clone()
+    draws = torch.randn(out.shape, generator=generator, dtype=torch.float64) * noise
+    for n, mask in enumerate(removed.cpu().numpy()):
+        if not mask.any():
+            continue
+        a, unknown, b = imputation_system(mask)
+        flat = out[n].flatten(1).numpy()  # (C, H * W)
+        values = scipy.sparse.linalg.spsolve(a, (b @ flat.T)).reshape(len(unknown), -1)  # (M, C)
+        flat[:, unknown] = values.T + draws[n].flatten(1)[:, unknown].numpy()
+    return out.to(images.dtype).to(images.device)
+
+
+def road_scores(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, maps: torch.Tensor,
+                percentages=ROAD_PERCENTAGES, seed: int = 0) -> dict[str, torch.Tensor]:
+    """ROAD (Rong et al., ICML 2022): the class probability after the p% most relevant pixels
+    (MoRF: lower is more faithful) or least relevant pixels (LeRF: higher is more faithful) are
+    removed by noisy linear imputation, for each p of percentages: {"morf", "lerf"} -> (N, P)."""
+    ranks = pixel_ranks(maps)
+    pixels = ranks.shape[1]
+    scores = {"morf": [], "lerf": []}
+    for p in percentages:
+        count = round(p * pixels / 100)
+        for order, removed in (("morf", ranks < count), ("lerf", ranks >= pixels - count)):
+            generator = torch.Generator().manual_seed((seed * 1_000 + p) % 2**64)
+            imputed = road_impute(images, removed.view(len(maps), *maps.shape[1:]), generator)
+            scores[order].append(class_probabilities(net, imputed, classes))
+    return {order: torch.stack(values, dim=1) for order, values in scores.items()}
+
+
+@torch.no_grad()
+def confidence_change(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, maps: torch.Tensor,
+                      mean: list[float], std: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM++'s test: the image times its map (in pixel space; maps in [0, 1]) is fed to the
+    model. Returns (drop (N,) = max(0, y - o) / y in [0, 1], increase bool (N,) = o > y), y the class
+    probability on the image and o on the masked one. Average drop and increase are their means."""
+    mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+    masked = ((images * std_t + mean_t) * maps[:, None] - mean_t) / std_t
+    original, explained = class_probabilities(net, images, classes), class_probabilities(net, masked, classes)
+    return (original - explained).clamp_min(0) / original.clamp_min(1e-12), explained > original
+
+
+def pointing_hits(maps: np.ndarray, masks: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
+    """Pointing game (Zhang et al., ECCV 2016): bool (N,), whether each map's maximum (the first in
+    raster order) lies within `tolerance` pixels (Euclidean) of its object mask (N, H, W)."""
+    count, _, width = maps.shape
+    peaks = maps.reshape(count, -1).argmax(axis=1)
+    rows, cols = np.divmod(peaks, width)
+    hits = np.zeros(count, dtype=bool)
+    for n, mask in enumerate(np.asarray(masks, dtype=bool)):
+        if tolerance <= 0:
+            hits[n] = mask[rows[n], cols[n]]
+        elif mask.any():
+            distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            hits[n] = distance[rows[n], cols[n]] <= tolerance
+    return hits
+
+
+def box_energy(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Energy-based pointing game (Wang et al., Score-CAM, CVPR-W 2020): the share of each map's
+    positive part that lies inside its box (x0, y0, x1, y1), exclusive ends: (N,) in [0, 1]
+    (0 for a map with no positive value)."""
+    positive = np.clip(maps, 0, None)
+    inside = np.zeros(len(maps))
+    for n, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)):
+        inside[n] = positive[n, y0:y1, x0:x1].sum()
+    total = positive.reshape(len(maps), -1).sum(axis=1)
+    return np.divide(inside, total, out=np.zeros(len(maps)), where=total > 0)
+
+
+def spearman_correlation(maps: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation over the pixels of each pair of maps (N, H, W): (N,) in [-1, 1]
+    (ties share their mean rank; 0 where a map is constant)."""
+    first = stats.rankdata(maps.reshape(len(maps), -1), axis=1)
+    second = stats.rankdata(others.reshape(len(others), -1), axis=1)
+    first, second = first - first.mean(1, keepdims=True), second - second.mean(1, keepdims=True)
+    norms = np.sqrt((first**2).sum(1) * (second**2).sum(1))
+    return np.divide((first * second).sum(1), norms, out=np.zeros(len(maps)), where=norms > 0)
+
+
+def ssim(maps: np.ndarray, others: np.ndarray, sigma: float = 1.5, data_range: float = 1.0) -> np.ndarray:
+    """Structural similarity (Wang et al., IEEE TIP 2004) of each pair of maps (N, H, W) in
+    [0, data_range], with the paper's Gaussian window (sigma 1.5) and constants K1 = 0.01,
+    K2 = 0.03: the mean SSIM over the pixels, (N,) in [-1, 1]."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    def smooth(values):
+        return np.stack([cv2.GaussianBlur(v.astype(np.float64), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                         for v in values])
+
+    mu_x, mu_y = smooth(maps), smooth(others)
+    var_x, var_y = smooth(maps * maps) - mu_x**2, smooth(others * others) - mu_y**2
+    covariance = smooth(maps * others) - mu_x * mu_y
+    index = ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return index.reshape(len(maps), -1).mean(axis=1)
+
+
+def randomization_stages(net: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """The stages of Adebayo et al.'s cascade, from the top: ("fc", [fc]), then each conv of the
+    features with the batch norms that follow it, from the last conv to the first."""
+    stages, current = [], None
+    for name, module in net.features.named_modules():
+        if isinstance(module, nn.Conv2d):
+            current = (f"features.{name}", [module])
+            stages.append(current)
+        elif isinstance(module, nn.BatchNorm2d) and current is not None:
+            current[1].append(module)
+    return [("fc", [net.fc]), *reversed(stages)]
+
+
+def cascading_randomization(net: nn.Module, maps_of, seed: int = 0) -> list[tuple[str, object]]:
+    """Adebayo et al.'s cascading model-parameter randomization: re-initialize the stages of
+    randomization_stages(net) one after another, from the top, each with PyTorch's default
+    initialization (batch norms reset to weight 1, bias 0 and running mean 0, variance 1), and call
+    maps_of(model) after each. Returns [("trained", maps_of(net)), (stage name, maps after it), ...]
+    on a copy: net itself is left as it was."""
+    randomized = copy.deepcopy(net).eval()
+    results = [("trained", maps_of(randomized))]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name, modules in randomization_stages(randomized):
+            for module in modules:
+                module.reset_parameters()
+                if isinstance(module, nn.BatchNorm2d):
+                    module.reset_running_stats()
+            results.append((name, maps_of(randomized)))
+    return results
+
+
+def sobel_edges(images: torch.Tensor) -> torch.Tensor:
+    """The edge-detector baseline: the Sobel gradient magnitude of images (N, C, H, W), summed over
+    channels: (N, H, W), independent of any model."""
+    kernel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=images.device)
+    weights = torch.stack([kernel, kernel.T])[:, None].repeat(images.shape[1], 1, 1, 1).to(images.dtype)
+    gradients = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), weights, groups=images.shape[1])
+    return gradients.view(len(images), images.shape[1], 2, *images.shape[-2:]).pow(2).sum(dim=2).sqrt().sum(dim=1)
+
+
+class FaithfulnessEvaluator:
+    """Faithfulness and pointing scores of one method's maps, accumulated over batches.
+
+    accumulate(net, images, classes, maps, masks, boxes) for each batch, then compute() for the
+    means: deletion and insertion AUC (in [0, 1]), ROAD MoRF / LeRF probabilities per percentage
+    (when road=True), average drop (in %) and increase (% of images), pointing game (% of hits) and
+    energy pointing game (mean share, in %); and the per-image scores and mean curves behind them.
+    maps: float (N, H, W) in [0, 1]; masks bool (N, H, W); boxes int (N, 4)."""
+
+    def __init__(self, steps: int, baseline: str, mean: list[float], std: list[float], tolerance: float = 0.0,
+                 road: bool = True, seed: int = 0):
+        self.steps, self.baseline, self.mean, self.std = steps, baseline, mean, std
+        self.tolerance, self.road, self.seed = tolerance, road, seed
+        self.parts: dict[str, list] = {}
+
+    def add(self, name: str, values) -> None:
+        values = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        self.parts.setdefault(name, []).append(values)
+
+    def accumulate(self, net, images, classes, maps, masks, boxes) -> None:
+        maps_t = torch.as_tensor(np.ascontiguousarray(maps), device=images.device, dtype=images.dtype)
+        start = baseline_images(images, self.baseline, self.mean, self.std)
+        self.add("deletion", removal_curves(net, images, classes, maps_t, self.steps, start))
+        self.add("insertion", removal_curves(net, images, classes, maps_t, self.steps, start, insertion=True))
+        drop, increase = confidence_change(net, images, classes, maps_t, self.mean, self.std)
+        self.add("drop", drop)
+        self.add("increase", increase)
+        self.add("pointing", pointing_hits(np.asarray(maps), masks, self.tolerance))
+        self.add("energy", box_energy(np.asarray(maps), boxes))
+        if self.road:
+            for order, values in road_scores(net, images, classes, maps_t, seed=self.seed).items():
+                self.add(f"road_{order}", values)
+
+    def compute(self) -> dict:
+        parts = {name: np.concatenate(values) for name, values in self.parts.items()}
+        if not parts:
+            raise ValueError("no images accumulated")
+        deletion = trapezoid_auc(torch.from_numpy(parts["deletion"])).numpy()
+        insertion = trapezoid_auc(torch.from_numpy(parts["insertion"])).numpy()
+        result = {
+            "images": len(deletion), "deletion_auc": float(deletion.mean()), "insertion_auc": float(insertion.mean()),
+            "average_drop": float(100 * parts["drop"].mean()), "increase": float(100 * parts["increase"].mean()),
+            "pointing_game": float(100 * parts["pointing"].mean()), "energy_pointing_game": float(100 * parts["energy"].mean()),
+            "curves": {"deletion": parts["deletion"].mean(0).tolist(), "insertion": parts["insertion"].mean(0).tolist()},
+            "per_image": {"deletion_auc": deletion.tolist(), "insertion_auc": insertion.tolist()},
+        }
+        if self.road:
+            result["road"] = {"percentages": list(ROAD_PERCENTAGES),
+                              **{order: parts[f"road_{order}"].mean(0).tolist() for order in ("morf", "lerf")}}
+        return result
+
+
+def raw_maps(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The maps the sanity checks compare, unnormalized and upsampled bilinearly to the image size:
+    {"CAM": the raw CAM (signed), "Grad-CAM": ReLU(CAM) / (h * w), "edge (Sobel)": sobel_edges},
+    each (N, H, W); the classes (N,) are those each map explains."""
+    size = images.shape[-2:]
+    with torch.no_grad():
+        _, cams = models.class_activation_maps(net, images)
+    _, grad_cams = models.grad_cam(net, images, classes)
+    chosen = cams[torch.arange(len(classes)), classes]
+    return {"CAM": localization.upsample_maps(chosen[:, None], size)[:, 0],
+            "Grad-CAM": localization.upsample_maps(grad_cams[:, None], size)[:, 0], "edge (Sobel)": sobel_edges(images)}
+
+
+def similarities(maps: torch.Tensor, references: torch.Tensor) -> dict[str, np.ndarray]:
+    """Adebayo et al.'s scores of maps (N, H, W) against references (N, H, W): Spearman rank
+    correlation of the maps and of their absolute values, and SSIM of the min-max normalized maps;
+    each (N,)."""
+    first, second = maps.cpu().double().numpy(), references.cpu().double().numpy()
+    return {"spearman": spearman_correlation(first, second),
+            "spearman_abs": spearman_correlation(np.abs(first), np.abs(second)),
+            "ssim": ssim(localization.normalize_maps(maps).cpu().double().numpy(),
+                         localization.normalize_maps(references).cpu().double().numpy())}
+
+
+class SanityEvaluator:
+    """Adebayo et al.'s sanity checks of the raw_maps methods, accumulated over batches.
+
+    accumulate(net, images, classes, random_labels_net) for each batch, then compute(): for each
+    method, the mean similarities (see similarities) of its maps after each stage of the cascading
+    randomization to its trained maps, and (given a model trained on permuted labels) of that
+    model's maps to them. `examples` keeps the first `shown` images' maps at each stage, for the
+    cascade figure. A method that passes changes: similarities near 0 once the weights are random."""
+
+    def __init__(self, seed: int = 0, shown: int = 4):
+        self.seed, self.shown = seed, shown
+        self.scores: dict[tuple[str, str], dict[str, list]] = {}
+        self.examples: dict[str, dict[str, np.ndarray]] = {}
+
+    def add(self, method: str, stage: str, values: dict[str, np.ndarray]) -> None:
+        entry = self.scores.setdefault((method, stage), {})
+        for name, array in values.items():
+            entry.setdefault(name, []).append(array)
+
+    def accumulate(self, net, images: torch.Tensor, classes: torch.Tensor, random_labels_net=None) -> None:
+        stages = cascading_randomization(net, lambda model: raw_maps(model, images, classes), self.seed)
+        trained = stages[0][1]
+        for stage, maps in stages:
+            for method, method_maps in maps.items():
+                self.add(method, stage, similarities(method_maps, trained[method]))
+                keep = self.shown - len(self.examples.get(stage, {}).get(method, []))
+                if keep > 0:
+                    kept = self.examples.setdefault(stage, {})
+                    kept[method] = np.concatenate([kept.get(method, np.zeros((0, *method_maps.shape[1:]))),
+                                                   method_maps[:keep].cpu().numpy()])
+        if random_labels_net is not None:
+            for method, method_maps in raw_maps(random_labels_net, images, classes).items():
+                self.add(method, "random labels", similarities(method_maps, trained[method]))
+
+    def compute(self) -> dict:
+        """{method: {stage: {"spearman", "spearman_abs", "ssim"} means}}, stages in cascade order."""
+        result: dict[str, dict] = {}
+        for (method, stage), entry in self.scores.items():
+            result.setdefault(method, {})[stage] = {name: float(np.concatenate(values).mean())
+                                                    for name, values in entry.items()}
+        return result
