@@ -182,47 +182,22 @@ def measure_explanations(net, loaded: data.LoadedDataset, split: str, cfg, devic
         boxes, masks = data.ground_truth(dataset, start, start + len(labels))
         if "faithfulness" in groups:
             maps = explained_maps(net, images, predicted, center, reading, (cfg.seed * 1_000_003 + start) % 2**64)
-            road_count = max(0, min(len(labels), cfg.road_images - start))  # ROAD on the first road_images only
             for name, heat in maps.items():
-                for with_road, chosen in ((True, slice(0, road_count)), (False, slice(road_count, len(labels)))):
-                    if chosen.stop > chosen.start:
-                        evaluator = evaluators.setdefault((name, with_road), faithfulness.FaithfulnessEvaluator(
-                            cfg.steps, cfg.baseline, loaded.info.mean, loaded.info.std, cfg.tolerance,
-                            road=with_road, seed=cfg.seed))
-                        evaluator.accumulate(net, images[chosen], predicted[chosen], heat[chosen], masks[chosen],
-                                             boxes[chosen])
+                evaluator = evaluators.setdefault(name, faithfulness.FaithfulnessEvaluator(
+                    cfg.steps, cfg.baseline, loaded.info.mean, loaded.info.std, cfg.tolerance, cfg.road_images, cfg.seed))
+                evaluator.accumulate(net, images, predicted, heat, masks, boxes)
             cam_maps.append(maps[STANDARD_ROW])
             boxes_seen.append(boxes)
         if "sanity" in groups:
             sanity.accumulate(net, images, predicted, random_labels_net)
     result = {"images": count}
     if "faithfulness" in groups:
-        result["faithfulness"] = {name: merge_faithfulness(evaluators.get((name, True)), evaluators.get((name, False)))
-                                  for name in dict.fromkeys(name for name, _ in evaluators)}
+        result["faithfulness"] = {name: evaluator.compute() for name, evaluator in evaluators.items()}
         result["cam_maps"], result["boxes"] = np.concatenate(cam_maps), np.concatenate(boxes_seen)
     if "sanity" in groups:
         result["sanity"] = {SANITY_ROWS[name]: scores for name, scores in sanity.compute().items()}
         result["examples"] = sanity.examples
     return result
-
-
-def merge_faithfulness(with_road, without_road) -> dict:
-    """One method's faithfulness scores over all its images, from the evaluator of the images that
-    also got ROAD and that of the others (either may be None): means weighted by image counts, ROAD
-    from the first."""
-    parts = [evaluator.compute() for evaluator in (with_road, without_road) if evaluator is not None]
-    if len(parts) == 1:
-        return parts[0]
-    first, second = parts
-    total = first["images"] + second["images"]
-    merged = {key: (first[key] * first["images"] + second[key] * second["images"]) / total
-              for key in ("deletion_auc", "insertion_auc", "average_drop", "increase", "pointing_game",
-                          "energy_pointing_game")}
-    curves = {name: ((np.asarray(first["curves"][name]) * first["images"]
-                      + np.asarray(second["curves"][name]) * second["images"]) / total).tolist()
-              for name in ("deletion", "insertion")}
-    per_image = {name: first["per_image"][name] + second["per_image"][name] for name in first["per_image"]}
-    return {"images": total, **merged, "curves": curves, "per_image": per_image, "road": first.get("road")}
 
 
 def evaluate(cfg) -> dict:
