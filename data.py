@@ -82,6 +82,7 @@ class DatasetSpec:
     generated: bool = False  # made at the asked image size (no resizing); open() gets it as `size`
     min_image_size: int = 1  # the smallest image size it can be made or resized to
     fixed_size: bool = True  # all its images are image_size x image_size (False: any size, resized as loaded)
+    progressive_start: float = 1.0  # train.py's default --progressive_start for it (1: no progressive resizing)
 
 
 @dataclass
@@ -447,6 +448,11 @@ class ShiftFlip:
     flip: bool
     resizes = False  # its transforms keep the image size
 
+    @property
+    def shifts(self) -> bool:
+        """Whether it shifts images (then test-time shifts apply; see training.evaluate)."""
+        return self.padding_fraction > 0
+
     def transforms(self, size: int) -> list:
         shift = [T.RandomCrop(size, padding=padding)] if (padding := round(size * self.padding_fraction)) else []
         return shift + ([T.RandomHorizontalFlip()] if self.flip else [])
@@ -567,6 +573,7 @@ class ResizedCropFlip:
 
     flip: bool = True
     resizes = True  # its random crop is resized to the image size: no resizing before it
+    shifts = False  # no test-time shifts: its crops move and rescale the photo far more than a pixel
 
     def transforms(self, size: int) -> list:
         return [T.RandomResizedCrop(size, scale=(0.35, 1.0))] + ([T.RandomHorizontalFlip()] if self.flip else [])
@@ -575,7 +582,7 @@ class ResizedCropFlip:
 DATASETS = {
     "fashion-mnist": DatasetSpec(
         open=open_mnist_like(datasets.FashionMNIST, "fashion-mnist"), channels=1, image_size=28,
-        mean=(0.2860,), std=(0.3530,), augment=ShiftFlip(1 / 14, flip=True),
+        mean=(0.2860,), std=(0.3530,), augment=ShiftFlip(1 / 14, flip=True), progressive_start=0.7,
         expected="FashionMNIST/raw/ (the four .gz files); offline, `apt-get install dataset-fashion-mnist` "
         "puts them in /usr/share/datasets/fashion-mnist/, where they are found too",
     ),

@@ -51,7 +51,7 @@ pools: int = models.CNN_DEFAULTS["pools"]  # cnn: 2x2 max pools after its first 
 convs: str = ",".join(map(str, models.CNN_DEFAULTS["convs"]))  # cnn: conv-BN-ReLU blocks in each of its 3 stages
 head: int = models.CNN_DEFAULTS["head"]  # cnn: channels of a last 1x1 conv-BN-ReLU on the final maps (0: none)
 dilation: int = models.CNN_DEFAULTS["dilation"]  # cnn: dilation of its third stage's convs (2 with one pool fewer: finer maps, same field of view)
-epochs: int = 8  # passes over the training set
+epochs: int = 9  # passes over the training set
 batch_size: int = 128  # images per step (per process under torchrun: N processes step on N x batch_size)
 lr: float = 0.2  # peak learning rate of SGD with Nesterov momentum
 momentum: float = 0.9  # SGD momentum
@@ -70,7 +70,10 @@ num_workers: int = 0  # image folders: DataLoader worker processes (0: load in t
 channels_last: bool = True  # NHWC memory layout for the convolutions (1.35x faster training on a 2-core CPU)
 precision: str = "auto"  # auto (bf16 autocast on GPUs and CPUs with native bf16, else fp32) | bf16 | fp32
 compile: bool = False  # torch.compile the model (pays off on GPUs, not on a 2-core CPU: see docs/performance.md)
+progressive_start: float = 0.0  # progressive resizing: train first on images scaled to this fraction of their side, growing to full size (1: off; 0: the dataset's own, 0.7 (20 px) for fashion-mnist, 1 for the others)
+progressive_until: float = 0.5  # progressive resizing: the fraction of the run by which the training images reach full size
 flip_test: bool = True  # test accuracy from the mean logits of each image and its mirror image (datasets trained with flips)
+shift_test: bool = True  # after the last epoch, also the accuracy over 1-pixel diagonal shifts of each image ("test_tta"; datasets trained with shifts)
 checkpoint_dir: str = "checkpoints"  # where last.pt and best.pt are written
 output_dir: str = "outputs"  # where metrics.csv and training_curves.png are written
 resume: bool = False  # continue the run in checkpoint_dir/last.pt with its saved hyperparameters
@@ -81,6 +84,9 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 # What --resume may change: where and how the saved run goes on, not what it computes.
 RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume",
                     "overwrite")
+# Settings that change what a run computes and whose default was on when they were added: a run saved
+# before them had them off, and resumes so.
+OFF_FOR_OLDER_RUNS = {"progressive_start": 1.0}
 SEEDS = 2**64  # torch.manual_seed takes seeds in [0, 2**64): any --seed is taken modulo this
 
 
@@ -100,6 +106,8 @@ def validate(cfg) -> None:
         (cfg.head >= 0, f"--head must be >= 0, got {cfg.head}"),
         (cfg.dilation >= 1, f"--dilation must be at least 1, got {cfg.dilation}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
+        (0 <= cfg.progressive_start <= 1, f"--progressive_start must be in [0, 1], got {cfg.progressive_start}"),
+        (0 < cfg.progressive_until <= 1, f"--progressive_until must be in (0, 1], got {cfg.progressive_until}"),
         (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
         (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
         (cfg.backbone_lr >= 0, f"--backbone_lr must be >= 0, got {cfg.backbone_lr}"),
@@ -136,8 +144,9 @@ def model_options(cfg) -> dict:
 
 
 def check_image_size(cfg) -> None:
-    """UserError unless cfg.model gives maps of at least 2x2 on cfg's images: CAM needs them, and so
-    does batch norm when a batch holds one image."""
+    """UserError unless cfg.model gives maps of at least 2x2 on cfg's images (CAM needs them, and so
+    does batch norm when a batch holds one image), and maps at all on the first, smaller images of
+    progressive resizing."""
     spec = data.DATASETS[cfg.dataset]
     size = cfg.image_size or spec.image_size
     if size < spec.min_image_size:
@@ -145,15 +154,32 @@ def check_image_size(cfg) -> None:
     def side(image_size: int) -> int:
         return models.map_side(cfg.model, spec.channels, image_size, **model_options(cfg))
 
-    if side(size) < 2:
-        too_small, smallest = size, 2 * size
-        while side(smallest) < 2:
+    def smallest_giving(maps: int, too_small: int) -> int:
+        """The smallest image size above too_small whose maps are at least maps x maps."""
+        smallest = 2 * too_small
+        while side(smallest) < maps:
             too_small, smallest = smallest, 2 * smallest
         while smallest - too_small > 1:  # bisect: the maps grow with the images
             middle = (too_small + smallest) // 2
-            too_small, smallest = (too_small, middle) if side(middle) >= 2 else (middle, smallest)
+            too_small, smallest = (too_small, middle) if side(middle) >= maps else (middle, smallest)
+        return smallest
+
+    if side(size) < 2:
         raise cli.UserError(f"--image_size={size} gives {cfg.model} maps of {side(size)}x{side(size)}, and CAM needs at least 2x2: "
-                            f"use --image_size={smallest} or more" + (" (or fewer --pools)" if cfg.model == "cnn" and cfg.pools else ""))
+                            f"use --image_size={smallest_giving(2, size)} or more"
+                            + (" (or fewer --pools)" if cfg.model == "cnn" and cfg.pools else ""))
+    first = first_training_side(cfg)
+    if side(first) < 1:
+        raise cli.UserError(f"--progressive_start={cfg.progressive_start} starts training on images of {first} px, on which "
+                            f"{cfg.model} has no maps left: use --progressive_start={math.ceil(100 * smallest_giving(1, first) / size) / 100} "
+                            "or more (1: no progressive resizing)")
+
+
+def first_training_side(cfg) -> int:
+    """The side of the first training images: smaller than the images' own under progressive
+    resizing (--progressive_start; training.progressive_side grows it)."""
+    spec = data.DATASETS[cfg.dataset]
+    return max(1, round((cfg.image_size or spec.image_size) * (cfg.progressive_start or spec.progressive_start)))
 
 
 def resume_state(cfg, given: set[str], checkpoint_dir: Path, processes: training.Processes) -> tuple[dict, object]:
@@ -171,7 +197,8 @@ def resume_state(cfg, given: set[str], checkpoint_dir: Path, processes: training
             f"--resume: {path} was trained by {saved_processes} process(es), this run has {processes.world_size}; "
             f"resume with the same count (torchrun --nproc_per_node=N, or plain python for 1)"
         )
-    saved = {**vars(cfg), **checkpoint["hyperparameters"]}  # settings added since the run began keep their defaults
+    # settings added since the run began keep their defaults, or are off (OFF_FOR_OLDER_RUNS)
+    saved = {**vars(cfg), **OFF_FOR_OLDER_RUNS, **checkpoint["hyperparameters"]}
     differing = [f"--{name}={getattr(cfg, name)!r} (saved: {saved[name]!r})" for name in sorted(given)
                  if name not in RUNTIME_SETTINGS and getattr(cfg, name) != saved[name]]
     if differing:
@@ -309,6 +336,13 @@ def run_epochs(run: Run, stop: training.StopRequest) -> dict:
             f"images{', first ' + str(cfg.subset) + ' of each' if cfg.subset else ''}) on {run.device}{in_processes} "
             f"for {cfg.epochs} epochs")
     flip, layout = cfg.flip_test and run.loaded.augment.flip, devices.memory_format(cfg.channels_last)
+    final_shift = int(cfg.shift_test and run.loaded.augment.shifts)  # pixels of the last epoch's test-time shifts
+    black = tuple(-mean / std for mean, std in zip(run.loaded.info.mean, run.loaded.info.std))
+
+    def score(split_loader, shift: int = 0) -> tuple[float, float]:
+        return training.evaluate(run.net, split_loader, run.device, layout, flip,
+                                 lambda: devices.autocast(cfg.precision, run.device), processes, shift, black)
+
     for epoch in range(start_epoch, cfg.epochs + 1):
         # The data order and the augmentation depend on (seed, epoch) alone, so a resumed run
         # sees the same batches as an uninterrupted one.
@@ -320,14 +354,14 @@ def run_epochs(run: Run, stop: training.StopRequest) -> dict:
         run.position, finished = training.train_one_epoch(
             run.train_net, run.net.fc, loader, run.optimizer, run.scheduler, cfg, run.device,
             f"epoch {epoch}/{cfg.epochs}", processes, stop, run.position, epoch_seed,
-            ((epoch - 1) * run.steps_per_epoch, cfg.epochs * run.steps_per_epoch))
+            ((epoch - 1) * run.steps_per_epoch, cfg.epochs * run.steps_per_epoch), first_training_side(cfg))
         run.position.seconds = time.perf_counter() - started
         if not finished:
             save_and_stop(run, epoch, stop.signal)
         processes.average_buffers(run.net)
-        scores = {split: training.evaluate(run.net, split_loader, run.device, layout, flip,
-                                           lambda: devices.autocast(cfg.precision, run.device), processes)
-                  for split, split_loader in run.evaluated.items()}
+        scores = {split: score(split_loader) for split, split_loader in run.evaluated.items()}
+        if epoch == cfg.epochs and final_shift:  # the final model, also with test-time shifts: "validation_tta", "test_tta"
+            scores |= {f"{split}_tta": score(split_loader, final_shift) for split, split_loader in run.evaluated.items()}
         run.history.append(training.metrics_row(epoch, learning_rate, run.position, scores,
                                                 time.perf_counter() - started, run.history))
         run.position = training.EpochPosition()
@@ -346,7 +380,11 @@ def run_epochs(run: Run, stop: training.StopRequest) -> dict:
                 + ("  (best)" if improved else "")
                 + ("" if math.isfinite(test_loss) else "  (test loss not finite: not kept as best.pt)"))
     written = [*run.folder.written, Path(cfg.output_dir) / "metrics.csv", Path(cfg.output_dir) / "training_curves.png"]
-    run.say(f"best test accuracy {run.best_accuracy:.2f}%, {run.history[-1]['elapsed_seconds']:.0f} s of training; "
+    final = run.history[-1]
+    with_shifts = (f", {final['test_tta_accuracy']:.2f}% with test-time shifts (test_tta)"
+                   if "test_tta_accuracy" in final else "")
+    run.say(f"test accuracy {final['test_accuracy']:.2f}% at the last epoch{with_shifts}, best {run.best_accuracy:.2f}%; "
+            f"{final['elapsed_seconds']:.0f} s of training; "
             f"wrote {', '.join(map(str, written))}")
     return run.history[-1]
 

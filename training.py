@@ -149,14 +149,15 @@ def join_processes(cfg) -> tuple[torch.device, Processes]:
 
 
 def train_one_epoch(model, fc, loader, optimizer, scheduler, cfg, device, description: str, processes: Processes,
-                    stop: StopRequest, start: EpochPosition, seed: int, progress: tuple[int, int]
+                    stop: StopRequest, start: EpochPosition, seed: int, progress: tuple[int, int], first_side: int = 0
                     ) -> tuple[EpochPosition, bool]:
     """One pass over loader from position `start` (the batches before start.step are drawn but not
     trained on, so that the random draws line up). Returns the position after the pass and whether
     it reached the end of the epoch: a stop request ends the pass after the step in which it is
     seen, the same step in every process. The loss of each step is wsol.step_loss's (fc: the
     model's linear layer; its random draws seeded by seed and the step; progress: (steps of the run
-    before this epoch, steps in the whole run)).
+    before this epoch, steps in the whole run)). With first_side below the images' side, the images
+    are resized for progressive resizing (progressive_side; cfg.progressive_until).
 
     The running sums stay on the device. Each step waits once for the host: to see, before the
     optimizer steps, that the loss is finite (a NaN loss is never stepped on) and whether a stop
@@ -177,9 +178,14 @@ def train_one_epoch(model, fc, loader, optimizer, scheduler, cfg, device, descri
             break
         images = images.to(device, non_blocking=True, memory_format=layout)
         labels = labels.to(device, non_blocking=True)
+        run_progress = (progress[0] + index) / progress[1]
+        side = progressive_side(images.shape[-1], first_side, cfg.progressive_until, run_progress)
+        if side != images.shape[-1]:  # square images (B, C, S, S) -> (B, C, side, side)
+            images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True).contiguous(
+                memory_format=layout)
         generator = torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**64)
         with devices.autocast(cfg.precision, device):
-            loss, logits = wsol.step_loss(model, fc, images, labels, cfg, (progress[0] + index) / progress[1], generator)
+            loss, logits = wsol.step_loss(model, fc, images, labels, cfg, run_progress, generator)
         checks = torch.stack([loss.detach().isfinite().logical_not(), torch.tensor(bool(stop.signal), device=device)])
         checks = processes.total(checks.double()).to("cpu", non_blocking=True)
         forward_done = torch.cuda.Event() if device.type == "cuda" else None
@@ -209,21 +215,56 @@ def train_one_epoch(model, fc, loader, optimizer, scheduler, cfg, device, descri
     return position, not stopping
 
 
+def progressive_side(full: int, smallest: int, until: float, progress: float) -> int:
+    """The side of the training images at `progress` (in [0, 1]) of a run that starts at side
+    `smallest` and grows linearly to `full` by `until` of the run, in steps of 4 pixels (few
+    shapes, so few kernel set-ups), as in progressive resizing (Howard's fast.ai DAWNBench entry,
+    2018; FFCV's ResNet recipes): the early, coarse epochs cost (smallest / full)**2 as much.
+    `full` throughout when smallest is 0 or not below full."""
+    if not 0 < smallest < full or progress >= until:
+        return full
+    side = smallest + (full - smallest) * progress / until
+    return max(smallest, int(side) // 4 * 4)
+
+
+def shifted(images: torch.Tensor, offset: int, black: torch.Tensor) -> torch.Tensor:
+    """images (B, C, H, W) moved `offset` pixels down and right (up and left when negative), the
+    uncovered border filled with black (C,), the normalized value of a black pixel, as the
+    training shifts fill it (data.ShiftFlip)."""
+    out = torch.empty_like(images)
+    out[:] = black.to(images)[:, None, None]
+    if offset >= 0:
+        out[..., offset:, offset:] = images[..., : images.shape[-2] - offset, : images.shape[-1] - offset]
+    else:
+        out[..., :offset, :offset] = images[..., -offset:, -offset:]
+    return out
+
+
 @torch.no_grad()
 def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguous_format, flip: bool = False,
-             precision=contextlib.nullcontext, processes: Processes = Processes()) -> tuple[float, float]:
+             precision=contextlib.nullcontext, processes: Processes = Processes(), shift: int = 0,
+             black: tuple[float, ...] = (0.0,)) -> tuple[float, float]:
     """(mean cross-entropy, accuracy in %) of model on loader, in eval mode; with flip, of the mean
-    logits of each image and its mirror image. precision() gives the context of each forward pass.
+    logits of each image and its mirror image. With shift > 0, also of the image moved by shift
+    pixels diagonally each way (black: the normalized value of a black pixel, per channel, for the
+    uncovered border), weighted 1/2 (the image itself), 1/4, 1/4, as Jordan's airbench (2024)
+    weights its test-time translations. precision() gives the context of each forward pass.
     Each process evaluates its own share of the images (loader); the sums are taken over all."""
     model.eval()
+    views = [(0, 1.0)] if not shift else [(0, 0.5), (-shift, 0.25), (shift, 0.25)]  # (offset, weight)
+    black_pixel = torch.tensor(black, dtype=torch.float32)
     loss_sum, correct, seen = 0.0, 0, 0
     for images, labels in loader:
         images = images.to(device, non_blocking=True, memory_format=layout)
         labels = labels.to(device, non_blocking=True)
+        logits = 0
         with precision():
-            logits = model(images).float()
-            if flip:
-                logits = (logits + model(images.flip(3)).float()) / 2
+            for offset, weight in views:
+                view = shifted(images, offset, black_pixel) if offset else images
+                view_logits = model(view).float()
+                if flip:
+                    view_logits = (view_logits + model(view.flip(3)).float()) / 2
+                logits = logits + weight * view_logits
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
@@ -257,7 +298,7 @@ def describe_epoch(row: dict, epochs: int) -> str:
 def write_metrics(history: list[dict], output_dir: Path) -> None:
     """metrics.csv (a row per epoch) and training_curves.png (loss and accuracy per epoch)."""
     with files.atomic_output(output_dir / "metrics.csv") as temporary, open(temporary, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(history[0]))
+        writer = csv.DictWriter(file, fieldnames=list(dict.fromkeys(key for row in history for key in row)))
         writer.writeheader()
         writer.writerows(history)
     epochs = [row["epoch"] for row in history]

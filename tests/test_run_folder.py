@@ -17,7 +17,7 @@ import run_folder
 import train
 import training
 
-RUN = ("--subset=64", "--epochs=3")
+RUN = ("--subset=64", "--epochs=3", "--shift_test=false")
 
 
 class SimulatedKill(BaseException):
@@ -59,7 +59,8 @@ def ctrl_c_after(monkeypatch, steps: int) -> None:
 
 
 def scripted_accuracies(monkeypatch, results: list[tuple[float, float]]) -> None:
-    """training.evaluate returns these (test loss, accuracy %), one per epoch, in order."""
+    """training.evaluate returns these (test loss, accuracy %), one per epoch, in order (the runs
+    that use it pass --shift_test=false: no second evaluation after the last epoch)."""
     remaining = list(results)
     monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: remaining.pop(0))
 

@@ -12,6 +12,7 @@ import cli
 import model as models
 import train
 import training
+import wsol
 
 
 def test_training_learns_and_writes_everything(trained):
@@ -53,21 +54,25 @@ def test_same_seed_same_weights(tmp_path, fashion_data):
     assert not torch.equal(different["fc.weight"], state(tmp_path / "a/checkpoints/last.pt")["fc.weight"])
 
 
-def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data, monkeypatch):
-    run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3")
-
+def crash_in_epoch_3(monkeypatch, data_dir, workdir, *extra):
+    """A run in workdir that crashes in its third epoch (a RuntimeError out of train_one_epoch)."""
     real_epoch, calls = training.train_one_epoch, []
 
-    def crash_in_epoch_3(*args, **kwargs):
+    def crashing(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("power cut")
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_one_epoch", crash_in_epoch_3)
+    monkeypatch.setattr(training, "train_one_epoch", crashing)
     with pytest.raises(RuntimeError, match="power cut"):
-        run_training(fashion_data, tmp_path / "crashed", "--subset=64", "--epochs=3")
+        run_training(data_dir, workdir, *extra)
     monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+
+
+def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data, monkeypatch):
+    run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3")
+    crash_in_epoch_3(monkeypatch, fashion_data, tmp_path / "crashed", "--subset=64", "--epochs=3")
     assert models.load_checkpoint(tmp_path / "crashed/checkpoints/last.pt")[1]["epoch"] == 2
 
     # train(cfg) with --resume takes the saved run's hyperparameters: --epochs=1 here does not shorten it
@@ -77,6 +82,39 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fas
     assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(tmp_path / "crashed/checkpoints/last.pt"))
     with open(tmp_path / "crashed/outputs/metrics.csv") as file:
         assert [int(row["epoch"]) for row in csv.DictReader(file)] == [1, 2, 3]
+
+
+def test_progressive_resizing_trains_on_smaller_images_first_and_shifts_are_tested_at_the_end(
+        tmp_path, fashion_data, monkeypatch):
+    real_step, sides = wsol.step_loss, []
+
+    def recording_step(model, fc, images, *args):
+        sides.append(images.shape[-1])
+        return real_step(model, fc, images, *args)
+
+    monkeypatch.setattr(wsol, "step_loss", recording_step)
+    last_row = run_training(fashion_data, tmp_path, "--subset=64", "--epochs=4", "--batch_size=16")  # 16 steps
+    assert sides == [20] * 4 + [24] * 4 + [28] * 8  # fashion-mnist's own start: 0.7 of 28 px, full size by half the run
+    assert {"test_tta_accuracy", "test_tta_loss"} <= set(last_row)  # the final model, also with test-time shifts
+    with open(tmp_path / "outputs/metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert rows[0]["test_tta_accuracy"] == "" and float(rows[-1]["test_tta_accuracy"]) == last_row["test_tta_accuracy"]
+    sides.clear()
+    run_training(fashion_data, tmp_path / "off", "--subset=64", "--epochs=4", "--batch_size=16",
+                 "--progressive_start=1", "--shift_test=false")
+    assert sides == [28] * 16
+
+
+def test_a_run_saved_before_progressive_resizing_resumes_without_it(tmp_path, fashion_data, monkeypatch):
+    run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3", "--progressive_start=1")
+    crash_in_epoch_3(monkeypatch, fashion_data, tmp_path / "old", "--subset=64", "--epochs=3", "--progressive_start=1")
+    path = tmp_path / "old/checkpoints/last.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    for name in ("progressive_start", "progressive_until", "shift_test"):  # as train.py wrote them before
+        del checkpoint["hyperparameters"][name]
+    torch.save(checkpoint, path)
+    run_training(fashion_data, tmp_path / "old", "--resume")
+    assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(path))
 
 
 def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
