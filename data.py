@@ -58,6 +58,11 @@ class DatasetInfo:
     std: tuple[float, ...]
     options: dict = dataclasses.field(default_factory=dict)  # how the dataset was made (the cluttered set's settings)
 
+    @property
+    def black(self) -> tuple[float, ...]:
+        """The normalized value of a black pixel, per channel: what the training shifts uncover."""
+        return tuple(-mean / std for mean, std in zip(self.mean, self.std))
+
     def as_dict(self) -> dict:
         values = dataclasses.asdict(self)
         return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}

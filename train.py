@@ -70,7 +70,7 @@ num_workers: int = 0  # image folders: DataLoader worker processes (0: load in t
 channels_last: bool = True  # NHWC memory layout for the convolutions (1.35x faster training on a 2-core CPU)
 precision: str = "auto"  # auto (bf16 autocast on GPUs and CPUs with native bf16, else fp32) | bf16 | fp32
 compile: bool = False  # torch.compile the model (pays off on GPUs, not on a 2-core CPU: see docs/performance.md)
-progressive_start: float = 0.0  # progressive resizing: train first on images scaled to this fraction of their side, growing to full size (1: off; 0: the dataset's own, 0.7 (20 px) for fashion-mnist, 1 for the others)
+progressive_start: float = 0.0  # progressive resizing: train first on images scaled to this fraction of their side, growing to full size (1: off; 0: the dataset's own, data.DATASETS: on for fashion-mnist only)
 progressive_until: float = 0.5  # progressive resizing: the fraction of the run by which the training images reach full size
 flip_test: bool = True  # test accuracy from the mean logits of each image and its mirror image (datasets trained with flips)
 shift_test: bool = True  # after the last epoch, also the accuracy over 1-pixel diagonal shifts of each image ("test_tta"; datasets trained with shifts)
@@ -85,7 +85,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume",
                     "overwrite")
 # Settings that change what a run computes and whose default was on when they were added: a run saved
-# before them had them off, and resumes so.
+# before them had them off, and resumes so. (shift_test is not one: it only adds a last measurement.)
 OFF_FOR_OLDER_RUNS = {"progressive_start": 1.0}
 SEEDS = 2**64  # torch.manual_seed takes seeds in [0, 2**64): any --seed is taken modulo this
 
@@ -145,8 +145,8 @@ def model_options(cfg) -> dict:
 
 def check_image_size(cfg) -> None:
     """UserError unless cfg.model gives maps of at least 2x2 on cfg's images (CAM needs them, and so
-    does batch norm when a batch holds one image), and maps at all on the first, smaller images of
-    progressive resizing."""
+    does batch norm when a batch holds one image), and on the first, smaller training images of
+    progressive resizing too."""
     spec = data.DATASETS[cfg.dataset]
     size = cfg.image_size or spec.image_size
     if size < spec.min_image_size:
@@ -169,10 +169,11 @@ def check_image_size(cfg) -> None:
                             f"use --image_size={smallest_giving(2, size)} or more"
                             + (" (or fewer --pools)" if cfg.model == "cnn" and cfg.pools else ""))
     first = first_training_side(cfg)
-    if side(first) < 1:
-        raise cli.UserError(f"--progressive_start={cfg.progressive_start} starts training on images of {first} px, on which "
-                            f"{cfg.model} has no maps left: use --progressive_start={math.ceil(100 * smallest_giving(1, first) / size) / 100} "
-                            "or more (1: no progressive resizing)")
+    if side(first) < 2:
+        raise cli.UserError(f"--progressive_start={cfg.progressive_start} starts training on images of {first} px, which give "
+                            f"{cfg.model} maps of {side(first)}x{side(first)}, and batch norm needs at least 2x2: "
+                            f"use --progressive_start={math.ceil(100 * smallest_giving(2, first) / size) / 100} or more "
+                            "(1: no progressive resizing)")
 
 
 def first_training_side(cfg) -> int:
@@ -249,6 +250,9 @@ def setup(cfg, given: set[str], device, processes: training.Processes, folder: r
             print(repaired)
     else:
         folder.check_new_run(cfg.overwrite)
+        # the dataset's own start saved as its value: a later change of that default leaves this run as it was
+        cfg = type(cfg)(**{**vars(cfg), "progressive_start": cfg.progressive_start
+                           or data.DATASETS[cfg.dataset].progressive_start})
     if processes.rank == 0:
         files.writable_folder(cfg.output_dir, "output_dir")
     options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
@@ -337,11 +341,11 @@ def run_epochs(run: Run, stop: training.StopRequest) -> dict:
             f"for {cfg.epochs} epochs")
     flip, layout = cfg.flip_test and run.loaded.augment.flip, devices.memory_format(cfg.channels_last)
     final_shift = int(cfg.shift_test and run.loaded.augment.shifts)  # pixels of the last epoch's test-time shifts
-    black = tuple(-mean / std for mean, std in zip(run.loaded.info.mean, run.loaded.info.std))
 
     def score(split_loader, shift: int = 0) -> tuple[float, float]:
         return training.evaluate(run.net, split_loader, run.device, layout, flip,
-                                 lambda: devices.autocast(cfg.precision, run.device), processes, shift, black)
+                                 lambda: devices.autocast(cfg.precision, run.device), processes, shift,
+                                 run.loaded.info.black)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         # The data order and the augmentation depend on (seed, epoch) alone, so a resumed run

@@ -149,15 +149,16 @@ def join_processes(cfg) -> tuple[torch.device, Processes]:
 
 
 def train_one_epoch(model, fc, loader, optimizer, scheduler, cfg, device, description: str, processes: Processes,
-                    stop: StopRequest, start: EpochPosition, seed: int, progress: tuple[int, int], first_side: int = 0
+                    stop: StopRequest, start: EpochPosition, seed: int, progress: tuple[int, int], first_side: int
                     ) -> tuple[EpochPosition, bool]:
     """One pass over loader from position `start` (the batches before start.step are drawn but not
     trained on, so that the random draws line up). Returns the position after the pass and whether
     it reached the end of the epoch: a stop request ends the pass after the step in which it is
     seen, the same step in every process. The loss of each step is wsol.step_loss's (fc: the
     model's linear layer; its random draws seeded by seed and the step; progress: (steps of the run
-    before this epoch, steps in the whole run)). With first_side below the images' side, the images
-    are resized for progressive resizing (progressive_side; cfg.progressive_until).
+    before this epoch, steps in the whole run)). first_side: the side of the run's first training
+    images; below the images' own, they are resized (progressive resizing: progressive_side, which
+    reaches full size by cfg.progressive_until of the run).
 
     The running sums stay on the device. Each step waits once for the host: to see, before the
     optimizer steps, that the loss is finite (a NaN loss is never stepped on) and whether a stop
@@ -243,16 +244,19 @@ def shifted(images: torch.Tensor, offset: int, black: torch.Tensor) -> torch.Ten
 @torch.no_grad()
 def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguous_format, flip: bool = False,
              precision=contextlib.nullcontext, processes: Processes = Processes(), shift: int = 0,
-             black: tuple[float, ...] = (0.0,)) -> tuple[float, float]:
+             black: tuple[float, ...] | None = None) -> tuple[float, float]:
     """(mean cross-entropy, accuracy in %) of model on loader, in eval mode; with flip, of the mean
-    logits of each image and its mirror image. With shift > 0, also of the image moved by shift
-    pixels diagonally each way (black: the normalized value of a black pixel, per channel, for the
-    uncovered border), weighted 1/2 (the image itself), 1/4, 1/4, as Jordan's airbench (2024)
-    weights its test-time translations. precision() gives the context of each forward pass.
-    Each process evaluates its own share of the images (loader); the sums are taken over all."""
+    logits of each image and its mirror image. With shift > 0, of the mean logits of the image and
+    of it moved by shift pixels diagonally each way, weighted 1/2, 1/4, 1/4 as Jordan's airbench
+    (2024) weights its test-time translations; the uncovered border is filled with black (per
+    channel, DatasetInfo.black), as this repo's training shifts fill it (airbench reflects instead).
+    precision() gives the context of each forward pass. Each process evaluates its own share of
+    the images (loader); the sums are taken over all."""
+    if shift and black is None:
+        raise TypeError("evaluate with shift needs black, the normalized value of a black pixel")
     model.eval()
     views = [(0, 1.0)] if not shift else [(0, 0.5), (-shift, 0.25), (shift, 0.25)]  # (offset, weight)
-    black_pixel = torch.tensor(black, dtype=torch.float32)
+    black_pixel = torch.tensor(black or (0.0,), dtype=torch.float32)
     loss_sum, correct, seen = 0.0, 0, 0
     for images, labels in loader:
         images = images.to(device, non_blocking=True, memory_format=layout)

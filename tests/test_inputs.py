@@ -39,7 +39,7 @@ CASES = [
     ("train", ["--image_size=-1"], "--image_size must be >= 0"),
     ("train", ["--progressive_start=1.5"], "--progressive_start must be in [0, 1], got 1.5"),
     ("train", ["--progressive_until=0"], "--progressive_until must be in (0, 1], got 0.0"),
-    ("train", ["--progressive_start=0.1"], "starts training on images of 3 px, on which cnn has no maps left: use --progressive_start=0.15"),
+    ("train", ["--progressive_start=0.1"], "images of 3 px, which give cnn maps of 0x0, and batch norm needs at least 2x2: use --progressive_start=0.29 or more"),
     ("train", ["--clutter_size=40"], "--clutter_size must be in [1, 28], got 40"),
     ("train", ["--subset=-1"], "--subset must be >= 0"),
     ("train", ["--num_workers=-1"], "--num_workers must be >= 0"),

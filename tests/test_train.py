@@ -54,13 +54,13 @@ def test_same_seed_same_weights(tmp_path, fashion_data):
     assert not torch.equal(different["fc.weight"], state(tmp_path / "a/checkpoints/last.pt")["fc.weight"])
 
 
-def crash_in_epoch_3(monkeypatch, data_dir, workdir, *extra):
-    """A run in workdir that crashes in its third epoch (a RuntimeError out of train_one_epoch)."""
+def crash_in_epoch(epoch, monkeypatch, data_dir, workdir, *extra):
+    """A run in workdir that crashes in that epoch (a RuntimeError out of train_one_epoch)."""
     real_epoch, calls = training.train_one_epoch, []
 
     def crashing(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == epoch:
             raise RuntimeError("power cut")
         return real_epoch(*args, **kwargs)
 
@@ -71,9 +71,10 @@ def crash_in_epoch_3(monkeypatch, data_dir, workdir, *extra):
 
 
 def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data, monkeypatch):
+    # 2 steps an epoch: the resumed run starts at a third of the run, where the images are still growing
     run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3")
-    crash_in_epoch_3(monkeypatch, fashion_data, tmp_path / "crashed", "--subset=64", "--epochs=3")
-    assert models.load_checkpoint(tmp_path / "crashed/checkpoints/last.pt")[1]["epoch"] == 2
+    crash_in_epoch(2, monkeypatch, fashion_data, tmp_path / "crashed", "--subset=64", "--epochs=3")
+    assert models.load_checkpoint(tmp_path / "crashed/checkpoints/last.pt")[1]["epoch"] == 1
 
     # train(cfg) with --resume takes the saved run's hyperparameters: --epochs=1 here does not shorten it
     # (on the command line, a flag that differs from the saved run is an error: tests/test_inputs.py)
@@ -95,6 +96,8 @@ def test_progressive_resizing_trains_on_smaller_images_first_and_shifts_are_test
     monkeypatch.setattr(wsol, "step_loss", recording_step)
     last_row = run_training(fashion_data, tmp_path, "--subset=64", "--epochs=4", "--batch_size=16")  # 16 steps
     assert sides == [20] * 4 + [24] * 4 + [28] * 8  # fashion-mnist's own start: 0.7 of 28 px, full size by half the run
+    _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")
+    assert saved["hyperparameters"]["progressive_start"] == 0.7  # saved as its value, not as "the dataset's own"
     assert {"test_tta_accuracy", "test_tta_loss"} <= set(last_row)  # the final model, also with test-time shifts
     with open(tmp_path / "outputs/metrics.csv") as file:
         rows = list(csv.DictReader(file))
@@ -107,7 +110,8 @@ def test_progressive_resizing_trains_on_smaller_images_first_and_shifts_are_test
 
 def test_a_run_saved_before_progressive_resizing_resumes_without_it(tmp_path, fashion_data, monkeypatch):
     run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3", "--progressive_start=1")
-    crash_in_epoch_3(monkeypatch, fashion_data, tmp_path / "old", "--subset=64", "--epochs=3", "--progressive_start=1")
+    # resumed at a third of the run: with progressive resizing on, its images would still be 24 px
+    crash_in_epoch(2, monkeypatch, fashion_data, tmp_path / "old", "--subset=64", "--epochs=3", "--progressive_start=1")
     path = tmp_path / "old/checkpoints/last.pt"
     checkpoint = torch.load(path, weights_only=True)
     for name in ("progressive_start", "progressive_until", "shift_test"):  # as train.py wrote them before

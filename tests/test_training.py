@@ -66,16 +66,25 @@ def test_flip_test_averages_the_logits_of_each_image_and_its_mirror_image():
     assert loss == pytest.approx(torch.log(torch.tensor(2.0)).item(), rel=1e-5)  # mirrored: logits (2, 2) for both
 
 
+class LeftColumn(torch.nn.Module):
+    """Logits (sum of the left column, 0) of each image (B, 1, H, W)."""
+
+    def forward(self, images):
+        return torch.stack([images[..., 0].sum((1, 2)), torch.zeros(len(images))], dim=1)
+
+
 def test_shift_test_weights_the_image_a_half_and_each_diagonal_shift_a_quarter():
     images = torch.zeros(1, 1, 4, 4)
-    images[0, 0, :, 0] = 1.0  # bright left column: logits (4, 0) unshifted
+    images[0, 0, :, 0] = 1.0  # bright left column: logit 4 unshifted
     batches = [(images, torch.tensor([0]))]
-    # Moved up-left, the left column holds column 1 (0) over one black pixel, the right one is all black:
-    # (-1, -4); moved down-right, (-4, -1). So the logits are (4, 0) / 2 + (-1, -4) / 4 + (-4, -1) / 4.
-    loss, _ = training.evaluate(LeftOrRight(), batches, torch.device("cpu"), shift=1, black=(-1.0,))
-    assert loss == pytest.approx(torch.log1p(torch.exp(torch.tensor(-2.0))).item(), rel=1e-5)  # logits (0.75, -1.25)
-    loss, _ = training.evaluate(LeftOrRight(), batches, torch.device("cpu"), shift=1)  # black 0: (2, 0)
+    # Moved up-left, the left column holds column 1 (0) over one black pixel: -1; moved down-right,
+    # it is all black: -4. So the logits are (4 / 2 - 1 / 4 - 4 / 4, 0) = (0.75, 0).
+    loss, _ = training.evaluate(LeftColumn(), batches, torch.device("cpu"), shift=1, black=(-1.0,))
+    assert loss == pytest.approx(torch.log1p(torch.exp(torch.tensor(-0.75))).item(), rel=1e-5)
+    loss, _ = training.evaluate(LeftColumn(), batches, torch.device("cpu"), shift=1, black=(0.0,))  # (2, 0)
     assert loss == pytest.approx(torch.log1p(torch.exp(torch.tensor(-2.0))).item(), rel=1e-5)
+    with pytest.raises(TypeError, match="needs black"):
+        training.evaluate(LeftColumn(), batches, torch.device("cpu"), shift=1)
 
 
 def test_shifted_moves_the_image_and_fills_the_uncovered_border_with_black():
