@@ -176,11 +176,15 @@ def check_image_size(cfg) -> None:
                             "(1: no progressive resizing)")
 
 
+def starting_scale(cfg) -> float:
+    """cfg's --progressive_start, 0 (the dataset's own) read from data.DATASETS."""
+    return cfg.progressive_start or data.DATASETS[cfg.dataset].progressive_start
+
+
 def first_training_side(cfg) -> int:
     """The side of the first training images: smaller than the images' own under progressive
     resizing (--progressive_start; training.progressive_side grows it)."""
-    spec = data.DATASETS[cfg.dataset]
-    return max(1, round((cfg.image_size or spec.image_size) * (cfg.progressive_start or spec.progressive_start)))
+    return max(1, round((cfg.image_size or data.DATASETS[cfg.dataset].image_size) * starting_scale(cfg)))
 
 
 def resume_state(cfg, given: set[str], checkpoint_dir: Path, processes: training.Processes) -> tuple[dict, object]:
@@ -251,8 +255,7 @@ def setup(cfg, given: set[str], device, processes: training.Processes, folder: r
     else:
         folder.check_new_run(cfg.overwrite)
         # the dataset's own start saved as its value: a later change of that default leaves this run as it was
-        cfg = type(cfg)(**{**vars(cfg), "progressive_start": cfg.progressive_start
-                           or data.DATASETS[cfg.dataset].progressive_start})
+        cfg = type(cfg)(**{**vars(cfg), "progressive_start": starting_scale(cfg)})
     if processes.rank == 0:
         files.writable_folder(cfg.output_dir, "output_dir")
     options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
