@@ -349,7 +349,7 @@ def paste_max(canvas: np.ndarray, patches: np.ndarray, top: np.ndarray, left: np
 
 
 def make_cluttered(
-    items: np.ndarray, size: int = 64, clutter: int = 6, clutter_size: int = 10, seed: int = 0, masks: bool = True
+    items: np.ndarray, size: int = 64, clutter: int = 6, clutter_size: int = 10, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Cluttered canvases, one per item, vectorized and deterministic from seed.
 
@@ -357,8 +357,8 @@ def make_cluttered(
     canvas, over `clutter` crops of clutter_size x clutter_size taken at random from other items and
     pasted at random positions (the brighter pixel wins where they overlap).
     Returns images uint8 (N, size, size); boxes int64 (N, 4), the tight box (x0, y0, x1, y1) of
-    the item's non-zero pixels with exclusive ends (so width = x1 - x0); and, with masks=True,
-    masks bool (N, size, size), the item's non-zero pixels.
+    the item's non-zero pixels with exclusive ends (so width = x1 - x0); and masks bool (N, size,
+    size), the item's non-zero pixels.
     """
     count, height, width = items.shape
     if size < max(height, width) or clutter_size > min(height, width):
@@ -381,11 +381,9 @@ def make_cluttered(
         left + cols.argmax(1), top + rows.argmax(1),
         left + width - cols[:, ::-1].argmax(1), top + height - rows[:, ::-1].argmax(1),
     ], axis=1).astype(np.int64)
-    arrays = {"images": images, "boxes": boxes}
-    if masks:
-        arrays["masks"] = np.zeros((count, size, size), dtype=bool)
-        paste_max(arrays["masks"], ink, top, left)
-    return arrays
+    masks = np.zeros((count, size, size), dtype=bool)
+    paste_max(masks, ink, top, left)
+    return {"images": images, "boxes": boxes, "masks": masks}
 
 
 class ClutteredFashionMNIST(Dataset):

@@ -247,11 +247,10 @@ def evaluate(cfg) -> dict:
         chosen_on = methods if not held_out or cfg.split == "validation" else measure(
             net, loaded, "validation", cfg, device, reading, [])[0]
         for name, metrics in methods.items():
-            threshold = chosen_on[name]["max_box_acc_threshold"] if held_out else cfg.cam_threshold
-            metrics["operating"] = localization.at_threshold(metrics, threshold)
-            if not held_out:  # exactly at --cam_threshold, which need not lie on the sweep
-                metrics["operating"].update(threshold=cfg.cam_threshold, top1_loc=metrics["top1_loc"],
-                                            gt_known_loc=metrics["gt_known_loc"])
+            metrics["operating"] = (
+                localization.at_threshold(metrics, chosen_on[name]["max_box_acc_threshold"]) if held_out
+                else {"threshold": cfg.cam_threshold, "top1_loc": metrics["top1_loc"],  # exactly at --cam_threshold,
+                      "gt_known_loc": metrics["gt_known_loc"]})  # which need not lie on the sweep
         shown_row = STANDARD_ROW if reading == localization.STANDARD_READING else describe_reading(reading)
         operating = methods[shown_row]["operating"]["threshold"]
         for example in examples:
@@ -354,9 +353,8 @@ def write_report(report: dict, examples: list[dict], cascade: dict, output_dir: 
     paths = {"table": output_dir / "localization.md", "json": output_dir / "localization.json"}
     with files.atomic_output(paths["table"]) as temporary:
         temporary.write_text(text)
-    saved = json.loads(json.dumps(report))
     with files.atomic_output(paths["json"]) as temporary:
-        temporary.write_text(json.dumps(saved, indent=1) + "\n")
+        temporary.write_text(json.dumps(report, indent=1) + "\n")
     if examples:
         paths["examples"] = output_dir / "localization_examples.png"
         write_examples(examples, paths["examples"])

@@ -377,9 +377,15 @@ class SanityEvaluator:
     def accumulate(self, net, images: torch.Tensor, classes: torch.Tensor, random_labels_net=None) -> None:
         stages = cascading_randomization(net, lambda model: raw_maps(model, images, classes), self.seed)
         trained = stages[0][1]
+        unchanged = {}  # a method's scores for maps equal to its trained ones (its trained stage; Sobel's every stage)
         for stage, maps in stages:
             for method, method_maps in maps.items():
-                self.add(method, stage, similarities(method_maps, trained[method]))
+                if torch.equal(method_maps, trained[method]):
+                    if method not in unchanged:
+                        unchanged[method] = similarities(method_maps, trained[method])
+                    self.add(method, stage, unchanged[method])
+                else:
+                    self.add(method, stage, similarities(method_maps, trained[method]))
                 keep = self.shown - len(self.examples.get(stage, {}).get(method, []))
                 if keep > 0:
                     kept = self.examples.setdefault(stage, {})

@@ -169,7 +169,7 @@ def check_image_size(cfg) -> None:
                             f"use --image_size={smallest_giving(2, size)} or more"
                             + (" (or fewer --pools)" if cfg.model == "cnn" and cfg.pools else ""))
     first = first_training_side(cfg)
-    if side(first) < 2:
+    if first < size and side(first) < 2:  # first == size was checked just above
         raise cli.UserError(f"--progressive_start={cfg.progressive_start} starts training on images of {first} px, which give "
                             f"{cfg.model} maps of {side(first)}x{side(first)}, and batch norm needs at least 2x2: "
                             f"use --progressive_start={math.ceil(100 * smallest_giving(2, first) / size) / 100} or more "

@@ -256,7 +256,7 @@ def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguo
         raise TypeError("evaluate with shift needs black, the normalized value of a black pixel")
     model.eval()
     views = [(0, 1.0)] if not shift else [(0, 0.5), (-shift, 0.25), (shift, 0.25)]  # (offset, weight)
-    black_pixel = torch.tensor(black, dtype=torch.float32) if shift else None
+    black_pixel = torch.tensor(black, dtype=torch.float32, device=device) if shift else None
     loss_sum, correct, seen = 0.0, 0, 0
     for images, labels in loader:
         images = images.to(device, non_blocking=True, memory_format=layout)
