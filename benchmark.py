@@ -15,6 +15,9 @@ machines and runs: compare within one table.
 
 import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
 
+if __name__ == "__main__":
+    cli.quiet_interrupts()
+
 import json
 import platform
 import statistics
@@ -170,17 +173,29 @@ def run_benchmark(cfg) -> dict:
     for name in datasets:
         if name not in data.DATASETS:
             raise cli.UserError(f"unknown dataset {name!r} in --dataset_names; choose from {', '.join(data.DATASETS)}")
+    if not (names or photo_names):
+        raise cli.UserError("--model_names and --photo_models name no model, so there is nothing to time; name one "
+                            "in either (for example --model_names=cnn or --photo_models=resnet50)")
+    if names and not datasets:
+        raise cli.UserError(f"--dataset_names names no dataset to time --model_names={cfg.model_names} on; name "
+                            "one (for example --dataset_names=fashion-mnist), or time photo models only with "
+                            "--model_names=")
     if min(cfg.warmup, cfg.train_warmup) < 0 or min(cfg.repeats, cfg.train_steps, cfg.batch_size, cfg.map_batch_size) < 1:
         raise cli.UserError("--warmup and --train_warmup must be >= 0, and --repeats, --train_steps, --batch_size "
                             "and --map_batch_size >= 1")
     cli.check_choice("precision", cfg.precision, devices.PRECISIONS)
+    for name in photo_names:
+        if (side := models.map_side(name, 3, cfg.photo_size)) < 2:
+            raise cli.UserError(f"--photo_size={cfg.photo_size} gives {name} maps of {side}x{side}, and CAM needs at "
+                                f"least 2x2: use --photo_size={models.smallest_image_size(name, 3, cfg.photo_size)} "
+                                f"or more, or leave {name} out of --photo_models")
     files.writable_folder(cfg.output_dir, "output_dir")  # before minutes of timing, not after
     torch.manual_seed(0)
     rows = []
     machine = devices.describe_device(device)
     precision = f"{'bf16 autocast' if devices.uses_bf16(cfg.precision, device) else 'fp32'} (--precision={cfg.precision})"
     print(f"benchmark on {machine}; training in {precision}; torch {torch.__version__}")
-    for dataset_name in datasets:
+    for dataset_name in datasets if names else []:  # no dataset models: nothing to time on them
         loaded = data.load_dataset(dataset_name, cfg.data_dir, cfg.download)
         info = loaded.info
         steps = cfg.train_warmup + cfg.train_steps

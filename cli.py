@@ -10,8 +10,9 @@ trailing comment, nanoGPT style:
 default and help, and an unknown name or a value of the wrong type is a clear error.
 Types are int, float, bool and str.
 
-Importing this module also makes a Ctrl-C that no code catches (one while the libraries load, say)
-end in one line instead of a traceback: scripts import it first for that reason.
+A script calls `quiet_interrupts()` first, when run as a script: a Ctrl-C that no code catches (one
+while the libraries load, say) then ends in one line instead of a traceback. Importing this module
+changes nothing in the interpreter.
 """
 
 import argparse
@@ -44,7 +45,10 @@ def quiet_keyboard_interrupt(kind, value, trace) -> None:
         sys.__excepthook__(kind, value, trace)
 
 
-sys.excepthook = quiet_keyboard_interrupt
+def quiet_interrupts() -> None:
+    """Make an uncaught Ctrl-C end the process with one line: for a script's entry point only, since
+    it changes the whole interpreter (sys.excepthook)."""
+    sys.excepthook = quiet_keyboard_interrupt
 
 
 def parse_bool(text: str) -> bool:
@@ -105,7 +109,7 @@ def parse_hyperparameters(module: ModuleType, argv: list[str] | None = None) -> 
             nargs="?" if kind is bool else None,
             const=True if kind is bool else None,
             metavar=kind.__name__.upper(),
-            help=f"{help_text} (default: {default!r})",
+            help=f"{help_text} (default: {default!r})".replace("%", "%%"),  # argparse formats help with %
         )
     values, unknown = parser.parse_known_args(argv)
     if unknown:

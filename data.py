@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, default_collate
 from torchvision import datasets
 from torchvision import transforms as T
 
@@ -88,6 +88,7 @@ class DatasetSpec:
     min_image_size: int = 1  # the smallest image size it can be made or resized to
     fixed_size: bool = True  # all its images are image_size x image_size (False: any size, resized as loaded)
     progressive_start: float = 1.0  # train.py's default --progressive_start for it (1: no progressive resizing)
+    class_ordered: bool = False  # its splits list the images class by class (an ImageFolder): see LoadedDataset.order
 
 
 @dataclass
@@ -99,50 +100,62 @@ class LoadedDataset:
     info: DatasetInfo
     augment: "ShiftFlip | ResizedCropFlip"
     in_memory: bool  # both splits are tensors at the model's input size, fed by TensorLoader
+    class_ordered: bool = False  # its splits list the images class by class (DatasetSpec.class_ordered)
     validation: Dataset | None = None  # training images held out by hold_out(), read as the test split is
     _on_device: dict = dataclasses.field(default_factory=dict, repr=False)
 
-    def hold_out(self, count: int) -> "LoadedDataset":
-        """A copy whose "validation" split is the last `count` training images, unaugmented (read as
-        the test split is), and whose train split is the images before them: for choosing
-        hyperparameters without looking at the test split. DatasetError if count does not fit."""
+    def pick(self, dataset: Dataset, stored: torch.Tensor, seed: int) -> torch.Tensor:
+        """Indices, sorted, of len(stored) images of a split, for hold_out and loader's limit: `stored`
+        where the split's stored order is already random (the torchvision datasets: the published
+        recipes' splits depend on it), or a stratified pick fixed by seed where it lists its images
+        class by class (see stratified_pick)."""
+        return stratified_pick(split_labels(dataset), len(stored), seed) if self.class_ordered else stored
+
+    def hold_out(self, count: int, seed: int = 0) -> "LoadedDataset":
+        """A copy whose "validation" split is `count` training images, unaugmented (read as the test
+        split is), and whose train split is the others, both in their stored order: for choosing
+        hyperparameters without looking at the test split. The held-out images are the last `count`
+        ones, or on a class-ordered dataset a stratified pick fixed by seed (see pick). DatasetError
+        if count does not fit."""
         total = len(self.train)
         if not 0 < count < total:
             raise DatasetError(f"--validation={count} must be between 1 and {total - 1}: the training set has {total} images")
+        kept = torch.ones(total, dtype=torch.bool)
+        kept[self.pick(self.train, torch.arange(total - count, total), seed)] = False
         unaugmented = copy.copy(self.train)
         unaugmented.transform = self.test.transform
-        return dataclasses.replace(self, train=Subset(self.train, range(total - count)), _on_device={},
-                                   validation=Subset(unaugmented, range(total - count, total)))
+        return dataclasses.replace(self, train=Subset(self.train, kept.nonzero()[:, 0].tolist()), _on_device={},
+                                   validation=Subset(unaugmented, (~kept).nonzero()[:, 0].tolist()))
 
     def with_permuted_labels(self, seed: int) -> "LoadedDataset":
         """A copy whose training labels are a random permutation of the real ones, fixed by seed: the
         data randomization test of Adebayo et al. ("Sanity Checks for Saliency Maps", NeurIPS 2018).
         The images, the class counts and the validation and test splits stay as they were."""
-        _, labels = split_tensors(self.train) if self.in_memory else (None, torch.tensor(
-            [label for _, label in self.train]))
+        labels = split_labels(self.train)
         permuted = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
         return dataclasses.replace(self, train=Relabeled(self.train, permuted), _on_device={})
 
     def loader(self, split: str, batch_size: int, device: torch.device, generator: torch.Generator | None = None,
                limit: int = 0, num_workers: int = 0, memory_format: torch.memory_format = torch.contiguous_format,
-               rank: int = 0, world_size: int = 1) -> Iterable:
+               rank: int = 0, world_size: int = 1, seed: int = 0) -> Iterable:
         """Batches (normalized float images (B, C, H, W) on device, int64 labels (B,)) of split
-        ("train", "validation" or "test"), its first `limit` images only if limit > 0. With a generator the
+        ("train", "validation" or "test"), only `limit` of its images if limit > 0: the first ones, or
+        on a class-ordered dataset a stratified pick fixed by seed (see pick). With a generator the
         order is shuffled and the train split augmented, the draws all taken from generator;
-        without, the images come in order, unaugmented. rank and world_size give each of
-        world_size processes its own share of the images (see TensorLoader).
+        without, the images come in order, unaugmented. rank and world_size give each of world_size
+        processes its own share of the images (see TensorLoader).
 
         In-memory datasets are held on device once and batched there (TensorLoader); others go
-        through a DataLoader with num_workers processes that decode and augment image by image.
+        through a UserErrorLoader with num_workers processes that decode and augment image by image.
         """
         dataset = getattr(self, split)
         if limit:
-            dataset = Subset(dataset, range(min(limit, len(dataset))))
+            dataset = Subset(dataset, self.pick(dataset, torch.arange(min(limit, len(dataset))), seed).tolist())
         if self.in_memory:
-            if (split, limit, device) not in self._on_device:
+            if (split, limit, seed, device) not in self._on_device:
                 images, labels = split_tensors(dataset)
-                self._on_device[split, limit, device] = (images.to(device), labels.to(device))
-            images, labels = self._on_device[split, limit, device]
+                self._on_device[split, limit, seed, device] = (images.to(device), labels.to(device))
+            images, labels = self._on_device[split, limit, seed, device]
             augment = self.augment if split == "train" and generator is not None else None
             return TensorLoader(images, labels, self.info.mean, self.info.std, batch_size, augment, generator,
                                 memory_format, rank, world_size)
@@ -150,8 +163,79 @@ class LoadedDataset:
         if world_size > 1:
             seed = int(torch.randint(2**62, (1,), generator=generator)) if generator is not None else 0
             sampler = DistributedSampler(dataset, world_size, rank, shuffle=generator is not None, seed=seed)
-        return DataLoader(dataset, batch_size, shuffle=generator is not None and sampler is None, sampler=sampler,
-                          generator=generator, num_workers=num_workers, pin_memory=device.type == "cuda")
+        return UserErrorLoader(dataset, batch_size, shuffle=generator is not None and sampler is None, sampler=sampler,
+                               generator=generator, num_workers=num_workers, pin_memory=device.type == "cuda")
+
+
+def stratified_pick(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """Indices int64 (count,), sorted, of count of the images whose labels are labels int64 (N,),
+    drawn much as scikit-learn's train_test_split(stratify=labels) draws a test split of that size, fixed
+    by seed: each class gets its share of count rounded down, the images left over go one each to the
+    classes with the largest remainders (ties in random order), so that each class has its share
+    within one image, and within a class the images are drawn at random."""
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.bincount(labels)
+    shares = counts.double() * count / len(labels)
+    taken = shares.floor().long()
+    tie_order = torch.randperm(len(counts), generator=generator)
+    by_remainder = tie_order[torch.sort((shares - taken)[tie_order], descending=True, stable=True).indices]
+    taken[by_remainder[: count - int(taken.sum())]] += 1
+    shuffled = torch.randperm(len(labels), generator=generator)
+    classes = labels[shuffled]
+    by_class = torch.sort(classes, stable=True).indices
+    rank = torch.empty_like(by_class)  # of each shuffled image within its class
+    rank[by_class] = torch.arange(len(labels)) - (torch.cumsum(counts, 0) - counts)[classes[by_class]]
+    return shuffled[rank < taken[classes]].sort().values
+
+
+def split_labels(dataset: Dataset) -> torch.Tensor:
+    """The labels int64 (N,) of a split, read without decoding its images: an ImageFolder, one of
+    split_tensors' datasets, or a Subset or Relabeled of one."""
+    if isinstance(dataset, Subset):
+        return split_labels(dataset.dataset)[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
+    if isinstance(dataset, Relabeled):
+        return dataset.labels
+    if isinstance(dataset, datasets.DatasetFolder):
+        return torch.tensor(dataset.targets, dtype=torch.long)
+    return split_tensors(dataset)[1]
+
+
+class ErrorsAsItems(Dataset):
+    """dataset, except that a UserError raised in reading an item is returned as the item."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except UserError as error:
+            return error
+
+
+def collate_or_error(items: list):
+    """The batch of items as the DataLoader's default makes it, or the first UserError among them."""
+    errors = [item for item in items if isinstance(item, UserError)]
+    return errors[0] if errors else default_collate(items)
+
+
+class UserErrorLoader(DataLoader):
+    """A DataLoader that raises a UserError met in reading the dataset as it was raised, one line,
+    also when a worker process read the image: PyTorch re-raises a worker's exception with the
+    worker's traceback folded into its message. The error travels as the batch instead
+    (ErrorsAsItems, collate_or_error) and is raised here. Takes DataLoader's arguments but collate_fn."""
+
+    def __init__(self, dataset: Dataset, *args, **kwargs):
+        super().__init__(ErrorsAsItems(dataset), *args, collate_fn=collate_or_error, **kwargs)
+
+    def __iter__(self) -> Iterator:
+        for batch in super().__iter__():
+            if isinstance(batch, UserError):
+                raise batch
+            yield batch
 
 
 def idx_dims(head: bytes, length: int, ndim: int) -> tuple[int, ...]:
@@ -199,12 +283,27 @@ def read_source(path: Path) -> bytes:
         raise ValueError(f"{path} is damaged ({str(error) or type(error).__name__})") from None
 
 
+def read_pair(sources: list[Path]) -> tuple[list[bytes], tuple[int, str] | None]:
+    """The contents of an IDX pair of files (images, labels) and None if they are whole and agree
+    (idx_pair_problem), else (the contents read so far, (0 for the images file or 1 for the labels
+    file, "PATH is damaged (why)"))."""
+    contents = []
+    for which, source in enumerate(sources):
+        try:
+            contents.append(read_source(source))
+        except ValueError as error:
+            return contents, (which, str(error))
+    which, reason = idx_pair_problem((contents[0][:16], len(contents[0])), contents[1])
+    return contents, ((which, f"{sources[which]} is damaged ({reason})") if which >= 0 else None)
+
+
 def stage_idx_files(raw_dir: Path, search_dirs: list[Path], package: str = "") -> None:
     """Put the four extracted IDX files that torchvision's MNIST classes read into raw_dir, checked.
 
     Each pair (images, labels) already in raw_dir is kept if it passes idx_pair_problem; else it is
     staged again from the first folder holding a good pair, as NAME.gz or NAME (in raw_dir itself,
-    where torchvision downloads them, only NAME.gz), each file written whole or not at all. A pair
+    where torchvision downloads them, only NAME.gz), each file written whole or not at all, and a
+    damaged copy passed over for it is named in a printed warning with the copy used. A pair
     that cannot be staged is removed from raw_dir, so that it is never reused: then DatasetError
     names each damaged source file, or, if no folder holds a copy, the files are left for
     torchvision to download or to report missing. package: the Debian package that restores them.
@@ -216,33 +315,30 @@ def stage_idx_files(raw_dir: Path, search_dirs: list[Path], package: str = "") -
                 head = file.read(16)
             if idx_pair_problem((head, staged[0].stat().st_size), staged[1].read_bytes())[0] < 0:
                 continue
-        damaged = []
+        damaged = []  # (0 or 1: which file of the pair, "PATH is damaged (why)")
         for folder in [raw_dir, *search_dirs]:
             names = [[name + ".gz"] + ([name] if folder != raw_dir else []) for name in pair]
             sources = [next((folder / n for n in options if (folder / n).is_file()), None) for options in names]
             if None in sources:
                 continue
-            try:
-                contents = [read_source(source) for source in sources]
-            except ValueError as error:
-                damaged.append(str(error))
-                continue
-            which, reason = idx_pair_problem((contents[0][:16], len(contents[0])), contents[1])
-            if which >= 0:
-                damaged.append(f"{sources[which]} is damaged ({reason})")
+            contents, problem = read_pair(sources)
+            if problem:
+                damaged.append(problem)
                 continue
             raw_dir.mkdir(parents=True, exist_ok=True)
             for path, content in zip(staged, contents):
                 with atomic_output(path) as temporary:
                     temporary.write_bytes(content)
+            for which, reason in damaged:
+                print(f"warning: {reason}; using {sources[which]}")
             break
         else:
             for path in staged:
                 path.unlink(missing_ok=True)
             if damaged:
                 reinstall = f" (`apt-get install --reinstall {package}` restores its files)" if package else ""
-                raise DatasetError(f"{'; '.join(damaged)}; replace each with a good copy of the original file, "
-                                   f"or delete it{reinstall}")
+                raise DatasetError(f"{'; '.join(reason for _, reason in damaged)}; replace each with a good copy of "
+                                   f"the original file, or delete it{reinstall}")
 
 
 def open_mnist_like(dataset_class, name: str):
@@ -623,7 +719,7 @@ DATASETS = {
     ),
     "folder": DatasetSpec(
         open=open_folder, channels=3, image_size=128, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        augment=ResizedCropFlip(), fixed_size=False,
+        augment=ResizedCropFlip(), fixed_size=False, class_ordered=True,
         expected="train/<class>/<image> and test/<class>/<image> (your own images; pass the folder as --data_dir)",
     ),
 }
@@ -669,7 +765,8 @@ def load_dataset(
     if tuple(splits["test"].classes) != classes:
         raise DatasetError(f"{root}/train and {root}/test must hold the same class folders")
     info = DatasetInfo(name, classes, spec.channels, size, spec.mean, spec.std, settings)
-    return LoadedDataset(splits["train"], splits["test"], info, spec.augment, in_memory=not resize)
+    return LoadedDataset(splits["train"], splits["test"], info, spec.augment, in_memory=not resize,
+                         class_ordered=spec.class_ordered)
 
 
 def failure(error: Exception, download: bool) -> str:

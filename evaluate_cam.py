@@ -16,10 +16,15 @@ training items), never one chosen on the test split; otherwise it is --cam_thres
 
 Writes to outputs/: localization.md (the table), localization.json (the numbers and the curves),
 localization_examples.png (images with their maps, the predicted box in green and the true one in
-red) and localization_thresholds.png (box accuracy against the threshold, pixel precision-recall).
+red) and localization_thresholds.png (box accuracy against the threshold, pixel precision-recall);
+faithfulness_curves.png and sanity_cascade.png for those groups. The .md and .json list the files
+written; a figure of an earlier run that this run does not draw is deleted, so none passes for this run's.
 """
 
 import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
+
+if __name__ == "__main__":
+    cli.quiet_interrupts()
 
 import json
 import random
@@ -49,18 +54,18 @@ flip_maps: bool = localization.RECIPE_READING.flip  # the read CAM row: average 
 data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoint was trained with
 download: bool = True  # download the source dataset if it is not on disk
 batch_size: int = 250  # images per batch
-limit: int = 0  # evaluate the first N images of each split only (0: all of them)
+limit: int = 0  # evaluate the first N images of each split only, in every group (0: all of them)
 cam_threshold: float = localization.CAM_THRESHOLD  # box threshold of top-1 and GT-known loc when the run has no validation split
 threshold_step: float = localization.THRESHOLD_STEP  # step of the threshold sweep (0 to 1) of MaxBoxAcc, MaxBoxAccV2 and PxAP
 examples: int = 16  # images shown in localization_examples.png
 groups: str = "localization,faithfulness,sanity"  # which reports to make (comma-separated): localization | faithfulness | sanity
-explained: int = 1000  # faithfulness and sanity: the first N images of the split (0: all of them)
-steps: int = 16  # deletion and insertion: steps from 0% to 100% of the pixels
+explained: int = 1000  # faithfulness and sanity: the first N images of the split, within --limit (0: all of them)
+steps: int = 16  # deletion and insertion: steps from 0% to 100% of the pixels (at least 2)
 baseline: str = "blur"  # deletion and insertion: what removed pixels become: blur | black | mean
 road_images: int = 100  # ROAD on the first N explained images (0: none; it solves a linear system per image and step)
 tolerance: float = 0.0  # pointing game: pixels the map's peak may lie from the object
 random_labels_checkpoint: str = ""  # sanity: a run trained with --permute_labels, for the data randomization test
-seed: int = 0  # which test images the examples figure shows
+seed: int = 0  # which test images the examples figure shows, the random map, ROAD's noise and the cascade (any int)
 output_dir: str = "outputs"  # where the report is written
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 # ------------------------------------------------------------------------------------------------
@@ -69,9 +74,18 @@ SPLITS = ("test", "validation")
 GROUPS = ("localization", "faithfulness", "sanity")
 STANDARD_ROW = "CAM (standard: raw, min-max)"
 SANITY_ROWS = {"CAM": STANDARD_ROW, "Grad-CAM": "Grad-CAM", "edge (Sobel)": "edge (Sobel)"}  # raw_maps' names
+FLAG_GROUPS = {  # the flags that only some groups use (the others apply to every group): the groups using each
+    "threshold_step": ("localization",), "examples": ("localization",),
+    "cam_threshold": ("localization", "faithfulness"), "normalization": ("localization", "faithfulness"),
+    "percentile": ("localization", "faithfulness"), "flip_maps": ("localization", "faithfulness"),
+    "explained": ("faithfulness", "sanity"), "steps": ("faithfulness",), "baseline": ("faithfulness",),
+    "road_images": ("faithfulness",), "tolerance": ("faithfulness",), "random_labels_checkpoint": ("sanity",),
+}
 
 
-def validate(cfg) -> None:
+def validate(cfg, given: set[str] = frozenset()) -> None:
+    """UserError for a bad value, or for a flag set on the command line (given) that only groups
+    left out of --groups use."""
     checks = [
         (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
         (cfg.limit >= 0, f"--limit must be >= 0, got {cfg.limit}"),
@@ -80,7 +94,8 @@ def validate(cfg) -> None:
         (0 < cfg.threshold_step <= 0.5, f"--threshold_step must be in (0, 0.5], got {cfg.threshold_step}"),
         (cfg.examples >= 0, f"--examples must be >= 0, got {cfg.examples}"),
         (cfg.explained >= 0, f"--explained must be >= 0, got {cfg.explained}"),
-        (cfg.steps >= 1, f"--steps must be at least 1, got {cfg.steps}"),
+        (cfg.steps >= 2, f"--steps must be at least 2 (with 1, deletion and insertion both average the image's "
+                         f"and the baseline's probability, whatever the map), got {cfg.steps}"),
         (cfg.road_images >= 0, f"--road_images must be >= 0, got {cfg.road_images}"),
         (cfg.tolerance >= 0, f"--tolerance must be >= 0, got {cfg.tolerance}"),
     ]
@@ -88,14 +103,33 @@ def validate(cfg) -> None:
     cli.check_choice("split", cfg.split, SPLITS)
     cli.check_choice("normalization", cfg.normalization, localization.NORMALIZATIONS)
     cli.check_choice("baseline", cfg.baseline, faithfulness.BASELINES)
-    for group in chosen_groups(cfg):
+    groups = chosen_groups(cfg)
+    if not groups:
+        raise cli.UserError(f"--groups={cfg.groups!r} names no group; choose one or more of: {', '.join(GROUPS)} "
+                            "(comma-separated)")
+    for group in groups:
         cli.check_choice("groups", group, GROUPS)
-    if cfg.random_labels_checkpoint and "sanity" not in chosen_groups(cfg):
-        raise cli.UserError("--random_labels_checkpoint is used by the sanity group: add sanity to --groups")
+    for name, users in FLAG_GROUPS.items():
+        if name in given and not set(users) & set(groups):
+            raise cli.UserError(f"--{name} is used by the {' and '.join(users)} group{'s' * (len(users) > 1)}, "
+                                f"which --groups={cfg.groups} leaves out: add {' or '.join(users)} to --groups, "
+                                f"or drop --{name}")
 
 
 def chosen_groups(cfg) -> list[str]:
-    return [group.strip() for group in cfg.groups.split(",") if group.strip()]
+    """The groups of cfg.groups, each once, in the order given."""
+    return list(dict.fromkeys(group.strip() for group in cfg.groups.split(",") if group.strip()))
+
+
+def first_images(size: int, *limits: int) -> int:
+    """How many of a split's first images a run takes: size, or the smallest of the limits set (0: none)."""
+    return min([size, *(limit for limit in limits if limit)])
+
+
+def same_weights(net, other) -> bool:
+    """Whether two models hold the same state_dict: the same names with equal tensors."""
+    mine, theirs = net.state_dict(), other.state_dict()
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[name], theirs[name]) for name in mine)
 
 
 def describe_reading(reading: localization.MapReading) -> str:
@@ -128,7 +162,7 @@ def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, reading, s
     """({method: LocalizationEvaluator.compute() metrics plus its classification_top1}, the
     examples for the figure (the images at indices `shown`), images measured) on one split."""
     dataset = getattr(loaded, split)
-    count = min(cfg.limit or len(dataset), len(dataset))
+    count = first_images(len(dataset), cfg.limit)
     thresholds = localization.threshold_sweep(cfg.threshold_step)
     center = localization.centered_gaussian(loaded.info.image_size, loaded.info.image_size)
     evaluators, correct_counts, examples = {}, {}, []
@@ -165,12 +199,13 @@ def explained_maps(net, images: torch.Tensor, classes: torch.Tensor, center: np.
 
 
 def measure_explanations(net, loaded: data.LoadedDataset, split: str, cfg, device, reading, random_labels_net) -> dict:
-    """The faithfulness and sanity groups on the first cfg.explained images of split: the maps
-    explain the class the model predicts (the decision), pointing scores are against the item.
+    """The faithfulness and sanity groups on the first cfg.explained images of split (within
+    cfg.limit): the maps explain the class the model predicts (the decision), pointing scores are
+    against the item.
     Returns {"faithfulness": {method: scores}, "sanity": {method: scores}, "examples": cascade
     maps, "cam_maps": standard CAM maps (N, H, W), "images": N}."""
     dataset = getattr(loaded, split)
-    count = min(cfg.explained or len(dataset), len(dataset))
+    count = first_images(len(dataset), cfg.explained, cfg.limit)
     groups = chosen_groups(cfg)
     center = localization.centered_gaussian(loaded.info.image_size, loaded.info.image_size)
     evaluators, sanity, cam_maps, boxes_seen = {}, faithfulness.SanityEvaluator(cfg.seed), [], []
@@ -200,12 +235,15 @@ def measure_explanations(net, loaded: data.LoadedDataset, split: str, cfg, devic
     return result
 
 
-def evaluate(cfg) -> dict:
-    """Compute the report cfg asks for, write it, and return it (the JSON's content)."""
-    validate(cfg)
+def evaluate(cfg, given: set[str] = frozenset()) -> dict:
+    """Compute the report cfg asks for, write it, and return it (the JSON's content). given: the
+    hyperparameters set on the command line (cli.given_names), refused when no group run uses them."""
+    validate(cfg, given)
     groups = chosen_groups(cfg)
     device = devices.pick_device(cfg.device)
     net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
+    if note := models.selection_note(cfg.checkpoint, checkpoint):
+        print(note)
     random_labels_net = None
     if cfg.random_labels_checkpoint:
         random_labels_net, other = models.load_checkpoint(cfg.random_labels_checkpoint, device, models.TRAINING_METADATA)
@@ -215,6 +253,10 @@ def evaluate(cfg) -> dict:
         if other["dataset"] != checkpoint["dataset"]:
             raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} was trained on other data "
                                 f"than {cfg.checkpoint}; train it with the same --dataset and settings")
+        if same_weights(net, random_labels_net):
+            raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} holds the same weights as "
+                                f"--checkpoint {cfg.checkpoint}, so the test would compare the model with itself; pass "
+                                "another run, trained with `python train.py --permute_labels ...`")
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     loaded = data.load_dataset(
         info.name, cfg.data_dir or checkpoint["hyperparameters"]["data_dir"], cfg.download, info.image_size,
@@ -227,7 +269,7 @@ def evaluate(cfg) -> dict:
         )
     held_out = checkpoint["hyperparameters"].get("validation", 0)
     if held_out:
-        loaded = loaded.hold_out(held_out)
+        loaded = loaded.hold_out(held_out, checkpoint["hyperparameters"]["seed"] % 2**64)  # as train.py held it out
     elif cfg.split == "validation":
         raise cli.UserError(f"{cfg.checkpoint} was trained without a validation split; train with --validation=N "
                             "(for example 5000) to evaluate on held-out training canvases")
@@ -241,7 +283,7 @@ def evaluate(cfg) -> dict:
               "methods": {}}
     examples = []
     if "localization" in groups:
-        shown_count = min(cfg.limit or len(getattr(loaded, cfg.split)), len(getattr(loaded, cfg.split)))
+        shown_count = first_images(len(getattr(loaded, cfg.split)), cfg.limit)
         shown = sorted(random.Random(cfg.seed).sample(range(shown_count), min(cfg.examples, shown_count)))
         methods, examples, count = measure(net, loaded, cfg.split, cfg, device, reading, shown)
         chosen_on = methods if not held_out or cfg.split == "validation" else measure(
@@ -262,12 +304,13 @@ def evaluate(cfg) -> dict:
     cascade = {}
     if "faithfulness" in groups or "sanity" in groups:
         explained = measure_explanations(net, loaded, cfg.split, cfg, device, reading, random_labels_net)
-        report.update(explained_images=explained["images"], steps=cfg.steps, baseline=cfg.baseline,
-                      road_images=min(cfg.road_images, explained["images"]), tolerance=cfg.tolerance)
+        report["explained_images"] = explained["images"]
         for group in ("faithfulness", "sanity"):
             for name, scores in explained.get(group, {}).items():
                 report["methods"].setdefault(name, {})[group] = scores
-        if "faithfulness" in explained:
+        if "faithfulness" in groups:
+            report.update(steps=cfg.steps, baseline=cfg.baseline, road_images=min(cfg.road_images, explained["images"]),
+                          tolerance=cfg.tolerance)
             threshold = (report["methods"][STANDARD_ROW]["localization"]["operating"]["threshold"]
                          if "localization" in groups else cfg.cam_threshold)
             ious = localization.box_iou(localization.boxes_from_maps(explained["cam_maps"], threshold), explained["boxes"])
@@ -332,43 +375,61 @@ def summary_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def explained_note(report: dict) -> str:
+    """The paragraph above the summary table: which images the faithfulness and sanity groups that
+    ran were measured on, and how."""
+    groups = report["groups"]
+    how = []
+    if "faithfulness" in groups:
+        road = (f"ROAD: mean class probability in % over {faithfulness.ROAD_PERCENTAGES}% removed, on the first "
+                f"{report['road_images']} images" if report["road_images"] else "no ROAD (--road_images=0)")
+        how.append(f"deletion and insertion AUC in % of probability, {report['steps']} steps, {report['baseline']} "
+                   f"baseline; {road}; pointing game within {report['tolerance']:g} px of the object")
+    if "sanity" in groups:
+        how.append("cascade: after the last stage, the first conv re-initialized")
+    note = ("All methods side by side: " + ("localization on the images above; " if "localization" in groups else "")
+            + " and ".join(group for group in ("faithfulness", "sanity") if group in groups)
+            + f" on the first {report['explained_images']} {report['split']} images, maps of the predicted class ("
+            + "; ".join(how) + ").")
+    if "cam_iou_vs_deletion_spearman" in report:
+        note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "
+                 f"{report['cam_iou_vs_deletion_spearman']:.3f}.")
+    return note
+
+
 def write_report(report: dict, examples: list[dict], cascade: dict, output_dir: Path) -> None:
+    """Write localization.md, localization.json and the figures of the groups run to output_dir;
+    report["files"] (set here) lists them. A figure of an earlier report that this one does not
+    draw is deleted (these fixed names only), so that no file in the folder passes for this run's."""
+    groups = report["groups"]
+    figures = [  # (name, whether this report draws it, how)
+        ("localization_examples.png", bool(examples), lambda path: write_examples(examples, path)),
+        ("localization_thresholds.png", "localization" in groups, lambda path: write_curves(report, path)),
+        ("faithfulness_curves.png", "faithfulness" in groups, lambda path: write_removal_curves(report, path)),
+        ("sanity_cascade.png", bool(cascade), lambda path: write_cascade(cascade, path)),
+    ]
+    report["files"] = ["localization.md", "localization.json"] + [name for name, drawn, _ in figures if drawn]
     parts = []
-    if "localization" in report["groups"]:
+    if "localization" in groups:
         parts.append(
             f"Localization of `{report['checkpoint']}` on {report['images']} {report['dataset']['name']} "
             f"{report['split']} images (top-1 / GT-known loc at each method's threshold, chosen with "
             f"{report['thresholds_chosen_on']}; sweep step {report['threshold_step']}).\n\n" + markdown_table(report))
     if "explained_images" in report:
-        note = (f"All methods side by side: localization on the images above; faithfulness and sanity on the first "
-                f"{report['explained_images']} {report['split']} images, maps of the predicted class (deletion and "
-                f"insertion AUC in % of probability, {report['steps']} steps, {report['baseline']} baseline; ROAD: mean "
-                f"class probability in % over {faithfulness.ROAD_PERCENTAGES}% removed, on the first "
-                f"{report['road_images']} images; cascade: after the last stage, the first conv re-initialized).")
-        if "cam_iou_vs_deletion_spearman" in report:
-            note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "
-                     f"{report['cam_iou_vs_deletion_spearman']:.3f}.")
-        parts.append(note + "\n\n" + summary_table(report))
+        parts.append(explained_note(report) + "\n\n" + summary_table(report))
+    parts.append(f"Files of this report: {', '.join(report['files'])}.\n")
     text = "\n".join(parts)
-    paths = {"table": output_dir / "localization.md", "json": output_dir / "localization.json"}
-    with files.atomic_output(paths["table"]) as temporary:
+    for name, drawn, draw in figures:
+        if drawn:
+            draw(output_dir / name)
+        else:
+            (output_dir / name).unlink(missing_ok=True)
+    with files.atomic_output(output_dir / "localization.md") as temporary:
         temporary.write_text(text)
-    with files.atomic_output(paths["json"]) as temporary:
+    with files.atomic_output(output_dir / "localization.json") as temporary:
         temporary.write_text(json.dumps(report, indent=1) + "\n")
-    if examples:
-        paths["examples"] = output_dir / "localization_examples.png"
-        write_examples(examples, paths["examples"])
-    if "localization" in report["groups"]:
-        paths["curves"] = output_dir / "localization_thresholds.png"
-        write_curves(report, paths["curves"])
-    if "explained_images" in report and any("faithfulness" in groups for groups in report["methods"].values()):
-        paths["faithfulness"] = output_dir / "faithfulness_curves.png"
-        write_removal_curves(report, paths["faithfulness"])
-    if cascade:
-        paths["cascade"] = output_dir / "sanity_cascade.png"
-        write_cascade(cascade, paths["cascade"])
     print(text, end="")
-    print(f"done in {report['seconds']:.1f} s; wrote " + ", ".join(map(str, paths.values())))
+    print(f"done in {report['seconds']:.1f} s; wrote " + ", ".join(str(output_dir / name) for name in report["files"]))
 
 
 def write_examples(examples: list[dict], path: Path, scale: int = 4) -> None:
@@ -461,7 +522,7 @@ def write_cascade(cascade: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     devices.keep_freed_memory()
     with cli.enough_memory("lower --batch_size"):
-        evaluate(cli.parse_hyperparameters(sys.modules[__name__], argv))
+        evaluate(cli.parse_hyperparameters(sys.modules[__name__], argv), cli.given_names(argv))
 
 
 if __name__ == "__main__":

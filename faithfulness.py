@@ -155,7 +155,8 @@ def road_scores(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, map
                 percentages=ROAD_PERCENTAGES, seed: int = 0) -> dict[str, torch.Tensor]:
     """ROAD (Rong et al., ICML 2022): the class probability after the p% most relevant pixels
     (MoRF: lower is more faithful) or least relevant pixels (LeRF: higher is more faithful) are
-    removed by noisy linear imputation, for each p of percentages: {"morf", "lerf"} -> (N, P)."""
+    removed by noisy linear imputation, for each p of percentages: {"morf", "lerf"} -> (N, P).
+    seed: any int."""
     ranks = pixel_ranks(maps)
     pixels = ranks.shape[1]
     scores = {"morf": [], "lerf": []}
@@ -253,11 +254,11 @@ def cascading_randomization(net: nn.Module, maps_of, seed: int = 0) -> list[tupl
     randomization_stages(net) one after another, from the top, each with PyTorch's default
     initialization (batch norms reset to weight 1, bias 0 and running mean 0, variance 1), and call
     maps_of(model) after each. Returns [("trained", maps_of(net)), (stage name, maps after it), ...]
-    on a copy: net itself is left as it was."""
+    on a copy: net itself is left as it was. seed: any int (taken modulo 2**64, as torch needs)."""
     randomized = copy.deepcopy(net).eval()
     results = [("trained", maps_of(randomized))]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(seed % 2**64)
         for name, modules in randomization_stages(randomized):
             for module in modules:
                 module.reset_parameters()

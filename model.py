@@ -198,8 +198,13 @@ def torchvision_names() -> list[str]:
 
 
 def torchvision_weights(name: str, weights: str):
-    """torchvision's weights entry `weights` (DEFAULT, IMAGENET1K_V1, ...) of model `name`; UserError
-    listing the choices when there is none."""
+    """torchvision's weights entry `weights` (DEFAULT, IMAGENET1K_V1, ...) of model `name`: the one
+    check of a --model and --weights pair. UserError when name is not a model (check_model_name),
+    is this repo's own model (no torchvision weights), or has no weights of that name (listing them)."""
+    check_model_name(name)
+    if name in MODELS:
+        raise UserError(f"--weights loads torchvision's pretrained weights, and {name} is this repo's own model; "
+                        "use a torchvision model such as --model=resnet50, or drop --weights")
     choices = torchvision.models.get_model_weights(name)
     if weights not in choices.__members__:
         raise UserError(f"--weights={weights!r} is not a weights name of {name}; choose one of: {', '.join(choices.__members__)}")
@@ -312,6 +317,21 @@ def map_side(name: str, in_channels: int, image_size: int, **options) -> int:
             return 0
 
 
+def smallest_image_size(name: str, in_channels: int, too_small: int, maps: int = 2, **options) -> int:
+    """The smallest image size above too_small (>= 1, a size whose maps are under maps x maps) on which
+    build_model(name, ..., **options) gives maps of at least maps x maps (see map_side)."""
+    def side(image_size: int) -> int:
+        return map_side(name, in_channels, image_size, **options)
+
+    smallest = 2 * too_small
+    while side(smallest) < maps:
+        too_small, smallest = smallest, 2 * smallest
+    while smallest - too_small > 1:  # bisect: the maps grow with the images
+        middle = (too_small + smallest) // 2
+        too_small, smallest = (too_small, middle) if side(middle) >= maps else (middle, smallest)
+    return smallest
+
+
 def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (B, num_classes) and the CAMs of every class (B, num_classes, h, w), from one forward pass.
 
@@ -344,6 +364,23 @@ def grad_cam(model: GapNet, x: torch.Tensor, classes: torch.Tensor) -> tuple[tor
     weights = gradients.mean(dim=(-2, -1))  # (B, K)
     maps = torch.einsum("bk,bkhw->bhw", weights, features.detach()).relu()
     return logits.detach(), maps
+
+
+def selection_note(path: str | Path, checkpoint: dict) -> str:
+    """A line warning that the checkpoint at path is train.py's best.pt chosen by test accuracy (a
+    run without a --validation split), so that its test-set numbers are optimistic; "" otherwise."""
+    if checkpoint.get("chosen_on") != "test":
+        return ""
+    return (f"note: {path} is the epoch of best test accuracy (its run had no --validation split), so its test-set "
+            f"numbers are optimistic; use last.pt, or train with --validation=N to choose on held-out images")
+
+
+def model_from_arch(arch: dict) -> GapNet:
+    """The model a GapNet's `arch` describes, with fresh weights (a checkpoint's weights load into it);
+    it reads no pretrained weights file, and keeps arch (its "weights" entry too)."""
+    model = build_model(arch["name"], arch["num_classes"], arch["in_channels"], **arch["options"])
+    model.arch = arch
+    return model
 
 
 def save_checkpoint(path: str | Path, model: GapNet, **metadata) -> None:
@@ -397,10 +434,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
     if broken:
         raise CheckpointError(f"{path} holds NaN or infinite weights ({', '.join(broken[:3])}): its training diverged; "
                               f"use a checkpoint from before that, or retrain with a lower --lr")
-    name = arch["name"]
-    if name == "resnet18" and "weights" not in arch:  # written before torchvision's models came: the small-input one
-        name = "resnet18_small"
-    model = build_model(name, arch["num_classes"], arch["in_channels"], **arch["options"])
+    model = model_from_arch(arch)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

@@ -13,7 +13,6 @@ files that a save killed mid-way left behind. Then:
 """
 
 import contextlib
-import math
 import os
 import socket
 import time
@@ -31,15 +30,6 @@ except ImportError:  # Windows: no flock, so the folder is not locked
 
 LOCK_NAME = ".lock"
 TRAINING_STATE = ("optimizer", "scheduler", "position")  # what last.pt holds beyond best.pt's contents
-
-
-def best_epoch(checkpoint: dict) -> int | None:
-    """The epoch whose model best.pt should hold, as a last.pt records it (None before the first
-    epoch ends). Checkpoints older than the `best_epoch` entry: the first epoch of highest accuracy."""
-    if "best_epoch" in checkpoint:
-        return checkpoint["best_epoch"]
-    finite = [row for row in checkpoint.get("history", []) if math.isfinite(row["test_loss"])]
-    return max(finite, key=lambda row: row["test_accuracy"])["epoch"] if finite else None
 
 
 class RunFolder:
@@ -69,7 +59,7 @@ class RunFolder:
         """Make best.pt the model of last.pt's best epoch, rewriting it from last.pt where last.pt
         holds that model (it was saved at the end of that epoch); returns a line saying what was
         done or could not be, "" when best.pt was right."""
-        epoch = best_epoch(last)
+        epoch = last["best_epoch"]  # None before the first epoch ends
         if not self.active or epoch is None:
             return ""
         try:
@@ -80,10 +70,11 @@ class RunFolder:
         except models.CheckpointError:
             found = "is missing or unreadable"
         if last["epoch"] == epoch and "position" not in last:
-            self.write_best({key: value for key, value in last.items() if key not in TRAINING_STATE})
+            self.write_best({**{key: value for key, value in last.items() if key not in TRAINING_STATE},
+                             "chosen_on": last["best_split"]})
             return f"rewrote {self.best} from {self.last} (epoch {epoch}, the best so far): it {found}"
         return (f"warning: {self.best} {found}, not the best epoch {epoch}, and {self.last} does not hold that model; "
-                f"best.pt is written again when an epoch beats {last['best_test_accuracy']:.2f}%")
+                f"best.pt is written again when an epoch beats {last['best_accuracy']:.2f}% on {last['best_split']}")
 
     def save_last(self, model: models.GapNet, **metadata) -> None:
         """Write last.pt (model and metadata, see models.save_checkpoint)."""

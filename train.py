@@ -1,4 +1,4 @@
-"""Train a GAP-ending CNN; write checkpoints/last.pt (every epoch) and best.pt (best test accuracy).
+"""Train a GAP-ending CNN; write checkpoints/last.pt (every epoch) and best.pt (best validation accuracy).
 
     python train.py                                   # Fashion-MNIST, the default small CNN
     python train.py --dataset=cifar10 --model=resnet18_small --epochs=30
@@ -7,14 +7,20 @@
     torchrun --standalone --nproc_per_node=4 train.py # 4 GPUs, DistributedDataParallel (README)
     python train.py --help                            # every hyperparameter with its default
 
-Also writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png. Ctrl-C or
-SIGTERM stops after the current step and saves last.pt, from which --resume goes on. A new run
-refuses a checkpoint_dir that holds an earlier run's checkpoints (--resume or --overwrite), or one
-that another run is using.
+best.pt is the epoch of best accuracy on the --validation split; a run without one chooses it on
+the test split, records so in best.pt ("best_split"), and the scripts that load it say so. Also
+writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png. Ctrl-C or SIGTERM
+stops after the current step and saves last.pt, from which --resume goes on. A new run refuses a
+checkpoint_dir or output_dir that holds an earlier run's files (--resume or --overwrite), or a
+checkpoint_dir that another run is using.
 """
 
 import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
 
+if __name__ == "__main__":
+    cli.quiet_interrupts()
+
+import contextlib
 import math
 import sys
 import time
@@ -22,6 +28,7 @@ import uuid
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
@@ -41,8 +48,8 @@ download: bool = True  # download a dataset that is not on disk
 image_size: int = 0  # resize images to this side; 0: the dataset's own size (folder: 128; cluttered: canvas 64)
 clutter: int = data.CLUTTER_DEFAULTS["clutter"]  # fashion-mnist-cluttered: crops of other items pasted on each canvas
 clutter_size: int = data.CLUTTER_DEFAULTS["clutter_size"]  # fashion-mnist-cluttered: side of those crops in pixels (at most 28)
-subset: int = 0  # use only the first N images of each split (0: all), for quick checks
-validation: int = 0  # hold out the last N training images as a validation split, to choose hyperparameters on
+subset: int = 0  # use only N images of each split (0: all), for quick checks: the first N (folder: N stratified by class, fixed by --seed)
+validation: int = 0  # hold out N training images as a validation split, to choose hyperparameters on: the last N (folder: stratified by class, fixed by --seed)
 model: str = "cnn"  # cnn | resnet18_small | vgg16_gap, or a torchvision classifier with a GAP + linear head (resnet50, densenet121, ...)
 weights: str = ""  # torchvision models: start from these torchvision weights (DEFAULT, IMAGENET1K_V1, ...; "": random); fc resized to the classes
 backbone_lr: float = 0.1  # with --weights: the pretrained features' peak learning rate, as a fraction of --lr (the new fc's)
@@ -81,23 +88,22 @@ overwrite: bool = False  # start a new run in a checkpoint_dir that holds an ear
 # ------------------------------------------------------------------------------------------------
 
 SCHEDULES = ("onecycle", "cosine", "constant")
-# What --resume may change: where and how the saved run goes on, not what it computes.
+# What --resume may change when given: where and how the saved run goes on, not what it computes.
 RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume",
                     "overwrite")
+OUTPUT_FILES = ("metrics.csv", "training_curves.png")  # what a run writes to --output_dir
 # Settings that change what a run computes and whose default was on when they were added: a run saved
 # before them had them off, and resumes so. (shift_test is not one: it only adds a last measurement.)
 OFF_FOR_OLDER_RUNS = {"progressive_start": 1.0}
 SEEDS = 2**64  # torch.manual_seed takes seeds in [0, 2**64): any --seed is taken modulo this
 
 
-def validate(cfg) -> None:
-    """Raise UserError for a value out of range or a name that does not exist."""
+def validate(cfg, given: set[str] = frozenset()) -> None:
+    """Raise UserError for a value out of range, a name that does not exist, or flags that conflict
+    (given: the hyperparameters set on the command line)."""
     for option, choices in (("dataset", data.DATASETS), ("schedule", SCHEDULES), ("precision", devices.PRECISIONS)):
         cli.check_choice(option, getattr(cfg, option), choices)
     models.check_model_name(cfg.model)
-    if cfg.weights and cfg.model in models.MODELS:
-        raise cli.UserError(f"--weights loads torchvision's pretrained weights, and {cfg.model} is this repo's own model; "
-                            "use a torchvision model such as --model=resnet50, or drop --weights")
     if cfg.weights:
         models.torchvision_weights(cfg.model, cfg.weights)
     checks = [
@@ -129,6 +135,9 @@ def validate(cfg) -> None:
     cli.require(checks)
     if cfg.resume and cfg.overwrite:
         raise cli.UserError("--resume continues the run in --checkpoint_dir and --overwrite replaces it: choose one")
+    if "backbone_lr" in given and not cfg.weights and not cfg.resume:
+        raise cli.UserError("--backbone_lr sets the learning rate of pretrained features, and this run has no --weights: "
+                            "add --weights=DEFAULT (with a torchvision --model), or drop --backbone_lr")
     check_image_size(cfg)
 
 
@@ -155,14 +164,7 @@ def check_image_size(cfg) -> None:
         return models.map_side(cfg.model, spec.channels, image_size, **model_options(cfg))
 
     def smallest_giving(maps: int, too_small: int) -> int:
-        """The smallest image size above too_small whose maps are at least maps x maps."""
-        smallest = 2 * too_small
-        while side(smallest) < maps:
-            too_small, smallest = smallest, 2 * smallest
-        while smallest - too_small > 1:  # bisect: the maps grow with the images
-            middle = (too_small + smallest) // 2
-            too_small, smallest = (too_small, middle) if side(middle) >= maps else (middle, smallest)
-        return smallest
+        return models.smallest_image_size(cfg.model, spec.channels, too_small, maps, **model_options(cfg))
 
     if side(size) < 2:
         raise cli.UserError(f"--image_size={size} gives {cfg.model} maps of {side(size)}x{side(size)}, and CAM needs at least 2x2: "
@@ -202,15 +204,31 @@ def resume_state(cfg, given: set[str], checkpoint_dir: Path, processes: training
             f"--resume: {path} was trained by {saved_processes} process(es), this run has {processes.world_size}; "
             f"resume with the same count (torchrun --nproc_per_node=N, or plain python for 1)"
         )
+    if "best_split" not in checkpoint:
+        raise cli.UserError(f"--resume: {path} was written by an older train.py; start a new run with --overwrite "
+                            f"or another --checkpoint_dir")
     # settings added since the run began keep their defaults, or are off (OFF_FOR_OLDER_RUNS)
     saved = {**vars(cfg), **OFF_FOR_OLDER_RUNS, **checkpoint["hyperparameters"]}
+    asked = {**saved, **{name: getattr(cfg, name) for name in given}, "checkpoint_dir": cfg.checkpoint_dir,
+             "resume": True}
+    asked["progressive_start"] = starting_scale(SimpleNamespace(**asked))  # 0: the saved dataset's own
     differing = [f"--{name}={getattr(cfg, name)!r} (saved: {saved[name]!r})" for name in sorted(given)
-                 if name not in RUNTIME_SETTINGS and getattr(cfg, name) != saved[name]]
+                 if name not in RUNTIME_SETTINGS and asked[name] != saved[name]]
     if differing:
         raise cli.UserError(f"--resume goes on with the saved run's settings, and {', '.join(differing)} differ; "
                             f"drop them, or start a new run with --overwrite or another --checkpoint_dir")
-    saved.update({name: getattr(cfg, name) for name in RUNTIME_SETTINGS})
-    return checkpoint, type(cfg)(**saved)
+    return checkpoint, type(cfg)(**asked)
+
+
+def check_same_dataset(loaded: data.LoadedDataset, checkpoint: dict, data_dir: str) -> None:
+    """UserError unless the dataset loaded from data_dir is the one the resumed run trained on
+    (its classes, channels, image size and settings)."""
+    saved = checkpoint["dataset"]
+    differing = [f"{key} {value!r} (saved: {saved.get(key)!r})" for key, value in loaded.info.as_dict().items()
+                 if value != saved.get(key)]
+    if differing:
+        raise cli.UserError(f"--resume: the dataset in --data_dir={data_dir} is not the one the saved run trained on: "
+                            f"{'; '.join(differing)[:300]}; resume with the run's own --data_dir, or start a new run")
 
 
 @dataclass
@@ -230,7 +248,7 @@ class Run:
     scheduler: object
     steps_per_epoch: int
     history: list = field(default_factory=list)  # a metrics row per finished epoch
-    best_accuracy: float = -1.0
+    best_accuracy: float = -1.0  # on best_split
     best: dict = field(default_factory=dict)  # {"run_id", "best_epoch"}: which run and epoch best.pt holds
     position: training.EpochPosition = field(default_factory=training.EpochPosition)
 
@@ -241,40 +259,40 @@ class Run:
     def contents(self, **entries) -> dict:
         """What a checkpoint holds beside the weights (see run_folder.RunFolder.save_last)."""
         return {"dataset": self.loaded.info.as_dict(), "hyperparameters": vars(self.cfg),
-                "world_size": self.processes.world_size, "best_test_accuracy": self.best_accuracy,
-                "history": self.history, **self.best, **entries}
+                "world_size": self.processes.world_size, "best_accuracy": self.best_accuracy,
+                "best_split": self.best_split, "history": self.history, **self.best, **entries}
+
+    @property
+    def best_split(self) -> str:
+        """The split whose accuracy chooses best.pt: validation where the run holds one out."""
+        return "validation" if "validation" in self.evaluated else "test"
 
 
 def setup(cfg, given: set[str], device, processes: training.Processes, folder: run_folder.RunFolder) -> Run:
     """The Run of cfg: checks the folders, loads the data, builds or resumes the model."""
-    checkpoint = None
-    if cfg.resume:
-        checkpoint, cfg = resume_state(cfg, given, folder.path, processes)
-        if repaired := folder.repair_best(checkpoint):
-            print(repaired)
-    else:
-        folder.check_new_run(cfg.overwrite)
-        # the dataset's own start saved as its value: a later change of that default leaves this run as it was
-        cfg = type(cfg)(**{**vars(cfg), "progressive_start": starting_scale(cfg)})
-    if processes.rank == 0:
-        files.writable_folder(cfg.output_dir, "output_dir")
+    checkpoint, cfg = processes.agree(lambda: check_folders(cfg, given, processes, folder))
     options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
     with cli.enough_memory("lower --image_size"):
         loaded = processes.local_leaders_first(
             lambda: data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options))
+    if checkpoint is not None:
+        check_same_dataset(loaded, checkpoint, cfg.data_dir)  # the same verdict in every process: no collective
     if cfg.validation:
-        loaded = loaded.hold_out(cfg.validation)
+        loaded = loaded.hold_out(cfg.validation, cfg.seed % SEEDS)
     if cfg.permute_labels:
         loaded = loaded.with_permuted_labels(cfg.seed % SEEDS)
-    feed = {"device": device, "limit": cfg.subset, "num_workers": cfg.num_workers, "rank": processes.rank,
+    feed = {"device": device, "limit": cfg.subset, "seed": cfg.seed % SEEDS, "num_workers": cfg.num_workers, "rank": processes.rank,
             "memory_format": devices.memory_format(cfg.channels_last), "world_size": processes.world_size}
     evaluated = {split: loaded.loader(split, 2 * cfg.batch_size, **feed)
                  for split in (["validation"] if cfg.validation else []) + ["test"]}
     steps_per_epoch = len(loaded.loader("train", cfg.batch_size, generator=torch.Generator(), **feed))
     torch.manual_seed(cfg.seed % SEEDS)
-    pretrained = {"weights": cfg.weights, "download": cfg.download} if cfg.weights else {}
-    net = models.build_model(cfg.model, len(loaded.info.classes), loaded.info.channels, **model_options(cfg),
-                             **pretrained)
+    if checkpoint is not None:  # every weight is in last.pt: no pretrained weights file is read again
+        net = models.model_from_arch(checkpoint["arch"])
+    else:
+        pretrained = {"weights": cfg.weights, "download": cfg.download} if cfg.weights else {}
+        net = models.build_model(cfg.model, len(loaded.info.classes), loaded.info.channels, **model_options(cfg),
+                                 **pretrained)
     net = net.to(device, memory_format=devices.memory_format(cfg.channels_last))
     groups = ([{"params": net.features.parameters(), "lr": cfg.lr * cfg.backbone_lr}, {"params": net.fc.parameters()}]
               if cfg.weights else net.parameters())
@@ -295,13 +313,37 @@ def setup(cfg, given: set[str], device, processes: training.Processes, folder: r
     return run
 
 
+def check_folders(cfg, given: set[str], processes: training.Processes, folder: run_folder.RunFolder
+                  ) -> tuple[dict | None, object]:
+    """(last.pt's checkpoint and the saved run's cfg, or None and cfg as given for a new run), after
+    checking that the folders may be used: with --resume, last.pt must be there and agree with the
+    given flags; a new run's checkpoint_dir and output_dir must hold no earlier run's files (unless
+    --overwrite). The folders are checked by rank 0 (see Processes.agree)."""
+    checkpoint = None
+    if cfg.resume:
+        checkpoint, cfg = resume_state(cfg, given, folder.path, processes)
+        if repaired := folder.repair_best(checkpoint):
+            print(repaired)
+    else:
+        folder.check_new_run(cfg.overwrite)
+        # the dataset's own start saved as its value: a later change of that default leaves this run as it was
+        cfg = type(cfg)(**{**vars(cfg), "progressive_start": starting_scale(cfg)})
+    if processes.rank == 0:
+        output_dir = files.writable_folder(cfg.output_dir, "output_dir")
+        earlier = [name for name in OUTPUT_FILES if (output_dir / name).exists()]
+        if earlier and not cfg.resume and not cfg.overwrite:
+            raise cli.UserError(f"{output_dir} holds {' and '.join(earlier)} of an earlier run; choose another "
+                                f"--output_dir, or replace them with --overwrite")
+    return checkpoint, cfg
+
+
 def load_saved_run(run: Run, checkpoint: dict) -> None:
     """Load the saved weights, optimizer, schedule, history and in-epoch position into run."""
     run.net.load_state_dict(checkpoint["state_dict"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
-    run.history, run.best_accuracy = checkpoint["history"], checkpoint["best_test_accuracy"]
-    run.best = {"run_id": checkpoint.get("run_id"), "best_epoch": run_folder.best_epoch(checkpoint)}
+    run.history, run.best_accuracy = checkpoint["history"], checkpoint["best_accuracy"]
+    run.best = {"run_id": checkpoint.get("run_id"), "best_epoch": checkpoint["best_epoch"]}
     epoch = len(run.history) + 1
     if "position" in checkpoint:
         run.position = training.EpochPosition(**checkpoint["position"])
@@ -318,10 +360,12 @@ def train(cfg, given: set[str] = frozenset()) -> dict:
     returns the last epoch's metrics row. given: the hyperparameters set on the command line
     (with --resume they must agree with the saved run). Ctrl-C or SIGTERM stops it after the
     current step, saving last.pt to resume from that step (cli.Stopped)."""
-    validate(cfg)
+    validate(cfg, given)
     device, processes = training.join_processes(cfg)
     try:
-        with run_folder.claimed(cfg.checkpoint_dir, active=processes.rank == 0) as folder:
+        with contextlib.ExitStack() as claim:
+            folder = processes.agree(lambda: claim.enter_context(
+                run_folder.claimed(cfg.checkpoint_dir, active=processes.rank == 0)))
             run = setup(cfg, given, device, processes, folder)
             with training.stop_requests() as stop, cli.enough_memory("lower --batch_size (or --image_size, --width)"):
                 return run_epochs(run, stop)
@@ -372,25 +416,28 @@ def run_epochs(run: Run, stop: training.StopRequest) -> dict:
         run.history.append(training.metrics_row(epoch, learning_rate, run.position, scores,
                                                 time.perf_counter() - started, run.history))
         run.position = training.EpochPosition()
-        test_loss, test_accuracy = scores["test"]
-        improved = math.isfinite(test_loss) and test_accuracy > run.best_accuracy  # a NaN model is never the best
+        test_accuracy = scores["test"][1]
+        chosen_loss, chosen_accuracy = scores[run.best_split]
+        improved = math.isfinite(chosen_loss) and chosen_accuracy > run.best_accuracy  # a NaN model is never the best
         if improved:
-            run.best_accuracy, run.best["best_epoch"] = test_accuracy, epoch
+            run.best_accuracy, run.best["best_epoch"] = chosen_accuracy, epoch
         if processes.rank == 0:
             contents = run.contents(epoch=epoch, test_accuracy=test_accuracy)
             run.folder.save_last(run.net, **contents, optimizer=run.optimizer.state_dict(),
                                  scheduler=run.scheduler.state_dict())
             if improved:
-                run.folder.save_best(run.net, **contents)
+                run.folder.save_best(run.net, **contents, chosen_on=run.best_split)
             training.write_metrics(run.history, Path(cfg.output_dir))
         run.say(training.describe_epoch(run.history[-1], cfg.epochs)
                 + ("  (best)" if improved else "")
-                + ("" if math.isfinite(test_loss) else "  (test loss not finite: not kept as best.pt)"))
+                + ("" if math.isfinite(chosen_loss) else f"  ({run.best_split} loss not finite: not kept as best.pt)"))
     written = [*run.folder.written, Path(cfg.output_dir) / "metrics.csv", Path(cfg.output_dir) / "training_curves.png"]
     final = run.history[-1]
     with_shifts = (f", {final['test_tta_accuracy']:.2f}% with test-time shifts (test_tta)"
                    if "test_tta_accuracy" in final else "")
-    run.say(f"test accuracy {final['test_accuracy']:.2f}% at the last epoch{with_shifts}, best {run.best_accuracy:.2f}%; "
+    best = (f"best epoch {run.best['best_epoch']} ({run.best_accuracy:.2f}% on {run.best_split})"
+            if run.best["best_epoch"] is not None else f"no epoch had a finite {run.best_split} loss, so no best")
+    run.say(f"test accuracy {final['test_accuracy']:.2f}% at the last epoch{with_shifts}; {best}; "
             f"{final['elapsed_seconds']:.0f} s of training; "
             f"wrote {', '.join(map(str, written))}")
     return run.history[-1]

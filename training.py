@@ -97,15 +97,31 @@ class Processes:
     world_size: int = 1
     local_rank: int = 0  # among the processes of this machine
 
+    def agree(self, work):
+        """work()'s result, where a UserError of work in any process is raised in every process (the
+        lowest rank's message), so that all end with the same one line and none is left waiting in a
+        collective. Every process must call it at the same point: it is one collective."""
+        result, message = None, ""
+        try:
+            result = work()
+        except cli.UserError as error:
+            message = str(error)
+        if self.world_size > 1:
+            messages = [""] * self.world_size
+            dist.all_gather_object(messages, message)
+            message = next((text for text in messages if text), "")
+        if message:
+            raise cli.UserError(message)
+        return result
+
     def local_leaders_first(self, work):
         """work() in the first process of each machine, then in the others: one download or
-        generation of a dataset per machine, which the others then read."""
-        if self.local_rank > 0:
-            dist.barrier()
-        result = work()
-        if self.local_rank == 0 and self.world_size > 1:
-            dist.barrier()
-        return result
+        generation of a dataset per machine, which the others then read. A UserError in any
+        process is raised in all of them (agree)."""
+        result = self.agree(work if self.local_rank == 0 else lambda: None)
+        if self.world_size == 1:
+            return result
+        return self.agree(lambda: result if self.local_rank == 0 else work())
 
     def total(self, values: torch.Tensor) -> torch.Tensor:
         """values (a tensor) summed over all processes; values itself in a single process."""
@@ -180,7 +196,8 @@ def train_one_epoch(model, fc, loader, optimizer, scheduler, cfg, device, descri
         images = images.to(device, non_blocking=True, memory_format=layout)
         labels = labels.to(device, non_blocking=True)
         run_progress = (progress[0] + index) / progress[1]
-        side = progressive_side(images.shape[-1], first_side, cfg.progressive_until, run_progress)
+        until = min(cfg.progressive_until, 1 - 1 / cfg.epochs)  # the last epoch trains at full size
+        side = progressive_side(images.shape[-1], first_side, until, run_progress)
         if side != images.shape[-1]:  # square images (B, C, S, S) -> (B, C, side, side)
             images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True).contiguous(
                 memory_format=layout)

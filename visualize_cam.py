@@ -14,6 +14,9 @@ and, for datasets with ground truth (fashion-mnist-cluttered), the true box in r
 
 import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
 
+if __name__ == "__main__":
+    cli.quiet_interrupts()
+
 import random
 import re
 import sys
@@ -34,7 +37,7 @@ import localization
 import model as models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
-checkpoint: str = "checkpoints/best.pt"  # the checkpoint written by train.py
+checkpoint: str = "checkpoints/last.pt"  # a checkpoint written by train.py: last.pt (the final model), or best.pt
 samples: int = 4  # how many random test images to draw
 index: int = -1  # draw this test image instead of random ones (-1: random)
 seed: int = -1  # seed of the random pick; -1: a new pick each run (the seed is printed to repeat it)
@@ -110,6 +113,8 @@ def draw(cfg) -> list[Path]:
         return draw_pretrained(cfg)
     device = devices.pick_device(cfg.device)
     net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
+    if note := models.selection_note(cfg.checkpoint, checkpoint):
+        print(note)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     if cfg.topk > len(info.classes):
         raise cli.UserError(f"--topk={cfg.topk} is more than the {len(info.classes)} classes of the checkpoint")
@@ -142,7 +147,6 @@ def draw_pretrained(cfg) -> list[Path]:
                             "without them the maps come from --checkpoint")
     if not cfg.image:
         raise cli.UserError(f"--model={cfg.model} --weights={cfg.weights} draws on your own photo: pass --image=PATH")
-    models.check_model_name(cfg.model)
     entry = models.torchvision_weights(cfg.model, cfg.weights)
     classes = entry.meta["categories"]
     if cfg.topk > len(classes):

@@ -13,7 +13,7 @@ SCRIPT = '''"""A script.
 More text."""
 name: str = "cnn"  # which network
 epochs: int = 5  # passes over the data
-lr: float = 0.1
+lr: float = 0.1  # peak rate (100% at the peak of the schedule)
 resume: bool = False  # go on from the last run
 batch_size: int = 128  # images per step
 CONSTANT = 3  # not annotated: not a hyperparameter
@@ -36,7 +36,7 @@ def test_declared_hyperparameters_reads_types_defaults_and_comments(script):
     assert cli.declared_hyperparameters(script) == [
         ("name", str, "cnn", "which network"),
         ("epochs", int, 5, "passes over the data"),
-        ("lr", float, 0.1, ""),
+        ("lr", float, 0.1, "peak rate (100% at the peak of the schedule)"),
         ("resume", bool, False, "go on from the last run"),
         ("batch_size", int, 128, "images per step"),
     ]
@@ -96,7 +96,7 @@ def test_help_lists_every_hyperparameter_with_default_and_help(script, capsys):
     text = " ".join(capsys.readouterr().out.split())
     for fragment in [
         "--name STR which network (default: 'cnn')", "--epochs INT passes over the data (default: 5)",
-        "--lr FLOAT (default: 0.1)", "--resume [BOOL] go on from the last run (default: False)",
+        "--lr FLOAT peak rate (100% at the peak of the schedule) (default: 0.1)", "--resume [BOOL] go on from the last run (default: False)",
         "--batch_size INT, --batch-size INT images per step (default: 128)", "A script.",
     ]:
         assert fragment in text
@@ -128,9 +128,32 @@ def test_run_lets_bugs_through():
 
 def test_an_uncaught_ctrl_c_ends_in_one_line():
     """As when Ctrl-C lands while a script's libraries load, before cli.run is reached."""
-    result = subprocess.run([sys.executable, "-c", "import cli; raise KeyboardInterrupt"], capture_output=True,
-                            text=True, cwd=REPO, check=False)
+    result = subprocess.run([sys.executable, "-c", "import cli; cli.quiet_interrupts(); raise KeyboardInterrupt"],
+                            capture_output=True, text=True, cwd=REPO, check=False)
     assert result.stderr == "interrupted\n" and result.returncode in (130, -signal.SIGINT)
+
+
+SCRIPTS = sorted(path.name for path in REPO.glob("*.py") if '__name__ == "__main__"' in path.read_text())
+
+
+def test_every_script_is_found():
+    assert {"train.py", "visualize_cam.py", "evaluate_cam.py", "benchmark.py"} <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_scripts_help_prints_its_options(script):
+    """As a newcomer types it: a `%` in a help comment once crashed argparse's formatting."""
+    result = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, cwd=REPO, check=False)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stdout.startswith(f"usage: python {script}") and "--device" in result.stdout
+
+
+def test_importing_the_library_leaves_the_interpreter_alone():
+    """Only a script's entry point installs process-wide behaviour (sys.excepthook)."""
+    modules = sorted(path.stem for path in REPO.glob("*.py"))
+    code = f"import sys; import {', '.join(modules)}; assert sys.excepthook is sys.__excepthook__, sys.excepthook"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_enough_memory_names_the_setting_to_change():

@@ -211,13 +211,17 @@ def test_a_damaged_source_fails_until_it_is_replaced_and_no_download_is_claimed(
     assert len(data.load_dataset("fashion-mnist", tmp_path / "data", download=False).test) == 48
 
 
-def test_a_damaged_copy_is_passed_over_for_a_good_one_elsewhere(tmp_path, monkeypatch):
+def test_a_damaged_copy_is_passed_over_for_a_good_one_elsewhere_with_a_warning(tmp_path, monkeypatch, capsys):
     write_mnist_like(tmp_path / "system", test_size=30)
     monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "system", ""))
     write_mnist_like(tmp_path / "data" / "fashion-mnist")
     damaged = tmp_path / "data" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
     damaged.write_bytes(damaged.read_bytes()[:50])
     assert len(data.load_dataset("fashion-mnist", tmp_path / "data", download=False).test) == 30
+    used = tmp_path / "system" / "t10k-images-idx3-ubyte.gz"
+    out = capsys.readouterr().out
+    assert out.startswith(f"warning: {damaged} is damaged (") and out.endswith(f"); using {used}\n")
+    assert out.count("\n") == 1  # the good train pair in the data folder is used without a word
 
 
 def test_idx_pair_problem_names_the_file_and_the_fault():
@@ -451,6 +455,59 @@ def test_in_memory_batches_equal_the_per_image_pipeline(tmp_path, skip_checksums
         images, labels = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
         assert torch.allclose(images, torch.stack([image for image, _ in expected]), atol=1e-6)
         assert labels.tolist() == [label for _, label in expected] and labels.dtype == torch.int64
+
+
+def write_balanced_folder(root, per_class=10, size=8):
+    """root/train/{cat,dog}/ with per_class tiny images each (listed class by class, as ImageFolder
+    reads them) and one test image per class."""
+    for split, count in (("train", per_class), ("test", 1)):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(pixels(1, size, size, 3)[0]).save(root / split / name / f"{i}.png")
+
+
+def test_folder_validation_and_subset_are_stratified_and_seeded(tmp_path):
+    write_balanced_folder(tmp_path)
+    loaded = data.load_dataset("folder", tmp_path, download=False, image_size=8)
+    held = loaded.hold_out(4, seed=0)
+    assert torch.bincount(data.split_labels(held.validation)).tolist() == [2, 2]  # not the last 4: all dogs
+    assert torch.bincount(data.split_labels(held.train)).tolist() == [8, 8]
+    assert sorted(held.train.indices + held.validation.indices) == list(range(20))
+    assert held.validation.indices == loaded.hold_out(4, seed=0).validation.indices  # fixed by the seed
+    assert any(loaded.hold_out(4, seed=seed).validation.indices != held.validation.indices for seed in (1, 2))
+    labels = torch.cat([batch for _, batch in held.loader("train", 4, torch.device("cpu"), limit=6, seed=0)])
+    assert torch.bincount(labels).tolist() == [3, 3]  # --subset: not the first 6: all cats
+    mnist = write_mnist_like(tmp_path / "data" / "mnist")  # stored in random order: the last images, as before
+    in_memory = data.load_dataset("mnist", tmp_path / "data", download=False).hold_out(10, seed=5)
+    assert in_memory.validation.indices == list(range(86, 96)) and in_memory.train.indices == list(range(86))
+    limited = next(iter(in_memory.loader("test", 100, torch.device("cpu"), limit=7, seed=5)))[1]
+    assert limited.tolist() == mnist["t10k"][1][:7].tolist()
+
+
+def test_a_stratified_pick_gives_each_class_its_share_within_one_image():
+    sizes = torch.tensor([40, 6, 1, 1, 1, 1])  # unequal classes, one far larger than the others
+    labels = torch.repeat_interleave(torch.arange(6), sizes)  # in class order
+    for count in range(1, 51):
+        for seed in range(2):
+            picked = data.stratified_pick(labels, count, seed)
+            assert len(picked) == count and picked.unique().tolist() == picked.tolist()  # distinct, sorted
+            share = count * sizes / 50
+            assert (torch.bincount(labels[picked], minlength=6) - share).abs().max() < 1
+            assert torch.equal(picked, data.stratified_pick(labels, count, seed))  # fixed by the seed
+    assert not torch.equal(data.stratified_pick(labels, 25, 0), data.stratified_pick(labels, 25, 1))
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_a_broken_image_read_by_a_worker_is_one_line_naming_it(tmp_path, num_workers):
+    write_balanced_folder(tmp_path, per_class=2)
+    (tmp_path / "train" / "dog" / "1.png").write_bytes(b"not a png")
+    loaded = data.load_dataset("folder", tmp_path, download=False, image_size=8)
+    with pytest.raises(data.DatasetError) as error:
+        list(loaded.loader("train", 2, torch.device("cpu"), num_workers=num_workers))
+    message = str(error.value)
+    assert "\n" not in message and "worker" not in message
+    assert message.startswith(f"{tmp_path / 'train' / 'dog' / '1.png'} is not a readable image")
 
 
 def test_resized_and_folder_datasets_go_through_a_dataloader(tmp_path, skip_checksums):

@@ -16,9 +16,12 @@ import model as models
 STANDARD = evaluate_cam.STANDARD_ROW
 
 
+def arguments(workdir, *extra: str) -> list[str]:
+    return [f"--checkpoint={workdir / 'checkpoints/best.pt'}", f"--output_dir={workdir / 'report'}", *extra]
+
+
 def evaluate(workdir, *extra: str) -> dict:
-    args = [f"--checkpoint={workdir / 'checkpoints/best.pt'}", f"--output_dir={workdir / 'report'}", *extra]
-    return evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, args))
+    return evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, arguments(workdir, *extra)))
 
 
 def test_report_on_a_cluttered_checkpoint(trained_cluttered):
@@ -151,16 +154,96 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--groups=localisation"], "--groups='localisation' is unknown; choose one of: localization, faithfulness, sanity"),
+    (["--groups=,"], "--groups=',' names no group; choose one or more of: localization, faithfulness, sanity"),
     (["--random_labels_checkpoint=x.pt", "--groups=localization"], "add sanity to --groups"),
+    (["--groups=localization", "--baseline=black", "--steps=3"],
+     "--steps is used by the faithfulness group, which --groups=localization leaves out: add faithfulness to --groups"),
+    (["--groups=localization", "--explained=5"],
+     "used by the faithfulness and sanity groups, which --groups=localization leaves out: add faithfulness or sanity "
+     "to --groups, or drop --explained"),
+    (["--groups=sanity", "--examples=3"], "--examples is used by the localization group"),
+    (["--groups=sanity", "--flip_maps=false"], "add localization or faithfulness to --groups"),
     (["--baseline=noise"], "--baseline='noise' is unknown"),
-    (["--steps=0"], "--steps must be at least 1"),
+    (["--steps=1"], r"--steps must be at least 2 \(with 1, deletion and insertion both average"),
 ])
 def test_explanation_flags_are_checked(trained_cluttered, flags, message):
+    """Through main, which tells evaluate the flags given on the command line."""
     with pytest.raises(cli.UserError, match=message):
-        evaluate(trained_cluttered, *flags)
+        evaluate_cam.main(arguments(trained_cluttered, *flags))
 
 
 def test_the_random_labels_model_must_be_one(trained_cluttered):
     path = trained_cluttered / "checkpoints/best.pt"
     with pytest.raises(cli.UserError, match="was not trained with --permute_labels"):
         evaluate(trained_cluttered, f"--random_labels_checkpoint={path}", "--groups=sanity")
+
+
+def test_the_random_labels_model_is_not_the_model_itself(trained_cluttered, tmp_path):
+    """The same file, or a copy of its weights, would score a Spearman of 1 and pass for a result."""
+    checkpoint = torch.load(trained_cluttered / "checkpoints/best.pt", weights_only=True)
+    checkpoint["hyperparameters"]["permute_labels"] = True
+    permuted = tmp_path / "permuted.pt"
+    torch.save(checkpoint, permuted)
+    for model_path in (permuted, trained_cluttered / "checkpoints/best.pt"):
+        args = [f"--checkpoint={model_path}", f"--random_labels_checkpoint={permuted}", "--groups=sanity",
+                "--explained=2", f"--output_dir={tmp_path / 'report'}"]
+        with pytest.raises(cli.UserError, match=f"{permuted} holds the same weights as --checkpoint {model_path}"):
+            evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, args))
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_report_replaces_the_earlier_one_whole(trained_cluttered, tmp_path):
+    """A run with fewer groups deletes the figures of the earlier run's other groups (and no other
+    file), names what it wrote, and an empty --groups touches nothing."""
+    folder = tmp_path / "report"
+    common = [f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={folder}", "--limit=6",
+              "--batch_size=6"]
+    everything = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
+        *common, "--examples=2", "--explained=4", "--steps=2", "--road_images=0"]))
+    assert everything["files"] == ["localization.md", "localization.json", "localization_examples.png",
+                                   "localization_thresholds.png", "faithfulness_curves.png", "sanity_cascade.png"]
+    (folder / "notes.txt").write_text("mine")
+    (folder / "localization_examples.png.bak").write_text("mine too")
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    with pytest.raises(cli.UserError, match="names no group"):
+        evaluate_cam.main([*common, "--groups=,"])
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    report = evaluate_cam.evaluate(cli.parse_hyperparameters(
+        evaluate_cam, [*common, "--groups=faithfulness", "--explained=4", "--steps=2", "--road_images=0"]))
+    assert report["files"] == ["localization.md", "localization.json", "faithfulness_curves.png"]
+    assert sorted(path.name for path in folder.iterdir()) == sorted(report["files"] + ["localization_examples.png.bak",
+                                                                                      "notes.txt"])
+    assert json.loads((folder / "localization.json").read_text())["files"] == report["files"]
+    table = (folder / "localization.md").read_text()
+    assert table.endswith("Files of this report: localization.md, localization.json, faithfulness_curves.png.\n")
+    note = table.split("\n\n")[0]
+    assert note.startswith("All methods side by side: faithfulness on the first 4 test images")
+    assert "cascade" not in note
+    assert "no ROAD (--road_images=0)" in note
+
+
+def test_a_report_records_only_what_ran(trained_cluttered, tmp_path):
+    """A sanity run: --limit bounds its images, and neither the JSON nor the table mentions the
+    deletion steps, baseline, ROAD or pointing tolerance it did not use."""
+    report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
+        f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--groups=sanity",
+        "--limit=5"]))
+    assert report["explained_images"] == 5
+    assert not {"steps", "baseline", "road_images", "tolerance", "images"} & set(report)
+    table = (tmp_path / "localization.md").read_text()
+    assert "sanity on the first 5 test images, maps of the predicted class (cascade:" in table
+    for word in ("steps", "baseline", "ROAD:", "pointing game within", "faithfulness on"):
+        assert word not in table.split("\n\n")[0], word
+
+
+def test_any_int_seed_works(trained_cluttered, tmp_path):
+    """Seeds beyond torch's range are taken modulo 2**64: 2**64 measures what 0 does (the examples
+    figure may show other images), and -1 works."""
+    reports = {}
+    for seed in (0, 2**64, -1):
+        reports[seed] = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
+            f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path / str(seed)}",
+            f"--seed={seed}", "--limit=4", "--batch_size=4", "--examples=2", "--explained=2", "--steps=2",
+            "--road_images=1"]))
+    assert reports[2**64]["methods"] == reports[0]["methods"]
+    assert reports[-1]["methods"]["random"]["faithfulness"]["images"] == 2

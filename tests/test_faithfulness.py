@@ -134,6 +134,25 @@ def test_randomizing_fc_changes_cam_but_not_the_edge_map():
     assert torch.equal(faithfulness.raw_maps(net, images, classes)["CAM"], trained["CAM"])  # net itself untouched
 
 
+@pytest.mark.parametrize("seed", [2**64 + 5, 5 - 2**64])
+def test_any_int_seeds_the_cascade_and_road_as_its_residue_modulo_2_to_the_64(seed):
+    """torch's generators take seeds in [-2**63, 2**64): larger or more negative ones work, as the
+    same seed modulo 2**64."""
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
+    images, classes = torch.randn(2, 1, 28, 28), torch.tensor([0, 1])
+
+    def cam(model):
+        return faithfulness.raw_maps(model, images, classes)["CAM"]
+
+    for (_, ours), (_, theirs) in zip(faithfulness.cascading_randomization(net, cam, seed),
+                                      faithfulness.cascading_randomization(net, cam, 5), strict=True):
+        assert torch.equal(ours, theirs)
+    maps = torch.rand(2, 28, 28, generator=torch.Generator().manual_seed(0))
+    ours, theirs = (faithfulness.road_scores(net, images, classes, maps, (50,), seed=value) for value in (seed, 5))
+    assert all(torch.equal(ours[order], theirs[order]) for order in ("morf", "lerf"))
+
+
 def test_sanity_evaluator_reports_every_stage_and_the_random_labels_model():
     torch.manual_seed(0)
     net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
@@ -148,6 +167,7 @@ def test_sanity_evaluator_reports_every_stage_and_the_random_labels_model():
     assert evaluator.examples["fc"]["CAM"].shape == (2, 28, 28)
 
 
+@pytest.mark.oracle
 def test_matches_pytorch_grad_cam_confidence_change_and_road():
     """An independent implementation on the same maps: pytorch-grad-cam's CamMultImageConfidenceChange
     (the softmax score of image x map minus that of the image) and its ROAD imputation."""
@@ -165,6 +185,7 @@ def test_matches_pytorch_grad_cam_confidence_change_and_road():
     assert np.allclose(np.clip(-theirs.ravel(), 0, None) / probabilities, drop.numpy(), atol=1e-5)
 
 
+@pytest.mark.oracle
 def test_road_imputation_matches_pytorch_grad_cam():
     road = pytest.importorskip("pytorch_grad_cam.metrics.road")
     image = torch.rand(1, 2, 10, 10, generator=torch.Generator().manual_seed(0)).double()

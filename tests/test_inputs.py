@@ -60,6 +60,7 @@ CASES = [
     ("train", ["--model=resnet"], "unknown model 'resnet'; choose one of: cnn, resnet18_small, vgg16_gap, or a torchvision"),
     ("train", ["--model=resnet18", "--weights=V9"], "--weights='V9' is not a weights name of resnet18"),
     ("train", ["--backbone_lr=-1"], "--backbone_lr must be >= 0"),
+    ("train", ["--backbone_lr=0.5"], "--backbone_lr sets the learning rate of pretrained features, and this run has no --weights"),
     ("train", ["--dataset=imagenet"], "--dataset='imagenet' is unknown; choose one of: fashion-mnist"),
     ("train", ["--schedule=step"], "--schedule='step' is unknown; choose one of: onecycle, cosine, constant"),
     ("train", ["--precision=fp16"], "--precision='fp16' is unknown; choose one of: auto, bf16, fp32"),
@@ -88,6 +89,8 @@ CASES = [
                                               "or replace it with --overwrite")),
     ("train", ["--checkpoint_dir=FINISHED", "--resume", "--lr=0.3"], ("--resume goes on with the saved run's settings, "
      "and --epochs=1 (saved: 5), --lr=0.3 (saved: 0.05) differ; drop them, or start a new run with --overwrite")),
+    ("train", ["--output_dir=USEDOUTPUT"], "USEDOUTPUT holds metrics.csv of an earlier run; choose another --output_dir, or "
+                                           "replace them with --overwrite"),
     ("train", ["--checkpoint_dir=LOCKED"], "LOCKED is in use by another training run (process 4242 on"),
     ("train", ["--checkpoint_dir=LOCKED", "--resume"], "LOCKED is in use by another training run"),
     # visualize_cam.py
@@ -177,6 +180,8 @@ def workspace(tmp_path, trained, monkeypatch):
     Image.fromarray(np.zeros((100, 100), dtype=np.uint8)).save(tmp_path / "BOMB.png")
     write_mnist_like(tmp_path / "data" / "fashion-mnist", train_size=20, test_size=10)
     (tmp_path / "BLOCKER").write_text("a file where a folder is needed")
+    (tmp_path / "USEDOUTPUT").mkdir()
+    (tmp_path / "USEDOUTPUT" / "metrics.csv").write_text("epoch\n1\n")
     (tmp_path / "TEXT").write_text("neither an image nor a checkpoint")
     (tmp_path / "EMPTY" / "train" / "a").mkdir(parents=True)
     (tmp_path / "EMPTY" / "test" / "a").mkdir(parents=True)

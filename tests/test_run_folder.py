@@ -153,8 +153,35 @@ def test_a_nan_test_loss_never_makes_a_best(tmp_path, fashion_data, monkeypatch,
     scripted_accuracies(monkeypatch, [(1.0, 50.0), (float("nan"), 90.0), (1.0, 55.0)])
     run_training(fashion_data, tmp_path, *RUN)
     best = checkpoint(tmp_path / "checkpoints/best.pt")
-    assert best["epoch"] == 3 and best["best_test_accuracy"] == 55.0
+    assert best["epoch"] == 3 and best["best_accuracy"] == 55.0
     assert "(test loss not finite: not kept as best.pt)" in capsys.readouterr().out
+
+
+def test_with_a_validation_split_best_pt_is_chosen_on_it_never_on_test(tmp_path, fashion_data):
+    # evaluated in this order each epoch: validation, then test
+    scripted = [(1.0, 70.0), (1.0, 40.0), (1.0, 60.0), (1.0, 90.0), (1.0, 65.0), (1.0, 50.0)]
+    with pytest.MonkeyPatch.context() as patch:
+        scripted_accuracies(patch, scripted)
+        run_training(fashion_data, tmp_path, *RUN, "--validation=16")
+    best = checkpoint(tmp_path / "checkpoints/best.pt")
+    assert (best["epoch"], best["best_accuracy"], best["chosen_on"]) == (1, 70.0, "validation")  # test's best: epoch 2
+    assert checkpoint(tmp_path / "checkpoints/last.pt")["best_split"] == "validation"
+
+
+def test_without_a_validation_split_best_pt_records_that_test_chose_it(tmp_path, fashion_data):
+    run_training(fashion_data, tmp_path, *RUN)
+    best = checkpoint(tmp_path / "checkpoints/best.pt")
+    assert best["chosen_on"] == "test"
+    assert "is the epoch of best test accuracy" in models.selection_note("best.pt", best)
+    assert models.selection_note("last.pt", checkpoint(tmp_path / "checkpoints/last.pt")) == ""
+
+
+def test_a_run_with_no_finite_loss_says_so_instead_of_a_best_accuracy(tmp_path, fashion_data, monkeypatch, capsys):
+    scripted_accuracies(monkeypatch, [(float("nan"), 10.0)] * 3)
+    run_training(fashion_data, tmp_path, *RUN)
+    last_line = capsys.readouterr().out.splitlines()[-1]
+    assert "no epoch had a finite test loss, so no best" in last_line and "-1.00" not in last_line
+    assert not (tmp_path / "checkpoints/best.pt").exists()
 
 
 def test_a_folder_in_use_is_refused_and_free_again_after(tmp_path, fashion_data):

@@ -11,6 +11,7 @@ from PIL import Image
 import cli
 import model as models
 import train
+import training
 import visualize_cam
 
 
@@ -134,14 +135,24 @@ def write_photo_folder(root, classes=("cat", "dog"), per_class=6, size=72) -> No
                 Image.fromarray(picture).save(folder / f"{i}.png")
 
 
-def test_fine_tuning_records_its_start_and_reloads_without_the_weights(tmp_path, monkeypatch):
+def test_fine_tuning_records_its_start_and_reloads_and_resumes_without_the_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     saved = fake_weights(tmp_path / "torch", "resnet18", "IMAGENET1K_V1")
     write_photo_folder(tmp_path / "photos")
     args = [f"--data_dir={tmp_path / 'photos'}", "--dataset=folder", "--model=resnet18", "--weights=IMAGENET1K_V1",
-            "--image_size=64", "--epochs=1", "--batch_size=4", "--lr=0.01", "--precision=fp32",
+            "--image_size=64", "--epochs=2", "--batch_size=4", "--lr=0.01", "--precision=fp32",
             f"--checkpoint_dir={tmp_path / 'checkpoints'}", f"--output_dir={tmp_path / 'outputs'}"]
-    train.train(cli.parse_hyperparameters(train, args))
+    real_epoch, epochs = training.train_one_epoch, []
+
+    def crash_in_epoch_2(*arguments, **options):
+        epochs.append(1)
+        if len(epochs) == 2:
+            raise RuntimeError("power cut")
+        return real_epoch(*arguments, **options)
+
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="power cut"):
+        patch.setattr(training, "train_one_epoch", crash_in_epoch_2)
+        train.train(cli.parse_hyperparameters(train, args))
     for file in (tmp_path / "torch" / "hub" / "checkpoints").iterdir():
         file.unlink()  # the checkpoint alone rebuilds the model
     net, checkpoint = models.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
@@ -151,15 +162,20 @@ def test_fine_tuning_records_its_start_and_reloads_without_the_weights(tmp_path,
     assert torch.allclose(net.features.conv1.weight, saved["conv1.weight"], atol=0.05)  # from the pretrained start
     peaks = [group["max_lr"] for group in checkpoint["optimizer"]["param_groups"]]
     assert peaks == pytest.approx([0.001, 0.01])  # --backbone_lr=0.1 of --lr for the features, --lr for the new fc
+    assert train.train(cli.parse_hyperparameters(train, [*args, "--resume"]))["epoch"] == 2  # no weights file read
+    assert models.load_checkpoint(tmp_path / "checkpoints" / "last.pt")[1]["arch"] == checkpoint["arch"]
 
 
-def test_old_small_resnet_checkpoints_still_load(tmp_path):
-    net = models.build_model("resnet18_small", 4, 1)
-    checkpoint = {"format": models.CHECKPOINT_FORMAT, "state_dict": net.state_dict(),
-                  "arch": {"name": "resnet18", "num_classes": 4, "in_channels": 1, "options": {}}}
-    torch.save(checkpoint, tmp_path / "old.pt")
-    loaded, _ = models.load_checkpoint(tmp_path / "old.pt")
-    assert loaded.arch["name"] == "resnet18_small"
+@pytest.mark.parametrize("name", ["cnn", "resnet18_small"])
+def test_visualize_refuses_torchvision_weights_for_this_repos_own_models(tmp_path, name):
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)).save(photo)
+    args = [f"--model={name}", "--weights=DEFAULT", f"--image={photo}", f"--output_dir={tmp_path / 'out'}"]
+    with pytest.raises(cli.UserError) as error:  # as train.py refuses it (test_weights_flag_errors)
+        visualize_cam.draw(cli.parse_hyperparameters(visualize_cam, args))
+    assert str(error.value) == (f"--weights loads torchvision's pretrained weights, and {name} is this repo's own "
+                                "model; use a torchvision model such as --model=resnet50, or drop --weights")
+    assert not (tmp_path / "out").exists()
 
 
 def test_weights_flag_errors(tmp_path):

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, assert_clean_error, run_script, run_training, train_args, write_mnist_like
@@ -270,3 +271,90 @@ def test_help_lists_every_hyperparameter(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for name, _, default, _ in cli.declared_hyperparameters(train):
         assert f"--{name}" in out and f"(default: {default!r})" in out
+
+
+def test_a_user_error_under_torchrun_ends_every_rank_with_the_same_line(tmp_path, fashion_data):
+    """rank 0 alone checks the checkpoint folder; its verdict reaches rank 1 before any other
+    collective, so rank 1 does not die in a barrier with a traceback."""
+    run_training(fashion_data, tmp_path, "--subset=32")  # a finished run in tmp_path/checkpoints
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "train.py"), *train_args(fashion_data, tmp_path, "--subset=32")]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 2 and lines[0] == lines[1] and "holds last.pt and best.pt of an earlier run" in lines[0]
+    assert "Connection closed" not in result.stderr and "dist.barrier" not in result.stderr
+
+
+def test_resume_keeps_the_saved_folders_unless_given(tmp_path, fashion_data, monkeypatch):
+    """`--resume --checkpoint_dir=X` goes on with the run's own data_dir and output_dir, not the
+    defaults, even where another dataset sits at the default data_dir."""
+    crash_in_epoch(2, monkeypatch, fashion_data, tmp_path / "run", "--subset=32", "--epochs=2")
+    monkeypatch.chdir(tmp_path)
+    write_mnist_like(tmp_path / "data" / "fashion-mnist", seed=5)  # another dataset at the default --data_dir
+    train.main([f"--checkpoint_dir={tmp_path / 'run/checkpoints'}", "--resume"])
+    _, last = models.load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert last["epoch"] == 2 and last["hyperparameters"]["data_dir"] == str(fashion_data)
+    assert (tmp_path / "run/outputs/metrics.csv").is_file() and not (tmp_path / "outputs").exists()
+
+
+def write_image_folder(root, classes: str, per_class: int = 6):
+    """root/{train,test}/<class>/<n>.png: small RGB images, a color per class."""
+    from PIL import Image
+    for split in ("train", "test"):
+        for index, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            for n in range(per_class):
+                pixels = np.full((12, 12, 3), 40 * index + n, dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{n}.png")
+
+
+FOLDER_RUN = ("--dataset=folder", "--image_size=16", "--width=4", "--head=0", "--subset=8", "--epochs=2")
+
+
+def test_resume_refuses_a_data_dir_with_another_dataset(tmp_path, monkeypatch):
+    write_image_folder(tmp_path / "two", "ab")
+    write_image_folder(tmp_path / "three", "abc")
+    crash_in_epoch(2, monkeypatch, tmp_path / "two", tmp_path / "run", *FOLDER_RUN)
+    argv = train_args(tmp_path / "three", tmp_path / "run", *FOLDER_RUN, "--resume")
+    with pytest.raises(cli.UserError, match=r"the dataset in --data_dir=.*three is not the one the saved run trained "
+                                            r"on: classes \['a', 'b', 'c'\] \(saved: \['a', 'b'\]\)"):
+        train.main(argv)
+    argv = train_args(tmp_path / "two", tmp_path / "run", *FOLDER_RUN, "--resume")
+    assert train.train(cli.parse_hyperparameters(train, argv), cli.given_names(argv))["epoch"] == 2
+
+
+def test_resume_accepts_progressive_start_0_as_the_datasets_own(tmp_path, fashion_data, monkeypatch):
+    crash_in_epoch(2, monkeypatch, fashion_data, tmp_path, "--subset=32", "--epochs=2")
+    argv = train_args(fashion_data, tmp_path, "--subset=32", "--epochs=2", "--resume", "--progressive_start=0")
+    assert train.train(cli.parse_hyperparameters(train, argv), cli.given_names(argv))["epoch"] == 2
+    argv[-1] = "--progressive_start=0.5"
+    with pytest.raises(cli.UserError, match=r"--progressive_start=0.5 \(saved: 0.7\)"):
+        train.train(cli.parse_hyperparameters(train, argv), cli.given_names(argv))
+
+
+def test_the_last_epoch_trains_at_full_size_whatever_progressive_until_says(tmp_path, fashion_data, monkeypatch):
+    real_step, sides = wsol.step_loss, []
+
+    def recording_step(model, fc, images, *args):
+        sides.append(images.shape[-1])
+        return real_step(model, fc, images, *args)
+
+    monkeypatch.setattr(wsol, "step_loss", recording_step)
+    run_training(fashion_data, tmp_path, "--subset=64", "--epochs=3", "--batch_size=16", "--progressive_until=1",
+                 "--shift_test=false")
+    assert sides[-4:] == [28] * 4 and sides[0] == 20  # 4 steps an epoch: the last epoch at 28 px
+
+
+def test_a_second_run_into_the_same_output_dir_is_refused(tmp_path, fashion_data):
+    run_training(fashion_data, tmp_path, "--subset=32")
+    before = (tmp_path / "outputs/metrics.csv").read_bytes()
+    other = train_args(fashion_data, tmp_path, "--subset=32", "--seed=1")
+    other[1] = f"--checkpoint_dir={tmp_path / 'other_checkpoints'}"
+    with pytest.raises(cli.UserError, match="outputs holds metrics.csv and training_curves.png of an earlier run; "
+                                            "choose another --output_dir, or replace them with --overwrite"):
+        train.main(other)
+    assert (tmp_path / "outputs/metrics.csv").read_bytes() == before
+    train.main(other + ["--overwrite"])
+    assert (tmp_path / "outputs/metrics.csv").read_bytes() != before
