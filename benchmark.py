@@ -13,7 +13,7 @@ Each number is the median of `repeats` timed runs after `warmup` untimed ones. T
 machines and runs: compare within one table.
 """
 
-import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
+from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
 
 if __name__ == "__main__":
     cli.quiet_interrupts()
@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 import data
-import devices
-import files
+from utils import devices
+from utils import files
 import model as models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---

@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, de
 from torchvision import datasets
 from torchvision import transforms as T
 
-from cli import UserError
-from files import atomic_output
+from utils.cli import UserError
+from utils.files import atomic_output
 
 IDX_PAIRS = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 IDX_FILES = [name for pair in IDX_PAIRS for name in pair]

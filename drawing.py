@@ -12,8 +12,8 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from cli import UserError
-from files import atomic_output
+from utils.cli import UserError
+from utils.files import atomic_output
 
 
 def to_rgb_image(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

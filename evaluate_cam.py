@@ -21,7 +21,7 @@ faithfulness_curves.png and sanity_cascade.png for those groups. The .md and .js
 written; a figure of an earlier run that this run does not draw is deleted, so none passes for this run's.
 """
 
-import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
+from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
 
 if __name__ == "__main__":
     cli.quiet_interrupts()
@@ -38,12 +38,13 @@ import torch
 from matplotlib.figure import Figure
 
 import data
-import devices
+from utils import devices
 import drawing
 import faithfulness
-import files
+from utils import files
 import localization
 import model as models
+from utils import checkpoints, seeds
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 checkpoint: str = "checkpoints/last.pt"  # a checkpoint trained on fashion-mnist-cluttered (the last one, as Choe et al. report)
@@ -216,7 +217,7 @@ def measure_explanations(net, loaded: data.LoadedDataset, split: str, cfg, devic
             predicted = net(images).argmax(1)
         boxes, masks = data.ground_truth(dataset, start, start + len(labels))
         if "faithfulness" in groups:
-            maps = explained_maps(net, images, predicted, center, reading, (cfg.seed * 1_000_003 + start) % 2**64)
+            maps = explained_maps(net, images, predicted, center, reading, seeds.mix(cfg.seed, start))
             for name, heat in maps.items():
                 evaluator = evaluators.setdefault(name, faithfulness.FaithfulnessEvaluator(
                     cfg.steps, cfg.baseline, loaded.info.mean, loaded.info.std, cfg.tolerance, cfg.road_images, cfg.seed))
@@ -241,12 +242,12 @@ def evaluate(cfg, given: set[str] = frozenset()) -> dict:
     validate(cfg, given)
     groups = chosen_groups(cfg)
     device = devices.pick_device(cfg.device)
-    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
-    if note := models.selection_note(cfg.checkpoint, checkpoint):
+    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, checkpoints.TRAINING_METADATA)
+    if note := checkpoints.selection_note(cfg.checkpoint, checkpoint):
         print(note)
     random_labels_net = None
     if cfg.random_labels_checkpoint:
-        random_labels_net, other = models.load_checkpoint(cfg.random_labels_checkpoint, device, models.TRAINING_METADATA)
+        random_labels_net, other = models.load_checkpoint(cfg.random_labels_checkpoint, device, checkpoints.TRAINING_METADATA)
         if not other["hyperparameters"].get("permute_labels"):
             raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} was not trained with "
                                 "--permute_labels; train one with `python train.py --permute_labels ...`")
@@ -269,7 +270,7 @@ def evaluate(cfg, given: set[str] = frozenset()) -> dict:
         )
     held_out = checkpoint["hyperparameters"].get("validation", 0)
     if held_out:
-        loaded = loaded.hold_out(held_out, checkpoint["hyperparameters"]["seed"] % 2**64)  # as train.py held it out
+        loaded = loaded.hold_out(held_out, seeds.mix(checkpoint["hyperparameters"]["seed"]))  # as train.py held it out
     elif cfg.split == "validation":
         raise cli.UserError(f"{cfg.checkpoint} was trained without a validation split; train with --validation=N "
                             "(for example 5000) to evaluate on held-out training canvases")

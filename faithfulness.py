@@ -28,6 +28,7 @@ from scipy import stats
 from torch import nn
 
 import localization
+from utils import seeds
 import model as models
 
 BASELINES = ("blur", "black", "mean")  # what deleted pixels become, and what insertion starts from
@@ -163,7 +164,7 @@ def road_scores(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, map
     for p in percentages:
         count = round(p * pixels / 100)
         for order, removed in (("morf", ranks < count), ("lerf", ranks >= pixels - count)):
-            generator = torch.Generator().manual_seed((seed * 1_000 + p) % 2**64)
+            generator = torch.Generator().manual_seed(seeds.mix(seed, p))
             imputed = road_impute(images, removed.view(len(maps), *maps.shape[1:]), generator)
             scores[order].append(class_probabilities(net, imputed, classes))
     return {order: torch.stack(values, dim=1) for order, values in scores.items()}
@@ -258,7 +259,7 @@ def cascading_randomization(net: nn.Module, maps_of, seed: int = 0) -> list[tupl
     randomized = copy.deepcopy(net).eval()
     results = [("trained", maps_of(randomized))]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed % 2**64)
+        torch.manual_seed(seeds.mix(seed))
         for name, modules in randomization_stages(randomized):
             for module in modules:
                 module.reset_parameters()

@@ -17,15 +17,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from cli import UserError
-from files import atomic_output
-
-CHECKPOINT_FORMAT = "cam-checkpoint-v1"
-
-
-class CheckpointError(UserError):
-    """A checkpoint that is missing, unreadable, or does not fit its stated model."""
-
+from utils.cli import UserError
+from utils import checkpoints
+from utils.checkpoints import CheckpointError
 
 class GapNet(nn.Module):
     """images (B, C, H, W) -> features (B, K, h, w) -> GAP (B, K) -> fc -> logits (B, num_classes).
@@ -366,15 +360,6 @@ def grad_cam(model: GapNet, x: torch.Tensor, classes: torch.Tensor) -> tuple[tor
     return logits.detach(), maps
 
 
-def selection_note(path: str | Path, checkpoint: dict) -> str:
-    """A line warning that the checkpoint at path is train.py's best.pt chosen by test accuracy (a
-    run without a --validation split), so that its test-set numbers are optimistic; "" otherwise."""
-    if checkpoint.get("chosen_on") != "test":
-        return ""
-    return (f"note: {path} is the epoch of best test accuracy (its run had no --validation split), so its test-set "
-            f"numbers are optimistic; use last.pt, or train with --validation=N to choose on held-out images")
-
-
 def model_from_arch(arch: dict) -> GapNet:
     """The model a GapNet's `arch` describes, with fresh weights (a checkpoint's weights load into it);
     it reads no pretrained weights file, and keeps arch (its "weights" entry too)."""
@@ -384,56 +369,20 @@ def model_from_arch(arch: dict) -> GapNet:
 
 
 def save_checkpoint(path: str | Path, model: GapNet, **metadata) -> None:
-    """Write the model's weights, its `arch` and the metadata (plain values and tensors) to path
-    (see write_checkpoint)."""
-    write_checkpoint(path, {"format": CHECKPOINT_FORMAT, "arch": model.arch, "state_dict": model.state_dict(),
-                            **metadata})
-
-
-def write_checkpoint(path: str | Path, checkpoint: dict) -> None:
-    """Write a checkpoint dict (as save_checkpoint makes it) to path atomically: an interrupted save
-    never leaves a broken checkpoint, and a full disk is a UserError that keeps the previous file."""
-    with atomic_output(path) as temporary, open(temporary, "wb") as file:  # a file object: disk errors are OSErrors
-        torch.save(checkpoint, file)
-
-
-TRAINING_METADATA = ("dataset", "hyperparameters")  # what train.py stores beside the weights
+    """Write the model's weights, its `arch` and the metadata (plain values and tensors) to path,
+    atomically (utils.checkpoints.write_checkpoint)."""
+    checkpoints.write_checkpoint(path, checkpoints.checkpoint_of(model, **metadata))
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs: tuple[str, ...] = ()
                     ) -> tuple[GapNet, dict]:
     """Rebuild the model saved at path, on device and in eval mode; returns (model, checkpoint dict).
 
-    Loads with weights_only=True, so a file carrying pickled code is refused. Raises
-    CheckpointError when the file is missing, unreadable, not a checkpoint of this repo, lacks
-    one of the entries in `needs`, or its weights do not fit its stated model.
+    The file is read and checked by utils.checkpoints.read_checkpoint (weights_only=True; `needs`:
+    entries it must hold). CheckpointError also when its weights do not fit its stated model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} not found; train one with `python train.py` or pass --checkpoint=PATH"
-        )
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # noqa: BLE001 -- torch raises many types for truncated, foreign or unsafe files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({reason[:200]})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a checkpoint written by this repo's train.py")
-    arch = checkpoint.get("arch")
-    if not isinstance(arch, dict) or not {"name", "num_classes", "in_channels", "options"} <= arch.keys() \
-            or not isinstance(checkpoint.get("state_dict"), dict):
-        raise CheckpointError(f"{path} is incomplete: it lacks the model description or the weights; retrain it")
-    missing = [key for key in needs if not isinstance(checkpoint.get(key), dict)]
-    if missing:
-        raise CheckpointError(
-            f"{path} lacks its {' and '.join(missing)} description, which train.py writes; use a checkpoint from train.py"
-        )
-    broken = [name for name, tensor in checkpoint["state_dict"].items()
-              if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.isfinite().all()]
-    if broken:
-        raise CheckpointError(f"{path} holds NaN or infinite weights ({', '.join(broken[:3])}): its training diverged; "
-                              f"use a checkpoint from before that, or retrain with a lower --lr")
+    checkpoint = checkpoints.read_checkpoint(path, device, needs)
+    arch = checkpoint["arch"]
     model = model_from_arch(arch)
     try:
         model.load_state_dict(checkpoint["state_dict"])

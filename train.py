@@ -15,7 +15,7 @@ checkpoint_dir or output_dir that holds an earlier run's files (--resume or --ov
 checkpoint_dir that another run is using.
 """
 
-import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
+from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
 
 if __name__ == "__main__":
     cli.quiet_interrupts()
@@ -35,10 +35,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 import data
-import devices
-import files
+from utils import devices
+from utils import files
 import model as models
-import run_folder
+from utils import checkpoints
+from utils import distributed, run_folder
 import training
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
@@ -189,13 +190,13 @@ def first_training_side(cfg) -> int:
     return max(1, round((cfg.image_size or data.DATASETS[cfg.dataset].image_size) * starting_scale(cfg)))
 
 
-def resume_state(cfg, given: set[str], checkpoint_dir: Path, processes: training.Processes) -> tuple[dict, object]:
+def resume_state(cfg, given: set[str], checkpoint_dir: Path, processes: distributed.Processes) -> tuple[dict, object]:
     """(checkpoint, cfg with the saved run's hyperparameters) from checkpoint_dir/last.pt; UserError
     if a flag the user gave (`given`) asks for another value than the saved run has."""
     path = checkpoint_dir / "last.pt"
     if not path.is_file():
         raise cli.UserError(f"--resume: {path} not found; start a run without --resume, or set --checkpoint_dir")
-    _, checkpoint = models.load_checkpoint(path, needs=models.TRAINING_METADATA)
+    _, checkpoint = models.load_checkpoint(path, needs=checkpoints.TRAINING_METADATA)
     if "optimizer" not in checkpoint:
         raise cli.UserError(f"--resume: {path} holds no training state (optimizer, scheduler)")
     saved_processes = checkpoint.get("world_size", 1)
@@ -237,7 +238,7 @@ class Run:
 
     cfg: object
     device: torch.device
-    processes: training.Processes
+    processes: distributed.Processes
     folder: run_folder.RunFolder
     loaded: data.LoadedDataset
     feed: dict  # how LoadedDataset.loader feeds this process
@@ -268,7 +269,7 @@ class Run:
         return "validation" if "validation" in self.evaluated else "test"
 
 
-def setup(cfg, given: set[str], device, processes: training.Processes, folder: run_folder.RunFolder) -> Run:
+def setup(cfg, given: set[str], device, processes: distributed.Processes, folder: run_folder.RunFolder) -> Run:
     """The Run of cfg: checks the folders, loads the data, builds or resumes the model."""
     checkpoint, cfg = processes.agree(lambda: check_folders(cfg, given, processes, folder))
     options = {key: getattr(cfg, key) for key in data.DATASETS[cfg.dataset].options if hasattr(cfg, key)}
@@ -313,7 +314,7 @@ def setup(cfg, given: set[str], device, processes: training.Processes, folder: r
     return run
 
 
-def check_folders(cfg, given: set[str], processes: training.Processes, folder: run_folder.RunFolder
+def check_folders(cfg, given: set[str], processes: distributed.Processes, folder: run_folder.RunFolder
                   ) -> tuple[dict | None, object]:
     """(last.pt's checkpoint and the saved run's cfg, or None and cfg as given for a new run), after
     checking that the folders may be used: with --resume, last.pt must be there and agree with the
@@ -361,20 +362,20 @@ def train(cfg, given: set[str] = frozenset()) -> dict:
     (with --resume they must agree with the saved run). Ctrl-C or SIGTERM stops it after the
     current step, saving last.pt to resume from that step (cli.Stopped)."""
     validate(cfg, given)
-    device, processes = training.join_processes(cfg)
+    device, processes = distributed.join_processes(cfg)
     try:
         with contextlib.ExitStack() as claim:
             folder = processes.agree(lambda: claim.enter_context(
                 run_folder.claimed(cfg.checkpoint_dir, active=processes.rank == 0)))
             run = setup(cfg, given, device, processes, folder)
-            with training.stop_requests() as stop, cli.enough_memory("lower --batch_size (or --image_size, --width)"):
+            with distributed.stop_requests() as stop, cli.enough_memory("lower --batch_size (or --image_size, --width)"):
                 return run_epochs(run, stop)
     finally:
         if processes.world_size > 1:
             dist.destroy_process_group()
 
 
-def run_epochs(run: Run, stop: training.StopRequest) -> dict:
+def run_epochs(run: Run, stop: distributed.StopRequest) -> dict:
     """The epochs of run from where it stands; returns the last epoch's metrics row."""
     cfg, start_epoch = run.cfg, len(run.history) + 1
     if start_epoch > cfg.epochs:

@@ -12,7 +12,7 @@ show the CAM paper's box of each map in green (largest region above 20% of the n
 and, for datasets with ground truth (fashion-mnist-cluttered), the true box in red.
 """
 
-import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
+from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
 
 if __name__ == "__main__":
     cli.quiet_interrupts()
@@ -30,11 +30,12 @@ from matplotlib.figure import Figure
 from torchvision import transforms as T
 
 import data
-import devices
+from utils import devices
 import drawing
-import files
+from utils import files
 import localization
 import model as models
+from utils import checkpoints
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 checkpoint: str = "checkpoints/last.pt"  # a checkpoint written by train.py: last.pt (the final model), or best.pt
@@ -112,8 +113,8 @@ def draw(cfg) -> list[Path]:
     if cfg.model or cfg.weights:
         return draw_pretrained(cfg)
     device = devices.pick_device(cfg.device)
-    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, models.TRAINING_METADATA)
-    if note := models.selection_note(cfg.checkpoint, checkpoint):
+    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, checkpoints.TRAINING_METADATA)
+    if note := checkpoints.selection_note(cfg.checkpoint, checkpoint):
         print(note)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     if cfg.topk > len(info.classes):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import cli
+from utils import cli
 import model as models
 import train
 

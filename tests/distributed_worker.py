@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-import cli  # the repo is on PYTHONPATH
+from utils import cli  # the repo is on PYTHONPATH
 import train
 
 runs = []

@@ -3,7 +3,7 @@ import json
 import pytest
 
 import benchmark
-import cli
+from utils import cli
 
 
 def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-import cli
+from utils import cli
 
 SCRIPT = '''"""A script.
 
@@ -128,7 +128,7 @@ def test_run_lets_bugs_through():
 
 def test_an_uncaught_ctrl_c_ends_in_one_line():
     """As when Ctrl-C lands while a script's libraries load, before cli.run is reached."""
-    result = subprocess.run([sys.executable, "-c", "import cli; cli.quiet_interrupts(); raise KeyboardInterrupt"],
+    result = subprocess.run([sys.executable, "-c", "from utils import cli; cli.quiet_interrupts(); raise KeyboardInterrupt"],
                             capture_output=True, text=True, cwd=REPO, check=False)
     assert result.stderr == "interrupted\n" and result.returncode in (130, -signal.SIGINT)
 
@@ -150,7 +150,7 @@ def test_every_scripts_help_prints_its_options(script):
 
 def test_importing_the_library_leaves_the_interpreter_alone():
     """Only a script's entry point installs process-wide behaviour (sys.excepthook)."""
-    modules = sorted(path.stem for path in REPO.glob("*.py"))
+    modules = sorted([path.stem for path in REPO.glob("*.py")] + [f"utils.{path.stem}" for path in REPO.glob("utils/*.py")])
     code = f"import sys; import {', '.join(modules)}; assert sys.excepthook is sys.__excepthook__, sys.excepthook"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

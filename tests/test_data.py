@@ -9,7 +9,7 @@ from conftest import write_mnist_like
 from PIL import Image
 from torchvision import datasets
 
-import cli
+from utils import cli
 import data
 
 RNG = np.random.default_rng(0)

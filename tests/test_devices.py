@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-import cli
-import devices
+from utils import cli
+from utils import devices
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp32", torch.float32)])

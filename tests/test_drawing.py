@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-import cli
+from utils import cli
 import drawing
 
 

@@ -6,7 +6,7 @@ import torch
 from conftest import assert_clean_error, run_script
 from PIL import Image
 
-import cli
+from utils import cli
 import data
 import evaluate_cam
 import faithfulness

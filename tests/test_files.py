@@ -1,7 +1,7 @@
 import pytest
 
-import cli
-import files
+from utils import cli
+from utils import files
 
 
 def test_atomic_output_replaces_whole_file(tmp_path):

@@ -13,7 +13,7 @@ from conftest import write_idx, write_mnist_like
 from PIL import Image
 
 import benchmark
-import cli
+from utils import cli
 import data
 import evaluate_cam
 import model as models

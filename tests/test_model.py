@@ -5,7 +5,7 @@ import torch
 from conftest import write_bad_checkpoints
 from torch import nn
 
-import cli
+from utils import checkpoints, cli
 import model as models
 
 # (name, options, input channels, input size, expected map side)
@@ -156,7 +156,7 @@ class RunsCodeWhenUnpickled:
 
 def test_load_checkpoint_refuses_pickled_code(tmp_path):
     path, marker = tmp_path / "evil.pt", tmp_path / "code-ran"
-    torch.save({"format": models.CHECKPOINT_FORMAT, "payload": RunsCodeWhenUnpickled(marker)}, path)
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "payload": RunsCodeWhenUnpickled(marker)}, path)
     with pytest.raises(models.CheckpointError, match="is not a readable checkpoint"):
         models.load_checkpoint(path)
     assert not marker.exists()
@@ -164,7 +164,7 @@ def test_load_checkpoint_refuses_pickled_code(tmp_path):
 
 def test_load_checkpoint_refuses_incomplete_checkpoint(tmp_path):
     path = tmp_path / "incomplete.pt"
-    torch.save({"format": models.CHECKPOINT_FORMAT, "state_dict": {}}, path)
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "state_dict": {}}, path)
     with pytest.raises(models.CheckpointError, match="is incomplete"):
         models.load_checkpoint(path)
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import run_training
 
-import cli
+from utils import cli, distributed
 import model as models
-import run_folder
+from utils import checkpoints, run_folder
 import train
 import training
 
@@ -26,20 +26,20 @@ class SimulatedKill(BaseException):
 
 def kill_before_saving(monkeypatch, name: str, epoch: int) -> None:
     """Make the save of checkpoint `name` at the end of `epoch` die before it writes anything."""
-    real_save = models.save_checkpoint
+    real_write = checkpoints.write_checkpoint
 
-    def save(path, model, **metadata):
-        if path.name == name and metadata["epoch"] == epoch and "position" not in metadata:
+    def write(path, checkpoint):
+        if path.name == name and checkpoint["epoch"] == epoch and "position" not in checkpoint:
             raise SimulatedKill
-        real_save(path, model, **metadata)
+        real_write(path, checkpoint)
 
-    monkeypatch.setattr(models, "save_checkpoint", save)
+    monkeypatch.setattr(checkpoints, "write_checkpoint", write)
 
 
 def ctrl_c_after(monkeypatch, steps: int) -> None:
     """Make the next run see Ctrl-C in the step after its first `steps` steps."""
 
-    class Request(training.StopRequest):
+    class Request(distributed.StopRequest):
         checks = 0
 
         @property
@@ -55,7 +55,7 @@ def ctrl_c_after(monkeypatch, steps: int) -> None:
     def stop_requests():
         yield Request()
 
-    monkeypatch.setattr(training, "stop_requests", stop_requests)
+    monkeypatch.setattr(distributed, "stop_requests", stop_requests)
 
 
 def scripted_accuracies(monkeypatch, results: list[tuple[float, float]]) -> None:
@@ -172,8 +172,8 @@ def test_without_a_validation_split_best_pt_records_that_test_chose_it(tmp_path,
     run_training(fashion_data, tmp_path, *RUN)
     best = checkpoint(tmp_path / "checkpoints/best.pt")
     assert best["chosen_on"] == "test"
-    assert "is the epoch of best test accuracy" in models.selection_note("best.pt", best)
-    assert models.selection_note("last.pt", checkpoint(tmp_path / "checkpoints/last.pt")) == ""
+    assert "is the epoch of best test accuracy" in checkpoints.selection_note("best.pt", best)
+    assert checkpoints.selection_note("last.pt", checkpoint(tmp_path / "checkpoints/last.pt")) == ""
 
 
 def test_a_run_with_no_finite_loss_says_so_instead_of_a_best_accuracy(tmp_path, fashion_data, monkeypatch, capsys):
@@ -205,14 +205,14 @@ def test_a_stale_lock_and_temporary_files_of_killed_runs_are_cleaned_up(tmp_path
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, fashion_data, monkeypatch):
-    real_save = models.save_checkpoint
+    real_write = checkpoints.write_checkpoint
 
-    def save_onto_a_full_disk(path, model, **metadata):
-        if metadata["epoch"] == 2:  # its temporary file is then /dev/full, which takes nothing
+    def write_onto_a_full_disk(path, checkpoint):
+        if checkpoint["epoch"] == 2:  # its temporary file is then /dev/full, which takes nothing
             path.with_name(f".{path.stem}.{os.getpid()}.tmp.pt").symlink_to("/dev/full")
-        real_save(path, model, **metadata)
+        real_write(path, checkpoint)
 
-    monkeypatch.setattr(models, "save_checkpoint", save_onto_a_full_disk)
+    monkeypatch.setattr(checkpoints, "write_checkpoint", write_onto_a_full_disk)
     with pytest.raises(cli.UserError, match="no space left on the disk of .* to write last.pt .*; free some space or "
                                             "write elsewhere \\(the previous last.pt, if any, is kept\\)"):
         run_training(fashion_data, tmp_path, *RUN)

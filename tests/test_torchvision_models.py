@@ -8,7 +8,7 @@ import torchvision
 from conftest import assert_clean_error, run_script
 from PIL import Image
 
-import cli
+from utils import cli
 import model as models
 import train
 import training

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import REPO, assert_clean_error, run_script, run_training, train_args, write_mnist_like
 
-import cli
+from utils import cli
 import model as models
 import train
 import training

@@ -5,14 +5,14 @@ import threading
 import pytest
 import torch
 
-import cli
+from utils import cli, distributed
 import train
 import training
 
 
 def test_stop_requests_turn_the_first_signal_into_a_flag_and_the_second_into_an_interrupt(capsys):
     before = signal.getsignal(signal.SIGINT)
-    with training.stop_requests() as stop:
+    with distributed.stop_requests() as stop:
         assert stop.signal == ""
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.signal == "SIGTERM"  # the run goes on to a safe point
@@ -26,7 +26,7 @@ def test_stop_requests_outside_the_main_thread_leave_signals_alone():
     results = []
 
     def worker():
-        with training.stop_requests() as stop:
+        with distributed.stop_requests() as stop:
             results.append(stop.signal)
 
     thread = threading.Thread(target=worker)
@@ -37,7 +37,7 @@ def test_stop_requests_outside_the_main_thread_leave_signals_alone():
 
 def test_a_forked_worker_neither_stops_nor_speaks_on_ctrl_c(tmp_path):
     """DataLoader workers inherit the handler; the terminal sends them Ctrl-C too."""
-    request = training.StopRequest()
+    request = distributed.StopRequest()
     child = os.fork()
     if child == 0:  # the worker: its stderr goes to a file the test reads
         with open(tmp_path / "worker.err", "w") as err:

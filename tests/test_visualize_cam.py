@@ -4,7 +4,7 @@ import torch
 from conftest import assert_clean_error, pattern_images, run_script
 from PIL import Image
 
-import cli
+from utils import cli
 import data
 import localization
 import model as models

@@ -11,7 +11,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from cli import UserError
+from utils.cli import UserError
 
 
 def writable_folder(path: str | Path, option: str) -> Path:

@@ -19,9 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cli
-import files
-import model as models
+from utils import checkpoints, cli, files
 
 try:
     import fcntl
@@ -63,11 +61,11 @@ class RunFolder:
         if not self.active or epoch is None:
             return ""
         try:
-            _, best = models.load_checkpoint(self.best)
+            best = checkpoints.read_checkpoint(self.best)
             if best.get("run_id") == last.get("run_id") and best.get("epoch") == epoch:
                 return ""
             found = f"holds epoch {best.get('epoch')}"
-        except models.CheckpointError:
+        except checkpoints.CheckpointError:
             found = "is missing or unreadable"
         if last["epoch"] == epoch and "position" not in last:
             self.write_best({**{key: value for key, value in last.items() if key not in TRAINING_STATE},
@@ -76,20 +74,19 @@ class RunFolder:
         return (f"warning: {self.best} {found}, not the best epoch {epoch}, and {self.last} does not hold that model; "
                 f"best.pt is written again when an epoch beats {last['best_accuracy']:.2f}% on {last['best_split']}")
 
-    def save_last(self, model: models.GapNet, **metadata) -> None:
-        """Write last.pt (model and metadata, see models.save_checkpoint)."""
+    def save_last(self, model, **metadata) -> None:
+        """Write last.pt: the model (a model.GapNet) and metadata (utils.checkpoints.checkpoint_of)."""
         if self.replaces_best:
             self.best.unlink(missing_ok=True)
             self.replaces_best = False
-        models.save_checkpoint(self.last, model, **metadata)
+        checkpoints.write_checkpoint(self.last, checkpoints.checkpoint_of(model, **metadata))
         self.note(self.last)
 
-    def save_best(self, model: models.GapNet, **metadata) -> None:
-        models.save_checkpoint(self.best, model, **metadata)
-        self.note(self.best)
+    def save_best(self, model, **metadata) -> None:
+        self.write_best(checkpoints.checkpoint_of(model, **metadata))
 
     def write_best(self, checkpoint: dict) -> None:
-        models.write_checkpoint(self.best, checkpoint)
+        checkpoints.write_checkpoint(self.best, checkpoint)
         self.note(self.best)
 
     def note(self, path: Path) -> None:

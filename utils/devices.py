@@ -11,7 +11,7 @@ import platform
 
 import torch
 
-from cli import UserError
+from utils.cli import UserError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
