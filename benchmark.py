@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 import data
-from utils import devices
-from utils import files
+from utils import devices, files
 import model as models
+import torchvision_models
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 model_names: str = "cnn"  # comma-separated model names (cnn,resnet18_small,vgg16_gap: every model, many minutes on a CPU)
@@ -165,7 +165,7 @@ def run_benchmark(cfg) -> dict:
         if name not in models.MODELS:
             raise cli.UserError(f"unknown model {name!r} in --model_names; choose from {', '.join(models.MODELS)}")
     for name in photo_names:
-        if name not in models.torchvision_names():
+        if name not in torchvision_models.torchvision_names():
             raise cli.UserError(f"--photo_models: {name!r} is not a torchvision classifier with a GAP + linear head "
                                 f"(for example resnet50, densenet121)")
     if min(cfg.photo_size, cfg.photo_batch_size, cfg.photo_repeats) < 1:

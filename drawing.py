@@ -1,10 +1,13 @@
-"""Drawing maps: undo the normalization, color a map, blend it over the image, draw boxes, save PNGs.
+"""Drawing maps: undo the normalization, color a map, blend it over the image, draw boxes, save PNGs;
+and the figures of evaluate_cam.py's report, from its records (results.py).
 
 Images are uint8 RGB (H, W, 3) numpy arrays; maps are floats in [0, 1] (H, W). OpenCV's colormaps
 give BGR, converted here, so nothing outside this module deals with BGR.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -12,8 +15,12 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+import localization
 from utils.cli import UserError
 from utils.files import atomic_output
+
+if TYPE_CHECKING:
+    from results import FaithfulnessResult, LocalizationResult
 
 
 def to_rgb_image(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
@@ -61,3 +68,100 @@ def save_figure(figure: Figure, path, **options) -> None:
     """Write a matplotlib figure as a PNG at 100 dpi, atomically; options go to savefig."""
     with atomic_output(path) as temporary:
         figure.savefig(temporary, dpi=100, format="png", **options)
+
+
+# --- the figures of evaluate_cam.py's report; each row or curve is named by the caller ---
+
+@dataclass
+class Example:
+    """One image of the examples figure: its index in the split, the image (uint8 RGB (H, W, 3)),
+    the map of the predicted class (float (H, W) in [0, 1]), the true box, the class names, and the
+    box drawn from the map at the operating threshold (boxes (x0, y0, x1, y1), exclusive ends)."""
+
+    index: int
+    image: np.ndarray
+    heat: np.ndarray
+    truth: np.ndarray
+    true: str
+    predicted: str
+    box: np.ndarray | None = None
+
+
+def examples_figure(examples: list[Example], path: Path, scale: int = 4) -> None:
+    """A grid of images: the map over the image, its box (green) and the true box (red), with the IoU."""
+    columns = min(8, len(examples))
+    rows = -(-len(examples) // columns)
+    figure = Figure(figsize=(2.1 * columns, 2.4 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, example in zip(axes, examples):
+        size = example.image.shape[0] * scale
+        picture = cv2.resize(example.image, (size, size), interpolation=cv2.INTER_NEAREST)
+        heat = cv2.resize(example.heat, (size, size), interpolation=cv2.INTER_NEAREST)
+        drawn = overlay(picture, heat, alpha=0.45)
+        draw_box(drawn, example.truth * scale, (255, 0, 0))
+        draw_box(drawn, example.box * scale, (0, 255, 0))
+        iou = localization.box_iou(example.box, example.truth)
+        axis.imshow(drawn)
+        mark = "" if example.true == example.predicted else " (wrong)"
+        axis.set_title(f"#{example.index} {example.predicted}{mark}\nIoU {iou:.2f}", fontsize=8)
+        axis.axis("off")
+    for axis in axes[len(examples):]:
+        axis.axis("off")
+    save_figure(figure, path)
+
+
+def threshold_curves_figure(rows: list[tuple[str, "LocalizationResult"]], path: Path) -> None:
+    """Box accuracy against the threshold (largest component, IoU 0.5), with each method's best
+    (dotted) and operating (dashed) threshold, and pixel precision-recall; rows: (name, result)."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    box_axis, pixel_axis = figure.subplots(1, 2)
+    for name, result in rows:
+        curves = result.curves
+        line, = box_axis.plot(curves["thresholds"], curves["box_acc_largest_iou0.5"], label=name)
+        box_axis.axvline(result.max_box_acc_threshold, color=line.get_color(), alpha=0.3, linestyle=":")
+        pixel_axis.plot(curves["pixel_recall"], curves["pixel_precision"], label=f"{name} (PxAP {result.pxap:.1f})")
+        box_axis.axvline(result.operating.threshold, color=line.get_color(), alpha=0.6, linestyle="--")
+    box_axis.set(xlabel="threshold on the normalized map", ylabel="box accuracy at IoU 0.5 (%)",
+                 title="box accuracy against the threshold", ylim=(0, 100))
+    pixel_axis.set(xlabel="pixel recall", ylabel="pixel precision", title="pixel precision-recall",
+                   xlim=(0, 1), ylim=(0, 1.02))
+    for axis in (box_axis, pixel_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    save_figure(figure, path)
+
+
+def removal_curves_figure(rows: list[tuple[str, "FaithfulnessResult"]], path: Path) -> None:
+    """The mean deletion and insertion curves of each method: class probability against the share
+    of pixels removed (deletion) or revealed (insertion); rows: (name, result)."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for name, result in rows:
+        for axis, kind, auc in zip(axes, ("deletion", "insertion"), (result.deletion_auc, result.insertion_auc)):
+            curve = result.curves[kind]
+            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{name} (AUC {100 * auc:.1f})")
+    for axis, kind, verb in zip(axes, ("deletion", "insertion"), ("removed", "revealed")):
+        axis.set(xlabel=f"share of pixels {verb} (highest map values first)", ylabel="probability of the class",
+                 title=f"{kind} ({'lower' if kind == 'deletion' else 'higher'} is more faithful)",
+                 xlim=(0, 1), ylim=(0, 1.02))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    save_figure(figure, path)
+
+
+def cascade_figure(rows: list[tuple[str, dict[str, np.ndarray]]], path: Path) -> None:
+    """Adebayo et al.'s figure: a row per (label, {stage: raw map (H, W)}), a column per stage of
+    the cascade (trained, then each stage re-initialized from the top); maps min-max normalized."""
+    stages = list(rows[0][1])
+    figure = Figure(figsize=(1.3 * len(stages), 1.45 * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), len(stages), squeeze=False)
+    for row, (label, maps) in enumerate(rows):
+        for column, stage in enumerate(stages):
+            heat = localization.normalize_maps(torch.from_numpy(maps[stage][None]))[0].numpy()
+            axes[row, column].imshow(colorize(heat))
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+            if row == 0:
+                axes[row, column].set_title(stage.replace("features.", "conv "), fontsize=7)
+        axes[row, 0].set_ylabel(label, fontsize=7)
+    save_figure(figure, path)

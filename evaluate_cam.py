@@ -8,7 +8,8 @@
 The checkpoint's dataset must carry ground-truth boxes and masks (fashion-mnist-cluttered). For
 CAM read the standard way (raw, min-max: the published tables' row), for CAM read as
 --normalization / --percentile / --flip_maps say (localization.cam_heat_maps), for Grad-CAM on the
-same model and for a centered Gaussian baseline it measures top-1 and GT-known localization
+same model and for a centered Gaussian baseline (the methods of methods.py's registry that
+localization applies to) it measures top-1 and GT-known localization
 accuracy, MaxBoxAcc, MaxBoxAccV2 and PxAP (see localization.py). Following Choe et al. (CVPR 2020),
 when the checkpoint was trained with a --validation split, the operating threshold of top-1 and
 GT-known loc is each method's best box threshold on that split (box-labelled canvases of held-out
@@ -17,8 +18,10 @@ training items), never one chosen on the test split; otherwise it is --cam_thres
 Writes to outputs/: localization.md (the table), localization.json (the numbers and the curves),
 localization_examples.png (images with their maps, the predicted box in green and the true one in
 red) and localization_thresholds.png (box accuracy against the threshold, pixel precision-recall);
-faithfulness_curves.png and sanity_cascade.png for those groups. The .md and .json list the files
-written; a figure of an earlier run that this run does not draw is deleted, so none passes for this run's.
+faithfulness_curves.png and sanity_cascade.png for those groups (drawing.py draws them). The .md
+and .json list the files written; a figure of an earlier run that this run does not draw is deleted,
+so none passes for this run's. The numbers are results.py's records; methods get their display names
+only in the tables and figures.
 """
 
 from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
@@ -32,19 +35,17 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 import data
-from utils import devices
 import drawing
 import faithfulness
-from utils import files
 import localization
+import methods
 import model as models
-from utils import checkpoints, seeds
+import results
+from utils import checkpoints, devices, files, seeds
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 checkpoint: str = "checkpoints/last.pt"  # a checkpoint trained on fashion-mnist-cluttered (the last one, as Choe et al. report)
@@ -72,9 +73,7 @@ device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | 
 # ------------------------------------------------------------------------------------------------
 
 SPLITS = ("test", "validation")
-GROUPS = ("localization", "faithfulness", "sanity")
-STANDARD_ROW = "CAM (standard: raw, min-max)"
-SANITY_ROWS = {"CAM": STANDARD_ROW, "Grad-CAM": "Grad-CAM", "edge (Sobel)": "edge (Sobel)"}  # raw_maps' names
+GROUPS = results.GROUPS  # localization | faithfulness | sanity
 FLAG_GROUPS = {  # the flags that only some groups use (the others apply to every group): the groups using each
     "threshold_step": ("localization",), "examples": ("localization",),
     "cam_threshold": ("localization", "faithfulness"), "normalization": ("localization", "faithfulness"),
@@ -133,131 +132,149 @@ def same_weights(net, other) -> bool:
     return mine.keys() == theirs.keys() and all(torch.equal(mine[name], theirs[name]) for name in mine)
 
 
-def describe_reading(reading: localization.MapReading) -> str:
-    """The read CAM row's name, e.g. "CAM, ivr 0.3, flips"."""
-    parts = [reading.normalization + (f" {reading.percentile:g}" if reading.normalization == "ivr" else "")]
-    return "CAM, " + ", ".join(parts + (["flips"] if reading.flip else []))
+def batches(loaded: data.LoadedDataset, split: str, cfg, device, count: int):
+    """(index of the batch's first image, images, labels) over the first count images of split, on device."""
+    for start, (images, labels) in zip(range(0, count, cfg.batch_size),
+                                       loaded.loader(split, cfg.batch_size, device, limit=count)):
+        yield start, images.to(device), labels.to(device)
 
 
-def method_maps(net, images: torch.Tensor, labels: torch.Tensor, center: np.ndarray,
-                reading: localization.MapReading) -> dict:
-    """{method: (float maps (B, H, W) in [0, 1] of the true class, bool (B,) whether the class is
-    predicted right)} for a batch of images (B, C, H, W): CAM read the standard way, CAM read as
-    `reading` (when it differs), Grad-CAM, and the centered baseline."""
-    true = labels[:, None]
-    logits, _, standard = localization.cam_heat_maps(net, images, localization.STANDARD_READING, true)
-    correct = (logits.argmax(1) == labels).cpu().numpy()
-    methods = {STANDARD_ROW: (standard[:, 0].cpu().numpy(), correct)}
-    if reading != localization.STANDARD_READING:
-        read_logits, _, heat = localization.cam_heat_maps(net, images, reading, true)
-        methods[describe_reading(reading)] = (heat[:, 0].cpu().numpy(), (read_logits.argmax(1) == labels).cpu().numpy())
-    _, grad_cams = models.grad_cam(net, images, labels)
-    grad_heat = localization.normalize_maps(localization.upsample_maps(grad_cams[:, None], images.shape[-2:]))
-    methods["Grad-CAM"] = (grad_heat[:, 0].cpu().numpy(), correct)
-    methods["center baseline"] = (np.broadcast_to(center, (len(labels), *center.shape)), correct)
-    return methods
+def example_images(net, info: data.DatasetInfo, method: methods.Method, images: torch.Tensor, labels: torch.Tensor,
+                   boxes: np.ndarray, picked: list[int], start: int, seed: int) -> list[drawing.Example]:
+    """The examples figure's images at positions `picked` of a batch whose first image is image
+    `start` of the split, each with method's map of the class it predicts (no box yet)."""
+    if not picked:
+        return []
+    predicted = method.classify(net, images[picked]).argmax(1)
+    heat = method.maps(net, images[picked], predicted, seed).cpu().numpy()
+    return [drawing.Example(start + b, drawing.to_rgb_image(images[b], info.mean, info.std), heat[i], boxes[b],
+                            info.classes[int(labels[b])], info.classes[int(predicted[i])])
+            for i, b in enumerate(picked)]
 
 
-def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, reading, shown: list[int]
-            ) -> tuple[dict, list, int]:
-    """({method: LocalizationEvaluator.compute() metrics plus its classification_top1}, the
-    examples for the figure (the images at indices `shown`), images measured) on one split."""
+def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, chosen: list[methods.Method], shown: list[int]
+            ) -> tuple[dict[str, results.LocalizationResult], list[drawing.Example], int]:
+    """The localization group on one split: ({method key: its result, operating point not yet
+    chosen}, the examples figure's images (those at indices `shown`), images measured). Each method
+    maps the true class; its top-1 classification comes from its logits (Method.classify)."""
     dataset = getattr(loaded, split)
     count = first_images(len(dataset), cfg.limit)
     thresholds = localization.threshold_sweep(cfg.threshold_step)
-    center = localization.centered_gaussian(loaded.info.image_size, loaded.info.image_size)
-    evaluators, correct_counts, examples = {}, {}, []
-    for start, (images, labels) in zip(range(0, count, cfg.batch_size),
-                                       loaded.loader(split, cfg.batch_size, device, limit=count)):
-        images, labels = images.to(device), labels.to(device)
+    measured = [method for method in chosen if method.runs_in("localization")]
+    evaluators = {method.key: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for method in measured}
+    hits, examples = dict.fromkeys(evaluators, 0), []
+    for start, images, labels in batches(loaded, split, cfg, device, count):
         boxes, masks = data.ground_truth(dataset, start, start + len(labels))
-        for name, (maps, correct) in method_maps(net, images, labels, center, reading).items():
-            evaluator = evaluators.setdefault(name, localization.LocalizationEvaluator(thresholds, cfg.cam_threshold))
-            evaluator.accumulate(maps, boxes, masks, correct)
-            correct_counts[name] = correct_counts.get(name, 0) + int(correct.sum())
-        for index in (i for i in shown if start <= i < start + len(labels)):
-            b = index - start
-            _, predicted, heat = localization.cam_heat_maps(net, images[b:b + 1], reading)
-            heat = heat[0, 0].cpu().numpy()
-            examples.append({
-                "index": index, "image": drawing.to_rgb_image(images[b], loaded.info.mean, loaded.info.std),
-                "heat": heat, "truth": boxes[b], "true": loaded.info.classes[int(labels[b])],
-                "predicted": loaded.info.classes[int(predicted[0, 0])],
-            })
-    metrics = {name: {**evaluator.compute(), "classification_top1": 100 * correct_counts[name] / count}
-               for name, evaluator in evaluators.items()}
-    return metrics, examples, count
+        own, seed = methods.model_logits(net, images), seeds.mix(cfg.seed, start)
+        for method in measured:
+            correct = (method.classify(net, images, own).argmax(1) == labels).cpu().numpy()
+            maps = method.maps(net, images, labels, seed).cpu().numpy()
+            evaluators[method.key].accumulate(maps, boxes, masks, correct)
+            hits[method.key] += int(correct.sum())
+        picked = [index - start for index in shown if start <= index < start + len(labels)]
+        examples += example_images(net, loaded.info, methods.examples_method(chosen), images, labels, boxes, picked,
+                                   start, seed)
+    return ({key: results.LocalizationResult(classification_top1=100 * hits[key] / count, **evaluator.compute())
+             for key, evaluator in evaluators.items()}, examples, count)
 
 
-def explained_maps(net, images: torch.Tensor, classes: torch.Tensor, center: np.ndarray, reading, seed: int) -> dict:
-    """{method: float maps (B, H, W) in [0, 1] of classes (B,)}: method_maps' methods, a random map
-    (uniform noise, fixed by seed) and the Sobel edge map of the image, min-max normalized."""
-    maps = {name: heat for name, (heat, _) in method_maps(net, images, classes, center, reading).items()}
-    noise = torch.rand(len(images), *images.shape[-2:], generator=torch.Generator().manual_seed(seed))
-    maps["random"] = noise.numpy()
-    maps["edge (Sobel)"] = localization.normalize_maps(faithfulness.sobel_edges(images)).cpu().numpy()
-    return maps
+def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, device, chosen: list[methods.Method],
+             held_out: int) -> list[drawing.Example]:
+    """The localization group, into report: each method's operating threshold is its best box
+    threshold on the validation split when the run held one out (else --cam_threshold). Returns the
+    examples figure's images, with the boxes of their maps at that threshold."""
+    shown_count = first_images(len(getattr(loaded, cfg.split)), cfg.limit)
+    shown = sorted(random.Random(cfg.seed).sample(range(shown_count), min(cfg.examples, shown_count)))
+    measured, examples, count = measure(net, loaded, cfg.split, cfg, device, chosen, shown)
+    chosen_on = measured if not held_out or cfg.split == "validation" else measure(
+        net, loaded, "validation", cfg, device, chosen, [])[0]
+    for key, result in measured.items():
+        best = chosen_on[key].max_box_acc_threshold
+        result.operating = (  # without a validation split: exactly at --cam_threshold, which need not lie on the sweep
+            results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best)) if held_out
+            else results.OperatingPoint(cfg.cam_threshold, result.top1_loc, result.gt_known_loc))
+        report.methods[key].localization = result
+    operating = measured[methods.examples_method(chosen).key].operating.threshold
+    for example in examples:
+        example.box = localization.boxes_from_maps(example.heat[None], operating)[0]
+    report.images, report.threshold_step = count, cfg.threshold_step
+    report.thresholds_chosen_on = "validation" if held_out else f"--cam_threshold={cfg.cam_threshold}"
+    return examples
 
 
-def measure_explanations(net, loaded: data.LoadedDataset, split: str, cfg, device, reading, random_labels_net) -> dict:
-    """The faithfulness and sanity groups on the first cfg.explained images of split (within
-    cfg.limit): the maps explain the class the model predicts (the decision), pointing scores are
-    against the item.
-    Returns {"faithfulness": {method: scores}, "sanity": {method: scores}, "examples": cascade
-    maps, "cam_maps": standard CAM maps (N, H, W), "images": N}."""
-    dataset = getattr(loaded, split)
+def explain(report: results.Report, net, loaded: data.LoadedDataset, cfg, device, chosen: list[methods.Method],
+            random_labels_net) -> dict:
+    """The faithfulness and sanity groups of report.groups, into report, on the first cfg.explained
+    images of the split (within cfg.limit): each method maps the class the model predicts (the
+    decision); pointing scores are against the item. Returns the cascade figure's maps, {stage:
+    {method key: maps (shown, H, W)}} (empty without the sanity group)."""
+    dataset = getattr(loaded, cfg.split)
     count = first_images(len(dataset), cfg.explained, cfg.limit)
-    groups = chosen_groups(cfg)
-    center = localization.centered_gaussian(loaded.info.image_size, loaded.info.image_size)
-    evaluators, sanity, cam_maps, boxes_seen = {}, faithfulness.SanityEvaluator(cfg.seed), [], []
-    for start, (images, labels) in zip(range(0, count, cfg.batch_size),
-                                       loaded.loader(split, cfg.batch_size, device, limit=count)):
-        images = images.to(device)
+    faithful = [method for method in chosen if "faithfulness" in report.groups and method.runs_in("faithfulness")]
+    evaluators = {method.key: faithfulness.FaithfulnessEvaluator(
+        cfg.steps, cfg.baseline, loaded.info.mean, loaded.info.std, cfg.tolerance, cfg.road_images, cfg.seed)
+        for method in faithful}
+    sanity = faithfulness.SanityEvaluator(
+        {method.key: method for method in chosen if "sanity" in report.groups and method.runs_in("sanity")}, cfg.seed)
+    cam_maps, boxes_seen = [], []
+    for start, images, _ in batches(loaded, cfg.split, cfg, device, count):
         with torch.no_grad():
             predicted = net(images).argmax(1)
-        boxes, masks = data.ground_truth(dataset, start, start + len(labels))
-        if "faithfulness" in groups:
-            maps = explained_maps(net, images, predicted, center, reading, seeds.mix(cfg.seed, start))
-            for name, heat in maps.items():
-                evaluator = evaluators.setdefault(name, faithfulness.FaithfulnessEvaluator(
-                    cfg.steps, cfg.baseline, loaded.info.mean, loaded.info.std, cfg.tolerance, cfg.road_images, cfg.seed))
-                evaluator.accumulate(net, images, predicted, heat, masks, boxes)
-            cam_maps.append(maps[STANDARD_ROW])
-            boxes_seen.append(boxes)
-        if "sanity" in groups:
+        boxes, masks = data.ground_truth(dataset, start, start + len(images))
+        boxes_seen.append(boxes)
+        for method in faithful:
+            maps = method.maps(net, images, predicted, seeds.mix(cfg.seed, start)).cpu().numpy()
+            evaluators[method.key].accumulate(net, images, predicted, maps, masks, boxes)
+            cam_maps += [maps] if method.key == methods.CAM.key else []
+        if sanity.methods:
             sanity.accumulate(net, images, predicted, random_labels_net)
-    result = {"images": count}
-    if "faithfulness" in groups:
-        result["faithfulness"] = {name: evaluator.compute() for name, evaluator in evaluators.items()}
-        result["cam_maps"], result["boxes"] = np.concatenate(cam_maps), np.concatenate(boxes_seen)
-    if "sanity" in groups:
-        result["sanity"] = {SANITY_ROWS[name]: scores for name, scores in sanity.compute().items()}
-        result["examples"] = sanity.examples
-    return result
+    report.explained_images = count
+    for key, evaluator in evaluators.items():
+        report.methods[key].faithfulness = results.FaithfulnessResult(**evaluator.compute())
+    for key, stages in sanity.compute().items():
+        report.methods[key].sanity = results.SanityResult.from_stages(stages)
+    if "faithfulness" in report.groups:
+        report.steps, report.baseline, report.tolerance = cfg.steps, cfg.baseline, cfg.tolerance
+        report.road_images = min(cfg.road_images, count)
+        report.cam_iou_vs_deletion_spearman = cam_iou_vs_deletion(
+            report, np.concatenate(cam_maps), np.concatenate(boxes_seen), cfg.cam_threshold)
+    return sanity.examples
 
 
-def evaluate(cfg, given: set[str] = frozenset()) -> dict:
-    """Compute the report cfg asks for, write it, and return it (the JSON's content). given: the
-    hyperparameters set on the command line (cli.given_names), refused when no group run uses them."""
-    validate(cfg, given)
-    groups = chosen_groups(cfg)
-    device = devices.pick_device(cfg.device)
-    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, checkpoints.TRAINING_METADATA)
-    if note := checkpoints.selection_note(cfg.checkpoint, checkpoint):
-        print(note)
-    random_labels_net = None
-    if cfg.random_labels_checkpoint:
-        random_labels_net, other = models.load_checkpoint(cfg.random_labels_checkpoint, device, checkpoints.TRAINING_METADATA)
-        if not other["hyperparameters"].get("permute_labels"):
-            raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} was not trained with "
-                                "--permute_labels; train one with `python train.py --permute_labels ...`")
-        if other["dataset"] != checkpoint["dataset"]:
-            raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} was trained on other data "
-                                f"than {cfg.checkpoint}; train it with the same --dataset and settings")
-        if same_weights(net, random_labels_net):
-            raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} holds the same weights as "
-                                f"--checkpoint {cfg.checkpoint}, so the test would compare the model with itself; pass "
-                                "another run, trained with `python train.py --permute_labels ...`")
+def cam_iou_vs_deletion(report: results.Report, cam_maps: np.ndarray, boxes: np.ndarray, cam_threshold: float) -> float:
+    """The Spearman correlation across images of the standard CAM's box IoU (at its operating
+    threshold; --cam_threshold without the localization group) with its deletion AUC."""
+    cam = report.methods[methods.CAM.key]
+    threshold = cam.localization.operating.threshold if cam.localization else cam_threshold
+    ious = localization.box_iou(localization.boxes_from_maps(cam_maps, threshold), boxes)
+    deletion = np.asarray(cam.faithfulness.per_image["deletion_auc"])
+    return float(faithfulness.spearman_correlation(ious[None], deletion[None])[0])
+
+
+def random_labels_model(cfg, net, checkpoint: dict, device):
+    """The --random_labels_checkpoint model (None when not given), checked to be trained on
+    permuted labels of the same data, and not to be the model itself."""
+    if not cfg.random_labels_checkpoint:
+        return None
+    random_labels_net, other = models.load_checkpoint(cfg.random_labels_checkpoint, device,
+                                                      checkpoints.TRAINING_METADATA)
+    if not other["hyperparameters"].get("permute_labels"):
+        raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} was not trained with "
+                            "--permute_labels; train one with `python train.py --permute_labels ...`")
+    if other["dataset"] != checkpoint["dataset"]:
+        raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} was trained on other data "
+                            f"than {cfg.checkpoint}; train it with the same --dataset and settings")
+    if same_weights(net, random_labels_net):
+        raise cli.UserError(f"--random_labels_checkpoint: {cfg.random_labels_checkpoint} holds the same weights as "
+                            f"--checkpoint {cfg.checkpoint}, so the test would compare the model with itself; pass "
+                            "another run, trained with `python train.py --permute_labels ...`")
+    return random_labels_net
+
+
+def load_splits(cfg, checkpoint: dict) -> tuple[data.DatasetInfo, data.LoadedDataset, int]:
+    """The checkpoint's dataset: (its description, its splits, the size of the validation split
+    held out of the training images as train.py held it out, 0 for a run trained without one);
+    refused when it has no ground-truth boxes."""
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     loaded = data.load_dataset(
         info.name, cfg.data_dir or checkpoint["hyperparameters"]["data_dir"], cfg.download, info.image_size,
@@ -274,151 +291,146 @@ def evaluate(cfg, given: set[str] = frozenset()) -> dict:
     elif cfg.split == "validation":
         raise cli.UserError(f"{cfg.checkpoint} was trained without a validation split; train with --validation=N "
                             "(for example 5000) to evaluate on held-out training canvases")
+    return info, loaded, held_out
+
+
+def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
+    """Compute the report cfg asks for, write it, and return it (localization.json is its
+    as_json()). given: the hyperparameters set on the command line (cli.given_names), refused when
+    no group run uses them."""
+    validate(cfg, given)
+    groups = chosen_groups(cfg)
+    device = devices.pick_device(cfg.device)
+    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, checkpoints.TRAINING_METADATA)
+    if note := checkpoints.selection_note(cfg.checkpoint, checkpoint):
+        print(note)
+    random_labels_net = random_labels_model(cfg, net, checkpoint, device)
+    info, loaded, held_out = load_splits(cfg, checkpoint)
     output_dir = files.writable_folder(cfg.output_dir, "output_dir")
-    reading = localization.MapReading(cfg.normalization, cfg.percentile,
-                                      cfg.flip_maps and data.trained_with_flips(info.name))
+    chosen = methods.for_reading(localization.MapReading(cfg.normalization, cfg.percentile,
+                                                         cfg.flip_maps and data.trained_with_flips(info.name)))
     print(f"evaluating {cfg.checkpoint} on {info.name}'s {cfg.split} split on {device}: {', '.join(groups)}"
           + ("; operating thresholds chosen on its validation split" if held_out and "localization" in groups else ""))
     started = time.perf_counter()
-    report = {"checkpoint": str(cfg.checkpoint), "dataset": info.as_dict(), "split": cfg.split, "groups": groups,
-              "methods": {}}
-    examples = []
+    report = results.Report(str(cfg.checkpoint), info.as_dict(), cfg.split, groups,
+                            {method.key: results.MethodResult(method) for method in chosen})
+    examples, cascade = [], {}
     if "localization" in groups:
-        shown_count = first_images(len(getattr(loaded, cfg.split)), cfg.limit)
-        shown = sorted(random.Random(cfg.seed).sample(range(shown_count), min(cfg.examples, shown_count)))
-        methods, examples, count = measure(net, loaded, cfg.split, cfg, device, reading, shown)
-        chosen_on = methods if not held_out or cfg.split == "validation" else measure(
-            net, loaded, "validation", cfg, device, reading, [])[0]
-        for name, metrics in methods.items():
-            metrics["operating"] = (
-                localization.at_threshold(metrics, chosen_on[name]["max_box_acc_threshold"]) if held_out
-                else {"threshold": cfg.cam_threshold, "top1_loc": metrics["top1_loc"],  # exactly at --cam_threshold,
-                      "gt_known_loc": metrics["gt_known_loc"]})  # which need not lie on the sweep
-        shown_row = STANDARD_ROW if reading == localization.STANDARD_READING else describe_reading(reading)
-        operating = methods[shown_row]["operating"]["threshold"]
-        for example in examples:
-            example["box"] = localization.boxes_from_maps(example["heat"][None], operating)[0]
-        report.update(images=count, thresholds_chosen_on="validation" if held_out else f"--cam_threshold={cfg.cam_threshold}",
-                      threshold_step=cfg.threshold_step)
-        report["methods"] = {name: {"localization": metrics} for name, metrics in methods.items()}
-        report["seconds_localization"] = round(time.perf_counter() - started, 1)
-    cascade = {}
+        examples = localize(report, net, loaded, cfg, device, chosen, held_out)
+        report.seconds_localization = round(time.perf_counter() - started, 1)
     if "faithfulness" in groups or "sanity" in groups:
-        explained = measure_explanations(net, loaded, cfg.split, cfg, device, reading, random_labels_net)
-        report["explained_images"] = explained["images"]
-        for group in ("faithfulness", "sanity"):
-            for name, scores in explained.get(group, {}).items():
-                report["methods"].setdefault(name, {})[group] = scores
-        if "faithfulness" in groups:
-            report.update(steps=cfg.steps, baseline=cfg.baseline, road_images=min(cfg.road_images, explained["images"]),
-                          tolerance=cfg.tolerance)
-            threshold = (report["methods"][STANDARD_ROW]["localization"]["operating"]["threshold"]
-                         if "localization" in groups else cfg.cam_threshold)
-            ious = localization.box_iou(localization.boxes_from_maps(explained["cam_maps"], threshold), explained["boxes"])
-            deletion = report["methods"][STANDARD_ROW]["faithfulness"]["per_image"]["deletion_auc"]
-            report["cam_iou_vs_deletion_spearman"] = float(faithfulness.spearman_correlation(
-                ious[None], np.asarray(deletion)[None])[0])
-        cascade = explained.get("examples", {})
-    report["seconds"] = round(time.perf_counter() - started, 1)
+        cascade = explain(report, net, loaded, cfg, device, chosen, random_labels_net)
+    report.seconds = round(time.perf_counter() - started, 1)
     write_report(report, examples, cascade, output_dir)
     return report
 
 
-def markdown_table(report: dict) -> str:
+# --- the report's tables and figures: here the methods get their display names ---
+
+def markdown_table(report: results.Report) -> str:
     """The localization metrics as a markdown table, a row per method."""
     lines = [
         "| method | top-1 cls | threshold | top-1 loc | GT-known loc | MaxBoxAcc | MaxBoxAccV2 | (IoU 0.3 / 0.5 / 0.7) | PxAP |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, groups in report["methods"].items():
-        if "localization" not in groups:
-            continue
-        metrics = groups["localization"]
-        by_iou = " / ".join(f"{value:.1f}" for value in metrics["max_box_acc_v2_by_iou"].values())
-        operating = metrics["operating"]
+    for result in report.measured("localization"):
+        scores, operating = result.localization, result.localization.operating
+        by_iou = " / ".join(f"{value:.1f}" for value in scores.max_box_acc_v2_by_iou.values())
         lines.append(
-            f"| {name} | {metrics['classification_top1']:.2f} | {operating['threshold']:.2f} | "
-            f"{operating['top1_loc']:.2f} | {operating['gt_known_loc']:.2f} | {metrics['max_box_acc']:.2f} | "
-            f"{metrics['max_box_acc_v2']:.2f} | {by_iou} | {metrics['pxap']:.2f} |"
+            f"| {result.method.name} | {scores.classification_top1:.2f} | {operating.threshold:.2f} | "
+            f"{operating.top1_loc:.2f} | {operating.gt_known_loc:.2f} | {scores.max_box_acc:.2f} | "
+            f"{scores.max_box_acc_v2:.2f} | {by_iou} | {scores.pxap:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def summary_table(report: dict) -> str:
+def summary_table(report: results.Report) -> str:
     """One row per method, with the localization, faithfulness and sanity scores that were measured
     (— where a group was not run or does not apply)."""
-    def cell(groups, group, key, scale=1.0, digits=1):
-        value = groups.get(group, {})
-        for part in key.split("/"):
-            value = value.get(part) if isinstance(value, dict) else None
+    def cell(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
         return "—" if value is None else f"{scale * value:.{digits}f}"
-
-    def road(groups, order):
-        scores = (groups.get("faithfulness") or {}).get("road")
-        return "—" if not scores else f"{100 * float(np.mean(scores[order])):.1f}"
 
     header = ("| method | MaxBoxAccV2 ↑ | PxAP ↑ | pointing game ↑ | energy pointing ↑ | deletion AUC ↓ | insertion AUC ↑ "
               "| ROAD MoRF ↓ | ROAD LeRF ↑ | average drop ↓ | increase ↑ | cascade: Spearman ↓ | cascade: SSIM ↓ "
               "| random labels: Spearman ↓ |")
     lines = [header, "|---" + "|---:" * 13 + "|"]
-    for name, groups in report["methods"].items():
-        last_stage = [stage for stage in groups.get("sanity", {}) if stage != "random labels"]
+    for result in report.measured():
+        place, faith, sanity = result.localization, result.faithfulness, result.sanity
+        last, other = (sanity.last_stage, sanity.random_labels) if sanity else (None, None)
         lines.append(" | ".join([
-            f"| {name}", cell(groups, "localization", "max_box_acc_v2"), cell(groups, "localization", "pxap"),
-            cell(groups, "faithfulness", "pointing_game"), cell(groups, "faithfulness", "energy_pointing_game"),
-            cell(groups, "faithfulness", "deletion_auc", 100), cell(groups, "faithfulness", "insertion_auc", 100),
-            road(groups, "morf"), road(groups, "lerf"), cell(groups, "faithfulness", "average_drop"),
-            cell(groups, "faithfulness", "increase"),
-            cell(groups, "sanity", f"{last_stage[-1]}/spearman", digits=2) if last_stage else "—",
-            cell(groups, "sanity", f"{last_stage[-1]}/ssim", digits=2) if last_stage else "—",
-            cell(groups, "sanity", "random labels/spearman", digits=2),
+            f"| {result.method.name}", cell(place and place.max_box_acc_v2), cell(place and place.pxap),
+            cell(faith and faith.pointing_game), cell(faith and faith.energy_pointing_game),
+            cell(faith and faith.deletion_auc, 100), cell(faith and faith.insertion_auc, 100),
+            cell(faith and faith.road_mean("morf"), 100), cell(faith and faith.road_mean("lerf"), 100),
+            cell(faith and faith.average_drop), cell(faith and faith.increase),
+            cell(last and last.spearman, digits=2), cell(last and last.ssim, digits=2),
+            cell(other and other.spearman, digits=2),
         ]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def explained_note(report: dict) -> str:
+def explained_note(report: results.Report) -> str:
     """The paragraph above the summary table: which images the faithfulness and sanity groups that
     ran were measured on, and how."""
-    groups = report["groups"]
+    groups = report.groups
     how = []
     if "faithfulness" in groups:
         road = (f"ROAD: mean class probability in % over {faithfulness.ROAD_PERCENTAGES}% removed, on the first "
-                f"{report['road_images']} images" if report["road_images"] else "no ROAD (--road_images=0)")
-        how.append(f"deletion and insertion AUC in % of probability, {report['steps']} steps, {report['baseline']} "
-                   f"baseline; {road}; pointing game within {report['tolerance']:g} px of the object")
+                f"{report.road_images} images" if report.road_images else "no ROAD (--road_images=0)")
+        how.append(f"deletion and insertion AUC in % of probability, {report.steps} steps, {report.baseline} "
+                   f"baseline; {road}; pointing game within {report.tolerance:g} px of the object")
     if "sanity" in groups:
         how.append("cascade: after the last stage, the first conv re-initialized")
     note = ("All methods side by side: " + ("localization on the images above; " if "localization" in groups else "")
             + " and ".join(group for group in ("faithfulness", "sanity") if group in groups)
-            + f" on the first {report['explained_images']} {report['split']} images, maps of the predicted class ("
+            + f" on the first {report.explained_images} {report.split} images, maps of the predicted class ("
             + "; ".join(how) + ").")
-    if "cam_iou_vs_deletion_spearman" in report:
+    if report.cam_iou_vs_deletion_spearman is not None:
         note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "
-                 f"{report['cam_iou_vs_deletion_spearman']:.3f}.")
+                 f"{report.cam_iou_vs_deletion_spearman:.3f}.")
     return note
 
 
-def write_report(report: dict, examples: list[dict], cascade: dict, output_dir: Path) -> None:
+def named(report: results.Report, group: str) -> list[tuple[str, object]]:
+    """(display name, record) of each method that group measured: a figure's rows."""
+    return [(result.method.name, getattr(result, group)) for result in report.measured(group)]
+
+
+def cascade_rows(report: results.Report, cascade: dict) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The cascade figure's rows, each (label, {stage: map}): the first sanity-tested method's
+    (CAM's) map of each image kept, then the first image's map of each method that does not use the
+    weights (the edge map), which no stage changes."""
+    tested, stages = [result.method for result in report.measured("sanity")], list(cascade)
+    first = tested[0].key
+    rows = [(f"image {i}", {stage: cascade[stage][first][i] for stage in stages})
+            for i in range(len(cascade[stages[0]][first]))]
+    return rows + [(f"{method.name}\nimage 0", {stage: cascade[stage][method.key][0] for stage in stages})
+                   for method in tested if not method.uses_weights]
+
+
+def write_report(report: results.Report, examples: list[drawing.Example], cascade: dict, output_dir: Path) -> None:
     """Write localization.md, localization.json and the figures of the groups run to output_dir;
-    report["files"] (set here) lists them. A figure of an earlier report that this one does not
+    report.files (set here) lists them. A figure of an earlier report that this one does not
     draw is deleted (these fixed names only), so that no file in the folder passes for this run's."""
-    groups = report["groups"]
+    groups = report.groups
     figures = [  # (name, whether this report draws it, how)
-        ("localization_examples.png", bool(examples), lambda path: write_examples(examples, path)),
-        ("localization_thresholds.png", "localization" in groups, lambda path: write_curves(report, path)),
-        ("faithfulness_curves.png", "faithfulness" in groups, lambda path: write_removal_curves(report, path)),
-        ("sanity_cascade.png", bool(cascade), lambda path: write_cascade(cascade, path)),
+        ("localization_examples.png", bool(examples), lambda path: drawing.examples_figure(examples, path)),
+        ("localization_thresholds.png", "localization" in groups,
+         lambda path: drawing.threshold_curves_figure(named(report, "localization"), path)),
+        ("faithfulness_curves.png", "faithfulness" in groups,
+         lambda path: drawing.removal_curves_figure(named(report, "faithfulness"), path)),
+        ("sanity_cascade.png", bool(cascade), lambda path: drawing.cascade_figure(cascade_rows(report, cascade), path)),
     ]
-    report["files"] = ["localization.md", "localization.json"] + [name for name, drawn, _ in figures if drawn]
+    report.files = ["localization.md", "localization.json"] + [name for name, drawn, _ in figures if drawn]
     parts = []
     if "localization" in groups:
         parts.append(
-            f"Localization of `{report['checkpoint']}` on {report['images']} {report['dataset']['name']} "
-            f"{report['split']} images (top-1 / GT-known loc at each method's threshold, chosen with "
-            f"{report['thresholds_chosen_on']}; sweep step {report['threshold_step']}).\n\n" + markdown_table(report))
-    if "explained_images" in report:
+            f"Localization of `{report.checkpoint}` on {report.images} {report.dataset['name']} "
+            f"{report.split} images (top-1 / GT-known loc at each method's threshold, chosen with "
+            f"{report.thresholds_chosen_on}; sweep step {report.threshold_step}).\n\n" + markdown_table(report))
+    if report.explained_images is not None:
         parts.append(explained_note(report) + "\n\n" + summary_table(report))
-    parts.append(f"Files of this report: {', '.join(report['files'])}.\n")
+    parts.append(f"Files of this report: {', '.join(report.files)}.\n")
     text = "\n".join(parts)
     for name, drawn, draw in figures:
         if drawn:
@@ -428,96 +440,9 @@ def write_report(report: dict, examples: list[dict], cascade: dict, output_dir: 
     with files.atomic_output(output_dir / "localization.md") as temporary:
         temporary.write_text(text)
     with files.atomic_output(output_dir / "localization.json") as temporary:
-        temporary.write_text(json.dumps(report, indent=1) + "\n")
+        temporary.write_text(json.dumps(report.as_json(), indent=1) + "\n")
     print(text, end="")
-    print(f"done in {report['seconds']:.1f} s; wrote " + ", ".join(str(output_dir / name) for name in report["files"]))
-
-
-def write_examples(examples: list[dict], path: Path, scale: int = 4) -> None:
-    """A grid of test images: CAM of the predicted class over the image, its box (green) at the
-    box threshold and the ground-truth box (red), with the IoU."""
-    columns = min(8, len(examples))
-    rows = -(-len(examples) // columns)
-    figure = Figure(figsize=(2.1 * columns, 2.4 * rows), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for axis, example in zip(axes, examples):
-        size = example["image"].shape[0] * scale
-        picture = cv2.resize(example["image"], (size, size), interpolation=cv2.INTER_NEAREST)
-        heat = cv2.resize(example["heat"], (size, size), interpolation=cv2.INTER_NEAREST)
-        drawn = drawing.overlay(picture, heat, alpha=0.45)
-        drawing.draw_box(drawn, example["truth"] * scale, (255, 0, 0))
-        drawing.draw_box(drawn, example["box"] * scale, (0, 255, 0))
-        iou = localization.box_iou(example["box"], example["truth"])
-        axis.imshow(drawn)
-        mark = "" if example["true"] == example["predicted"] else " (wrong)"
-        axis.set_title(f"#{example['index']} {example['predicted']}{mark}\nIoU {iou:.2f}", fontsize=8)
-        axis.axis("off")
-    for axis in axes[len(examples):]:
-        axis.axis("off")
-    drawing.save_figure(figure, path)
-
-
-def write_curves(report: dict, path: Path) -> None:
-    """Box accuracy against the threshold (largest component, IoU 0.5), and pixel precision-recall."""
-    figure = Figure(figsize=(11, 4), layout="constrained")
-    box_axis, pixel_axis = figure.subplots(1, 2)
-    for name, groups in report["methods"].items():
-        if "localization" not in groups:
-            continue
-        metrics = groups["localization"]
-        curves = metrics["curves"]
-        line, = box_axis.plot(curves["thresholds"], curves["box_acc_largest_iou0.5"], label=f"{name}")
-        box_axis.axvline(metrics["max_box_acc_threshold"], color=line.get_color(), alpha=0.3, linestyle=":")
-        pixel_axis.plot(curves["pixel_recall"], curves["pixel_precision"], label=f"{name} (PxAP {metrics['pxap']:.1f})")
-        box_axis.axvline(metrics["operating"]["threshold"], color=line.get_color(), alpha=0.6, linestyle="--")
-    box_axis.set(xlabel="threshold on the normalized map", ylabel="box accuracy at IoU 0.5 (%)",
-                 title="box accuracy against the threshold", ylim=(0, 100))
-    pixel_axis.set(xlabel="pixel recall", ylabel="pixel precision", title="pixel precision-recall",
-                   xlim=(0, 1), ylim=(0, 1.02))
-    for axis in (box_axis, pixel_axis):
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    drawing.save_figure(figure, path)
-
-
-def write_removal_curves(report: dict, path: Path) -> None:
-    """The mean deletion and insertion curves of each method: class probability against the share
-    of pixels removed (deletion) or revealed (insertion)."""
-    figure = Figure(figsize=(11, 4), layout="constrained")
-    axes = figure.subplots(1, 2)
-    for name, groups in report["methods"].items():
-        if "faithfulness" not in groups:
-            continue
-        scores = groups["faithfulness"]
-        for axis, kind in zip(axes, ("deletion", "insertion")):
-            curve = scores["curves"][kind]
-            axis.plot(np.linspace(0, 1, len(curve)), curve, label=f"{name} (AUC {100 * scores[kind + '_auc']:.1f})")
-    for axis, kind, verb in zip(axes, ("deletion", "insertion"), ("removed", "revealed")):
-        axis.set(xlabel=f"share of pixels {verb} (highest map values first)", ylabel="probability of the class",
-                 title=f"{kind} ({'lower' if kind == 'deletion' else 'higher'} is more faithful)", xlim=(0, 1), ylim=(0, 1.02))
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-    drawing.save_figure(figure, path)
-
-
-def write_cascade(cascade: dict, path: Path) -> None:
-    """Adebayo et al.'s figure: rows are images, columns the cascade's stages (trained, then each
-    stage re-initialized from the top); CAM maps min-max normalized, and a last row of the edge
-    map of the first image, which no stage changes."""
-    stages = list(cascade)
-    rows = [("CAM", i) for i in range(len(cascade[stages[0]]["CAM"]))] + [("edge (Sobel)", 0)]
-    figure = Figure(figsize=(1.3 * len(stages), 1.45 * len(rows)), layout="constrained")
-    axes = figure.subplots(len(rows), len(stages), squeeze=False)
-    for row, (method, index) in enumerate(rows):
-        for column, stage in enumerate(stages):
-            heat = localization.normalize_maps(torch.from_numpy(cascade[stage][method][index][None]))[0].numpy()
-            axes[row, column].imshow(drawing.colorize(heat))
-            axes[row, column].set_xticks([])
-            axes[row, column].set_yticks([])
-            if row == 0:
-                axes[row, column].set_title(stage.replace("features.", "conv "), fontsize=7)
-        axes[row, 0].set_ylabel(f"{method}\nimage {index}" if method != "CAM" else f"image {index}", fontsize=7)
-    drawing.save_figure(figure, path)
+    print(f"done in {report.seconds:.1f} s; wrote " + ", ".join(str(output_dir / name) for name in report.files))
 
 
 def main(argv: list[str] | None = None) -> None:

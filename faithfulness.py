@@ -17,6 +17,8 @@ function is deterministic (random draws come from an explicit seed or generator)
 
 import copy
 import math
+from collections.abc import Callable
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -29,11 +31,13 @@ from torch import nn
 
 import localization
 from utils import seeds
-import model as models
 
 BASELINES = ("blur", "black", "mean")  # what deleted pixels become, and what insertion starts from
 ROAD_PERCENTAGES = (10, 30, 50, 70, 90)  # % of the pixels ROAD removes
 ROAD_NOISE = 0.01  # ROAD's imputation noise: its standard deviation, in units of the normalized image
+BLUR_SIGMA, BLUR_SIDE = 5, 224  # the blur baseline: RISE's Gaussian, sigma 5 px on 224 px images, scaled to the side
+CASCADE_SHOWN = 4  # the sanity checks keep the maps of the first 4 images at each stage, for the cascade figure
+RANDOM_LABELS = "random labels"  # the sanity checks' name for the model trained on permuted labels
 
 
 def trapezoid_auc(curves: torch.Tensor) -> torch.Tensor:
@@ -53,7 +57,7 @@ def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
 def blurred(images: torch.Tensor) -> torch.Tensor:
     """A Gaussian blur of images (N, C, H, W), RISE's insertion start: their kernel (sigma 5 px on
     224 px images) scaled to the image side."""
-    sigma = 5 * images.shape[-1] / 224
+    sigma = BLUR_SIGMA * images.shape[-1] / BLUR_SIDE
     radius = max(1, math.ceil(3 * sigma))
     offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
@@ -333,19 +337,6 @@ class FaithfulnessEvaluator:
         return result
 
 
-def raw_maps(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The maps the sanity checks compare, unnormalized and upsampled bilinearly to the image size:
-    {"CAM": the raw CAM (signed), "Grad-CAM": ReLU(CAM) / (h * w), "edge (Sobel)": sobel_edges},
-    each (N, H, W); the classes (N,) are those each map explains."""
-    size = images.shape[-2:]
-    with torch.no_grad():
-        _, cams = models.class_activation_maps(net, images)
-    _, grad_cams = models.grad_cam(net, images, classes)
-    chosen = cams[torch.arange(len(classes)), classes]
-    return {"CAM": localization.upsample_maps(chosen[:, None], size)[:, 0],
-            "Grad-CAM": localization.upsample_maps(grad_cams[:, None], size)[:, 0], "edge (Sobel)": sobel_edges(images)}
-
-
 def similarities(maps: torch.Tensor, references: torch.Tensor) -> dict[str, np.ndarray]:
     """Adebayo et al.'s scores of maps (N, H, W) against references (N, H, W): Spearman rank
     correlation of the maps and of their absolute values, and SSIM of the min-max normalized maps;
@@ -357,17 +348,26 @@ def similarities(maps: torch.Tensor, references: torch.Tensor) -> dict[str, np.n
                          localization.normalize_maps(references).cpu().double().numpy())}
 
 
+class Explained(Protocol):
+    """What the sanity checks need of a method (methods.Method has it): raw(net, images, classes),
+    its unnormalized maps (N, H, W) of classes (N,), and whether they depend on the model's weights."""
+
+    raw: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+    uses_weights: bool
+
+
 class SanityEvaluator:
-    """Adebayo et al.'s sanity checks of the raw_maps methods, accumulated over batches.
+    """Adebayo et al.'s sanity checks of methods {name: Explained}, accumulated over batches.
 
     accumulate(net, images, classes, random_labels_net) for each batch, then compute(): for each
     method, the mean similarities (see similarities) of its maps after each stage of the cascading
     randomization to its trained maps, and (given a model trained on permuted labels) of that
-    model's maps to them. `examples` keeps the first `shown` images' maps at each stage, for the
-    cascade figure. A method that passes changes: similarities near 0 once the weights are random."""
+    model's maps to them. The maps of a method that does not use the weights are made once: every
+    stage has them. `examples` keeps the first `shown` images' maps at each stage, for the cascade
+    figure. A method that passes changes: similarities near 0 once the weights are random."""
 
-    def __init__(self, seed: int = 0, shown: int = 4):
-        self.seed, self.shown = seed, shown
+    def __init__(self, methods: dict[str, Explained], seed: int = 0, shown: int = CASCADE_SHOWN):
+        self.methods, self.seed, self.shown = methods, seed, shown
         self.scores: dict[tuple[str, str], dict[str, list]] = {}
         self.examples: dict[str, dict[str, np.ndarray]] = {}
 
@@ -376,10 +376,17 @@ class SanityEvaluator:
         for name, array in values.items():
             entry.setdefault(name, []).append(array)
 
+    def maps(self, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, fixed: dict) -> dict:
+        """{name: raw maps (N, H, W)} of each method on model, those of the methods in fixed as given there."""
+        return {name: fixed[name] if name in fixed else method.raw(model, images, classes)
+                for name, method in self.methods.items()}
+
     def accumulate(self, net, images: torch.Tensor, classes: torch.Tensor, random_labels_net=None) -> None:
-        stages = cascading_randomization(net, lambda model: raw_maps(model, images, classes), self.seed)
+        fixed = {name: method.raw(net, images, classes) for name, method in self.methods.items()
+                 if not method.uses_weights}
+        stages = cascading_randomization(net, lambda model: self.maps(model, images, classes, fixed), self.seed)
         trained = stages[0][1]
-        unchanged = {}  # a method's scores for maps equal to its trained ones (its trained stage; Sobel's every stage)
+        unchanged = {}  # a method's scores for maps equal to its trained ones (its trained stage; every stage if fixed)
         for stage, maps in stages:
             for method, method_maps in maps.items():
                 if torch.equal(method_maps, trained[method]):
@@ -394,8 +401,8 @@ class SanityEvaluator:
                     kept[method] = np.concatenate([kept.get(method, np.zeros((0, *method_maps.shape[1:]))),
                                                    method_maps[:keep].cpu().numpy()])
         if random_labels_net is not None:
-            for method, method_maps in raw_maps(random_labels_net, images, classes).items():
-                self.add(method, "random labels", similarities(method_maps, trained[method]))
+            for method, method_maps in self.maps(random_labels_net, images, classes, fixed).items():
+                self.add(method, RANDOM_LABELS, similarities(method_maps, trained[method]))
 
     def compute(self) -> dict:
         """{method: {stage: {"spearman", "spearman_abs", "ssim"} means}}, stages in cascade order."""

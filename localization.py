@@ -25,6 +25,7 @@ import model as models
 
 CAM_THRESHOLD = 0.2  # the CAM paper's box rule: the largest region above 20% of the normalized map
 THRESHOLD_STEP = 0.01  # the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP: 0.00, 0.01, ..., 0.99
+CENTER_SIGMA = 0.25  # the centered baseline's Gaussian: its standard deviation as a share of the image side
 
 
 def threshold_sweep(step: float = THRESHOLD_STEP) -> np.ndarray:
@@ -252,7 +253,7 @@ def at_threshold(metrics: dict, threshold: float) -> dict:
             "gt_known_loc": curves["box_acc_largest_iou0.5"][index]}
 
 
-def centered_gaussian(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
+def centered_gaussian(height: int, width: int, sigma: float = CENTER_SIGMA) -> np.ndarray:
     """The centered baseline's map: float32 (H, W) in [0, 1], a Gaussian at the image center with
     standard deviation sigma times the side. Its boxes over the sweep are centered boxes of every size."""
     rows = (np.arange(height) - (height - 1) / 2) / (sigma * height)

@@ -6,7 +6,9 @@ layer `fc` (K -> num_classes) gives the logits. For class c the CAM is
 
     M_c(x, y) = sum_k fc.weight[c, k] * f_k(x, y),    so    logit_c = mean_xy M_c(x, y) + fc.bias[c].
 
-`class_activation_maps` is the one place this is computed.
+`class_activation_maps`, right below GapNet, is the one place this is computed. Then come this
+repo's own networks (`MODELS`), `build_model` (which also builds torchvision's GAP classifiers, cut
+by torchvision_models.py) and the checkpoints (files checked by utils/checkpoints.py).
 """
 
 from collections import OrderedDict
@@ -17,9 +19,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from utils.cli import UserError
+import torchvision_models
 from utils import checkpoints
 from utils.checkpoints import CheckpointError
+from utils.cli import UserError
+
 
 class GapNet(nn.Module):
     """images (B, C, H, W) -> features (B, K, h, w) -> GAP (B, K) -> fc -> logits (B, num_classes).
@@ -40,6 +44,40 @@ class GapNet(nn.Module):
         features = self.features(x)
         logits = self.fc(features.mean(dim=(-2, -1)))
         return (logits, features) if with_features else logits
+
+
+def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, num_classes) and the CAMs of every class (B, num_classes, h, w), from one forward pass.
+
+    cams[b, c] = sum_k fc.weight[c, k] * features(x)[b, k]: raw maps, no ReLU and no
+    normalization, so positive values argue for class c and negative values against it, and
+    logits == cams.mean(dim=(-2, -1)) + fc.bias. Gradients flow as for the logits; call it under
+    torch.no_grad() (and model.eval()) for inference.
+    """
+    # the sum over k as a 1x1 convolution with fc's weights: the einsum "ck,bkhw->bchw", 1.5x faster on a CPU
+    cams = F.conv2d(model.features(x), model.fc.weight[:, :, None, None])
+    return cams.mean(dim=(-2, -1)) + model.fc.bias, cams  # the logits, read off the maps
+
+
+def grad_cam(model: GapNet, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, num_classes) and the Grad-CAM (Selvaraju et al. 2017) of classes[b] for each
+    image b, (B, h, w), with autograd on the last conv feature maps f = model.features(x):
+
+        alpha_k = mean_xy d logit_c / d f_k(x, y),    map = ReLU(sum_k alpha_k f_k).
+
+    On a GapNet alpha_k = fc.weight[c, k] / (h * w), so the map is ReLU(CAM of c) / (h * w): the
+    same map as CAM up to a ReLU and a scale. Both results are detached; model weights get no grads.
+    """
+    with torch.enable_grad():
+        features = model.features(x)
+        if not features.requires_grad:  # the input and the model are frozen: ask for grads of f alone
+            features.requires_grad_()
+        logits = model.fc(features.mean(dim=(-2, -1)))
+        scores = logits.gather(1, classes.view(-1, 1)).sum()
+        (gradients,) = torch.autograd.grad(scores, features)
+    weights = gradients.mean(dim=(-2, -1))  # (B, K)
+    maps = torch.einsum("bk,bkhw->bhw", weights, features.detach()).relu()
+    return logits.detach(), maps
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> list[nn.Module]:
@@ -124,71 +162,15 @@ def vgg16_gap_features(in_channels: int, max_pools: int = 2) -> tuple[nn.Module,
 MODELS = {"cnn": cnn_features, "resnet18_small": resnet18_features, "vgg16_gap": vgg16_gap_features}
 
 
-class ImagenetInputTransform(nn.Module):
-    """What torchvision's GoogLeNet and Inception-v3 do to their input when built from their
-    pretrained weights (transform_input=True): from ImageNet's normalization to the one their
-    original weights were trained with, x * std / 0.5 + (mean - 0.5) / 0.5 per channel."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        std = x.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        mean = x.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        return x * (std / 0.5) + (mean - 0.5) / 0.5
-
-
-def trunk_and_head(name: str, net: nn.Module) -> tuple[nn.Module, nn.Linear]:
-    """Split a torchvision classifier whose head is global average pooling + one linear layer into
-    (features: the trunk up to and including its last activation, fc). Dropout before fc, a no-op
-    in eval mode, is left out. UserError naming why CAM does not apply to the others."""
-    def sequential(*names: str, before: list | None = None) -> nn.Sequential:
-        return nn.Sequential(OrderedDict([*(before or []), *((n, getattr(net, n)) for n in names)]))
-
-    transform = [("transform_input", ImagenetInputTransform())] if getattr(net, "transform_input", False) else []
-    if name.startswith(("resnet", "resnext", "wide_resnet")):
-        return sequential("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"), net.fc
-    if name.startswith("densenet"):  # its forward applies a ReLU after norm5
-        return nn.Sequential(OrderedDict(features=net.features, relu=nn.ReLU())), net.classifier
-    if name == "googlenet":
-        return sequential("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-                          "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
-                          "inception5a", "inception5b", before=transform), net.fc
-    if name == "inception_v3":
-        return sequential("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
-                          "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
-                          "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", before=transform), net.fc
-    if name == "mobilenet_v2" or name.startswith("efficientnet"):
-        return net.features, net.classifier[1]
-    if name.startswith("mnasnet"):
-        return net.layers, net.classifier[1]
-    if name.startswith("regnet"):
-        return sequential("stem", "trunk_output"), net.fc
-    if name.startswith("shufflenet_v2"):
-        return sequential("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5"), net.fc
-    raise UserError(cam_refusal(name))
-
-
-def cam_refusal(name: str) -> str:
-    """Why CAM does not apply to torchvision's classifier `name`, as an error message."""
-    return f"CAM does not apply to {name}: {NOT_GAP_HEADS.get(name.split('_')[0].rstrip('0123456789'), NOT_GAP)}"
-
-
-NOT_GAP = "its head is not global average pooling followed by one linear layer"
-NOT_GAP_HEADS = {  # why CAM does not apply, by family
-    "alexnet": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's VGG)",
-    "vgg": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's VGG)",
-    "convnext": "its head applies a LayerNorm after the global average pooling, so the logits are not a linear map of the pooled features",
-    "mobilenet": "its head is pooling, a linear layer, Hardswish and a second linear layer",
-    "squeezenet": "its classifier is a 1x1 conv and a ReLU before the pooling, not a linear layer after it",
-    "vit": "it is a vision transformer, with no final conv feature maps to pool",
-    "swin": "it is a vision transformer, with no final conv feature maps to pool",
-    "maxvit": "it is a vision transformer, with no final conv feature maps to pool",
-}
-GAP_FAMILIES = ("resnet", "resnext", "wide_resnet", "densenet", "googlenet", "inception_v3", "mobilenet_v2",
-                "efficientnet", "mnasnet", "regnet", "shufflenet_v2")
-
-
-def torchvision_names() -> list[str]:
-    """torchvision's classifiers that become GapNets here (GAP + one linear head), by name."""
-    return [name for name in torchvision.models.list_models(module=torchvision.models) if name.startswith(GAP_FAMILIES)]
+def check_model_name(name: str) -> None:
+    """UserError unless build_model knows `name`: one of MODELS or of torchvision_names(); for
+    torchvision's other classifiers the error says why CAM does not apply."""
+    if name in MODELS or name in torchvision_models.torchvision_names():
+        return
+    if name in torchvision.models.list_models(module=torchvision.models):
+        raise UserError(torchvision_models.cam_refusal(name))
+    raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or a torchvision classifier with a "
+                    f"GAP + linear head such as resnet50, densenet121, efficientnet_b0 (the README lists them)")
 
 
 def torchvision_weights(name: str, weights: str):
@@ -199,81 +181,17 @@ def torchvision_weights(name: str, weights: str):
     if name in MODELS:
         raise UserError(f"--weights loads torchvision's pretrained weights, and {name} is this repo's own model; "
                         "use a torchvision model such as --model=resnet50, or drop --weights")
-    choices = torchvision.models.get_model_weights(name)
-    if weights not in choices.__members__:
-        raise UserError(f"--weights={weights!r} is not a weights name of {name}; choose one of: {', '.join(choices.__members__)}")
-    return choices[weights]
-
-
-def pretrained_classifier(name: str, entry, download: bool) -> nn.Module:
-    """torchvision's classifier `name` with the weights `entry`, read from torch's hub cache or, with
-    download, fetched into it; a UserError naming the file and the folder it goes in when it is
-    neither, or when the cached file is not readable."""
-    file = Path(torch.hub.get_dir()) / "checkpoints" / Path(entry.url).name
-    if not file.is_file() and not download:
-        raise UserError(offline_weights_message(name, entry, file, "--download=false"))
-    try:
-        return torchvision.models.get_model(name, weights=entry)
-    except (OSError, ValueError, RuntimeError, EOFError) as error:  # URLError is an OSError
-        reason = " ".join(str(error).split())[:160]
-        if file.is_file():
-            raise UserError(f"{file} (the {entry} weights of {name}) is not readable ({reason}); delete it and "
-                            f"fetch it again") from None
-        raise UserError(offline_weights_message(name, entry, file, f"the download failed: {reason}")) from None
-
-
-def offline_weights_message(name: str, entry, file: Path, why: str) -> str:
-    return (f"the {entry} weights of {name} are not on this machine ({why}): put {entry.url} "
-            f"at {file} ($TORCH_HOME/hub/checkpoints/{file.name}; TORCH_HOME defaults to ~/.cache/torch), for example "
-            f"by running `python -c \"import torchvision; torchvision.models.get_model('{name}', weights='{entry.name}')\"` "
-            f"on a machine with internet and copying the file")
-
-
-def torchvision_gapnet(name: str, num_classes: int, in_channels: int, weights: str | None = None,
-                       download: bool = True, **options) -> GapNet:
-    """torchvision's classifier `name` as a GapNet (see trunk_and_head), with random weights or those
-    of torchvision's `weights` entry (read offline from torch's hub cache when there). A num_classes
-    other than the weights' gets a new fc of that size, for fine-tuning. options go to the
-    torchvision builder (googlenet, inception_v3: transform_input, which their weights set)."""
-    if in_channels != 3:
-        raise UserError(f"{name} takes RGB images (3 channels), and this dataset has {in_channels}; use an RGB "
-                        "dataset such as --dataset=folder or cifar10")
-    entry = torchvision_weights(name, weights) if weights else None
-    if entry is not None:
-        net = pretrained_classifier(name, entry, download)
-        options = {"transform_input": True} if name in ("googlenet", "inception_v3") else {}
-    else:
-        extra = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
-        try:
-            net = torchvision.models.get_model(name, weights=None, num_classes=num_classes, **options, **extra)
-        except TypeError as error:
-            raise UserError(f"bad options {options} for model {name!r}: {error}") from None
-    features, fc = trunk_and_head(name, net)
-    if fc.out_features != num_classes:
-        fc = nn.Linear(fc.in_features, num_classes)
-    arch = {"name": name, "num_classes": num_classes, "in_channels": in_channels, "options": dict(options),
-            "weights": str(entry) if entry is not None else None}
-    return GapNet(features, fc, arch)
-
-
-def check_model_name(name: str) -> None:
-    """UserError unless build_model knows `name`: one of MODELS or of torchvision_names(); for
-    torchvision's other classifiers the error says why CAM does not apply."""
-    if name in MODELS or name in torchvision_names():
-        return
-    if name in torchvision.models.list_models(module=torchvision.models):
-        raise UserError(cam_refusal(name))
-    raise UserError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}, or a torchvision classifier with a "
-                    f"GAP + linear head such as resnet50, densenet121, efficientnet_b0 (the README lists them)")
+    return torchvision_models.weights_entry(name, weights)
 
 
 def build_model(name: str, num_classes: int, in_channels: int, **options) -> GapNet:
     """A GapNet by name: this repo's 'cnn', 'resnet18_small', 'vgg16_gap' (options go to the feature
     builder: cnn: width, pools, convs, head, dilation; vgg16_gap: max_pools), or one of
-    torchvision_names() (options: weights, download; see torchvision_gapnet)."""
+    torchvision_models.torchvision_names() (options: weights, download; see
+    torchvision_models.torchvision_trunk)."""
     check_model_name(name)
     if name not in MODELS:
-        return torchvision_gapnet(name, num_classes, in_channels, **options)
+        return GapNet(*torchvision_models.torchvision_trunk(name, num_classes, in_channels, **options))
     try:
         features, num_features = MODELS[name](in_channels, **options)
     except TypeError as error:
@@ -324,40 +242,6 @@ def smallest_image_size(name: str, in_channels: int, too_small: int, maps: int =
         middle = (too_small + smallest) // 2
         too_small, smallest = (too_small, middle) if side(middle) >= maps else (middle, smallest)
     return smallest
-
-
-def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, num_classes) and the CAMs of every class (B, num_classes, h, w), from one forward pass.
-
-    cams[b, c] = sum_k fc.weight[c, k] * features(x)[b, k]: raw maps, no ReLU and no
-    normalization, so positive values argue for class c and negative values against it, and
-    logits == cams.mean(dim=(-2, -1)) + fc.bias. Gradients flow as for the logits; call it under
-    torch.no_grad() (and model.eval()) for inference.
-    """
-    # the sum over k as a 1x1 convolution with fc's weights: the einsum "ck,bkhw->bchw", 1.5x faster on a CPU
-    cams = F.conv2d(model.features(x), model.fc.weight[:, :, None, None])
-    return cams.mean(dim=(-2, -1)) + model.fc.bias, cams  # the logits, read off the maps
-
-
-def grad_cam(model: GapNet, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, num_classes) and the Grad-CAM (Selvaraju et al. 2017) of classes[b] for each
-    image b, (B, h, w), with autograd on the last conv feature maps f = model.features(x):
-
-        alpha_k = mean_xy d logit_c / d f_k(x, y),    map = ReLU(sum_k alpha_k f_k).
-
-    On a GapNet alpha_k = fc.weight[c, k] / (h * w), so the map is ReLU(CAM of c) / (h * w): the
-    same map as CAM up to a ReLU and a scale. Both results are detached; model weights get no grads.
-    """
-    with torch.enable_grad():
-        features = model.features(x)
-        if not features.requires_grad:  # the input and the model are frozen: ask for grads of f alone
-            features.requires_grad_()
-        logits = model.fc(features.mean(dim=(-2, -1)))
-        scores = logits.gather(1, classes.view(-1, 1)).sum()
-        (gradients,) = torch.autograd.grad(scores, features)
-    weights = gradients.mean(dim=(-2, -1))  # (B, K)
-    maps = torch.einsum("bk,bkhw->bhw", weights, features.detach()).relu()
-    return logits.detach(), maps
 
 
 def model_from_arch(arch: dict) -> GapNet:

@@ -21,34 +21,35 @@ if __name__ == "__main__":
     cli.quiet_interrupts()
 
 import contextlib
+import dataclasses
 import math
 import sys
 import time
 import uuid
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
+import cluttered
 import data
-from utils import devices
-from utils import files
 import model as models
-from utils import checkpoints
-from utils import distributed, run_folder
 import training
+import wsol
+from utils import checkpoints, devices, distributed, files, run_folder, seeds
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 dataset: str = "fashion-mnist"  # fashion-mnist | fashion-mnist-cluttered | mnist | cifar10 | cifar100 | svhn | stl10 | folder
 data_dir: str = "data"  # where datasets are looked for and downloaded to (for folder: its root)
 download: bool = True  # download a dataset that is not on disk
 image_size: int = 0  # resize images to this side; 0: the dataset's own size (folder: 128; cluttered: canvas 64)
-clutter: int = data.CLUTTER_DEFAULTS["clutter"]  # fashion-mnist-cluttered: crops of other items pasted on each canvas
-clutter_size: int = data.CLUTTER_DEFAULTS["clutter_size"]  # fashion-mnist-cluttered: side of those crops in pixels (at most 28)
+clutter: int = cluttered.CLUTTER_DEFAULTS["clutter"]  # fashion-mnist-cluttered: crops of other items pasted on each canvas
+clutter_size: int = cluttered.CLUTTER_DEFAULTS["clutter_size"]  # fashion-mnist-cluttered: side of those crops in pixels (at most 28)
 subset: int = 0  # use only N images of each split (0: all), for quick checks: the first N (folder: N stratified by class, fixed by --seed)
 validation: int = 0  # hold out N training images as a validation split, to choose hyperparameters on: the last N (folder: stratified by class, fixed by --seed)
 model: str = "cnn"  # cnn | resnet18_small | vgg16_gap, or a torchvision classifier with a GAP + linear head (resnet50, densenet121, ...)
@@ -70,6 +71,7 @@ hide_patch: int = 0  # Hide-and-Seek: hide cells of this many pixels a side of e
 hide_probability: float = 0.5  # Hide-and-Seek: the chance that each cell is hidden
 cutmix: float = 0.0  # CutMix: the chance that a training batch is mixed (0: off; wsol.py)
 align_weight: float = 0.0  # weight of Kim et al.'s feature-direction alignment loss (0: off; wsol.py)
+align_start: float = 0.25  # the alignment and norm losses join the cross-entropy from this fraction of the run on (Kim et al.: after 20-30%)
 norm_weight: float = 0.0  # weight of Kim et al.'s background feature-norm loss (0: off; wsol.py)
 permute_labels: bool = False  # train on the training labels randomly permuted (fixed by --seed): a sanity check's model
 seed: int = 0  # seeds the weights, the data order and the augmentation
@@ -78,7 +80,7 @@ num_workers: int = 0  # image folders: DataLoader worker processes (0: load in t
 channels_last: bool = True  # NHWC memory layout for the convolutions (1.35x faster training on a 2-core CPU)
 precision: str = "auto"  # auto (bf16 autocast on GPUs and CPUs with native bf16, else fp32) | bf16 | fp32
 compile: bool = False  # torch.compile the model (pays off on GPUs, not on a 2-core CPU: see docs/performance.md)
-progressive_start: float = 0.0  # progressive resizing: train first on images scaled to this fraction of their side, growing to full size (1: off; 0: the dataset's own, data.DATASETS: on for fashion-mnist only)
+progressive_start: str = "auto"  # progressive resizing: train first on images scaled to this fraction of their side, growing to full size (1: off; auto: the dataset's own, 0.7 for fashion-mnist, 1 for the others)
 progressive_until: float = 0.5  # progressive resizing: the fraction of the run by which the training images reach full size
 flip_test: bool = True  # test accuracy from the mean logits of each image and its mirror image (datasets trained with flips)
 shift_test: bool = True  # after the last epoch, also the accuracy over 1-pixel diagonal shifts of each image ("test_tta"; datasets trained with shifts)
@@ -93,10 +95,6 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume",
                     "overwrite")
 OUTPUT_FILES = ("metrics.csv", "training_curves.png")  # what a run writes to --output_dir
-# Settings that change what a run computes and whose default was on when they were added: a run saved
-# before them had them off, and resumes so. (shift_test is not one: it only adds a last measurement.)
-OFF_FOR_OLDER_RUNS = {"progressive_start": 1.0}
-SEEDS = 2**64  # torch.manual_seed takes seeds in [0, 2**64): any --seed is taken modulo this
 
 
 def validate(cfg, given: set[str] = frozenset()) -> None:
@@ -113,7 +111,8 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
         (cfg.head >= 0, f"--head must be >= 0, got {cfg.head}"),
         (cfg.dilation >= 1, f"--dilation must be at least 1, got {cfg.dilation}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
-        (0 <= cfg.progressive_start <= 1, f"--progressive_start must be in [0, 1], got {cfg.progressive_start}"),
+        (0 < starting_scale(cfg) <= 1, f"--progressive_start must be auto or in (0, 1], got {cfg.progressive_start}"),
+        (0 <= cfg.align_start <= 1, f"--align_start must be in [0, 1], got {cfg.align_start}"),
         (0 < cfg.progressive_until <= 1, f"--progressive_until must be in (0, 1], got {cfg.progressive_until}"),
         (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
         (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
@@ -180,8 +179,14 @@ def check_image_size(cfg) -> None:
 
 
 def starting_scale(cfg) -> float:
-    """cfg's --progressive_start, 0 (the dataset's own) read from data.DATASETS."""
-    return cfg.progressive_start or data.DATASETS[cfg.dataset].progressive_start
+    """cfg's --progressive_start as a number: auto is the dataset's own (data.DATASETS); 0 for a value
+    that is not a number (refused by validate)."""
+    if cfg.progressive_start == "auto":
+        return data.DATASETS[cfg.dataset].progressive_start
+    try:
+        return float(cfg.progressive_start)
+    except ValueError:
+        return 0.0
 
 
 def first_training_side(cfg) -> int:
@@ -208,11 +213,10 @@ def resume_state(cfg, given: set[str], checkpoint_dir: Path, processes: distribu
     if "best_split" not in checkpoint:
         raise cli.UserError(f"--resume: {path} was written by an older train.py; start a new run with --overwrite "
                             f"or another --checkpoint_dir")
-    # settings added since the run began keep their defaults, or are off (OFF_FOR_OLDER_RUNS)
-    saved = {**vars(cfg), **OFF_FOR_OLDER_RUNS, **checkpoint["hyperparameters"]}
+    saved = {**vars(cfg), **checkpoint["hyperparameters"]}  # a setting added since the run began: its default
     asked = {**saved, **{name: getattr(cfg, name) for name in given}, "checkpoint_dir": cfg.checkpoint_dir,
              "resume": True}
-    asked["progressive_start"] = starting_scale(SimpleNamespace(**asked))  # 0: the saved dataset's own
+    asked["progressive_start"] = starting_scale(SimpleNamespace(**asked))  # auto: the saved dataset's own
     differing = [f"--{name}={getattr(cfg, name)!r} (saved: {saved[name]!r})" for name in sorted(given)
                  if name not in RUNTIME_SETTINGS and asked[name] != saved[name]]
     if differing:
@@ -279,15 +283,16 @@ def setup(cfg, given: set[str], device, processes: distributed.Processes, folder
     if checkpoint is not None:
         check_same_dataset(loaded, checkpoint, cfg.data_dir)  # the same verdict in every process: no collective
     if cfg.validation:
-        loaded = loaded.hold_out(cfg.validation, cfg.seed % SEEDS)
+        loaded = loaded.hold_out(cfg.validation, seeds.mix(cfg.seed))
     if cfg.permute_labels:
-        loaded = loaded.with_permuted_labels(cfg.seed % SEEDS)
-    feed = {"device": device, "limit": cfg.subset, "seed": cfg.seed % SEEDS, "num_workers": cfg.num_workers, "rank": processes.rank,
-            "memory_format": devices.memory_format(cfg.channels_last), "world_size": processes.world_size}
+        loaded = loaded.with_permuted_labels(seeds.mix(cfg.seed))
+    feed = {"device": device, "limit": cfg.subset, "seed": seeds.mix(cfg.seed), "num_workers": cfg.num_workers,
+            "rank": processes.rank, "memory_format": devices.memory_format(cfg.channels_last),
+            "world_size": processes.world_size}
     evaluated = {split: loaded.loader(split, 2 * cfg.batch_size, **feed)
                  for split in (["validation"] if cfg.validation else []) + ["test"]}
     steps_per_epoch = len(loaded.loader("train", cfg.batch_size, generator=torch.Generator(), **feed))
-    torch.manual_seed(cfg.seed % SEEDS)
+    torch.manual_seed(seeds.mix(cfg.seed))
     if checkpoint is not None:  # every weight is in last.pt: no pretrained weights file is read again
         net = models.model_from_arch(checkpoint["arch"])
     else:
@@ -299,7 +304,7 @@ def setup(cfg, given: set[str], device, processes: distributed.Processes, folder
               if cfg.weights else net.parameters())
     optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                                 weight_decay=cfg.weight_decay)
-    scheduler = training.make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    scheduler = training.make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch)
     train_net = net
     if processes.world_size > 1:
         train_net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -327,7 +332,7 @@ def check_folders(cfg, given: set[str], processes: distributed.Processes, folder
             print(repaired)
     else:
         folder.check_new_run(cfg.overwrite)
-        # the dataset's own start saved as its value: a later change of that default leaves this run as it was
+        # auto saved as its value: a later change of the dataset's default leaves this run as it was
         cfg = type(cfg)(**{**vars(cfg), "progressive_start": starting_scale(cfg)})
     if processes.rank == 0:
         output_dir = files.writable_folder(cfg.output_dir, "output_dir")
@@ -362,7 +367,7 @@ def train(cfg, given: set[str] = frozenset()) -> dict:
     (with --resume they must agree with the saved run). Ctrl-C or SIGTERM stops it after the
     current step, saving last.pt to resume from that step (cli.Stopped)."""
     validate(cfg, given)
-    device, processes = distributed.join_processes(cfg)
+    device, processes = distributed.join_processes(cfg.device)
     try:
         with contextlib.ExitStack() as claim:
             folder = processes.agree(lambda: claim.enter_context(
@@ -381,67 +386,148 @@ def run_epochs(run: Run, stop: distributed.StopRequest) -> dict:
     if start_epoch > cfg.epochs:
         run.say(f"{run.folder.last} has finished all {cfg.epochs} epochs; nothing to resume")
         return run.history[-1]
-    processes = run.processes
-    in_processes = (f" in {processes.world_size} processes (batch {cfg.batch_size} each, "
-                    f"{cfg.batch_size * processes.world_size} in all)" if processes.world_size > 1 else "")
+    world = run.processes.world_size
+    in_processes = (f" in {world} processes (batch {cfg.batch_size} each, {cfg.batch_size * world} in all)"
+                    if world > 1 else "")
     run.say(f"training {cfg.model} on {cfg.dataset} ({len(run.loaded.train)} train / {len(run.loaded.test)} test "
-            f"images{', first ' + str(cfg.subset) + ' of each' if cfg.subset else ''}) on {run.device}{in_processes} "
+            f"images{', ' + str(cfg.subset) + ' of each' if cfg.subset else ''}) on {run.device}{in_processes} "
             f"for {cfg.epochs} epochs")
-    flip, layout = cfg.flip_test and run.loaded.augment.flip, devices.memory_format(cfg.channels_last)
-    final_shift = int(cfg.shift_test and run.loaded.augment.shifts)  # pixels of the last epoch's test-time shifts
-
-    def score(split_loader, shift: int = 0) -> tuple[float, float]:
-        return training.evaluate(run.net, split_loader, run.device, layout, flip,
-                                 lambda: devices.autocast(cfg.precision, run.device), processes, shift,
-                                 run.loaded.info.black)
-
     for epoch in range(start_epoch, cfg.epochs + 1):
-        # The data order and the augmentation depend on (seed, epoch) alone, so a resumed run
-        # sees the same batches as an uninterrupted one.
-        epoch_seed = (cfg.seed * 100_003 + epoch) % SEEDS
-        torch.manual_seed(epoch_seed)
-        loader = run.loaded.loader("train", cfg.batch_size, generator=torch.Generator().manual_seed(epoch_seed),
-                                   **run.feed)
         started, learning_rate = time.perf_counter() - run.position.seconds, run.optimizer.param_groups[-1]["lr"]
-        run.position, finished = training.train_one_epoch(
-            run.train_net, run.net.fc, loader, run.optimizer, run.scheduler, cfg, run.device,
-            f"epoch {epoch}/{cfg.epochs}", processes, stop, run.position, epoch_seed,
-            ((epoch - 1) * run.steps_per_epoch, cfg.epochs * run.steps_per_epoch), first_training_side(cfg))
+        finished = train_epoch(run, epoch, stop)
         run.position.seconds = time.perf_counter() - started
         if not finished:
             save_and_stop(run, epoch, stop.signal)
-        processes.average_buffers(run.net)
-        scores = {split: score(split_loader) for split, split_loader in run.evaluated.items()}
-        if epoch == cfg.epochs and final_shift:  # the final model, also with test-time shifts: "validation_tta", "test_tta"
-            scores |= {f"{split}_tta": score(split_loader, final_shift) for split, split_loader in run.evaluated.items()}
-        run.history.append(training.metrics_row(epoch, learning_rate, run.position, scores,
-                                                time.perf_counter() - started, run.history))
-        run.position = training.EpochPosition()
-        test_accuracy = scores["test"][1]
-        chosen_loss, chosen_accuracy = scores[run.best_split]
-        improved = math.isfinite(chosen_loss) and chosen_accuracy > run.best_accuracy  # a NaN model is never the best
+        end_epoch(run, epoch, learning_rate, started)
+    say_finished(run)
+    return run.history[-1]
+
+
+def train_epoch(run: Run, epoch: int, stop: distributed.StopRequest) -> bool:
+    """One pass over the training split from run.position (the batches before its step are drawn but
+    not trained on, so that the random draws line up); returns whether it reached the end of the
+    epoch: a stop request ends it after the step in which it is seen, the same step in every process.
+    The running sums stay on the device until the end of the epoch."""
+    cfg, device = run.cfg, run.device
+    epoch_seed = seeds.mix(cfg.seed, epoch)  # the data order and the augmentation depend on (seed, epoch) alone
+    torch.manual_seed(epoch_seed)
+    loader = run.loaded.loader("train", cfg.batch_size, generator=torch.Generator().manual_seed(epoch_seed), **run.feed)
+    run.train_net.train()
+    layout, first_side = devices.memory_format(cfg.channels_last), first_training_side(cfg)
+    until = min(cfg.progressive_until, 1 - 1 / cfg.epochs)  # the last epoch trains at full size
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen, step, stopping = 0, run.position.step, False
+    bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, dynamic_ncols=True,
+               disable=None if run.processes.rank == 0 else True)  # off when not a terminal
+    for index, (images, labels) in enumerate(bar):
+        if index < run.position.step:
+            continue
+        if stopping:
+            break
+        images = images.to(device, non_blocking=True, memory_format=layout)
+        labels = labels.to(device, non_blocking=True)
+        progress = ((epoch - 1) * run.steps_per_epoch + index) / (cfg.epochs * run.steps_per_epoch)
+        side = training.progressive_side(images.shape[-1], first_side, until, progress)
+        if side != images.shape[-1]:  # square images (B, C, S, S) -> (B, C, side, side)
+            images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True).contiguous(
+                memory_format=layout)
+        generator = torch.Generator().manual_seed(seeds.mix(epoch_seed, index))
+        loss, logits, stopping = train_step(run, images, labels, progress, generator, stop)
+        step, seen = step + 1, seen + len(labels)
+        loss_sum += loss.detach().double() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        if not bar.disable and step % 20 == 0:  # a host sync, only where the bar is shown
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
+    loss_total, correct_total, seen_total = run.processes.sum([loss_sum.item(), correct.item(), seen], device)
+    start = run.position
+    run.position = training.EpochPosition(step, start.loss_sum + loss_total, start.correct + int(correct_total),
+                                          start.seen + int(seen_total), start.seconds)
+    return not stopping
+
+
+def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, progress: float, generator: torch.Generator,
+               stop: distributed.StopRequest) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """One optimizer step on images (B, C, H, W) and labels (B,), at progress (in [0, 1]) of the run:
+    the input methods (Hide-and-Seek, CutMix; their draws from generator), the forward pass, the loss
+    terms (cross-entropy, Kim et al.'s alignment and norm terms after --align_start of the run), the
+    backward pass, the optimizer and the schedule. Returns (loss, logits (B, classes), whether a stop
+    was requested in any process).
+
+    Each step waits once for the host: to see, before the optimizer steps, that the loss is finite (a
+    NaN loss is never stepped on) and whether a stop was requested, both in one all-reduce across
+    processes. On a GPU that wait is for the forward pass only, since the backward pass is queued first."""
+    cfg = run.cfg
+    if cfg.hide_patch:
+        images = wsol.hide_patches(images, cfg.hide_patch, cfg.hide_probability, generator)
+    partner_labels, lam = labels, 1.0
+    if cfg.cutmix and torch.rand((), generator=generator) < cfg.cutmix:
+        images, partner_labels, lam = wsol.cut_mix(images, labels, generator)
+    with devices.autocast(cfg.precision, run.device):
+        logits, features = run.train_net(images, with_features=True)
+        loss = lam * F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+        if lam < 1:
+            loss = loss + (1 - lam) * F.cross_entropy(logits, partner_labels, label_smoothing=cfg.label_smoothing)
+        if (cfg.align_weight or cfg.norm_weight) and progress >= cfg.align_start:
+            alignment, norm = wsol.alignment_losses(features, run.net.fc.weight[labels])
+            loss = loss + cfg.align_weight * alignment + cfg.norm_weight * norm
+    checks = torch.stack([loss.detach().isfinite().logical_not(), torch.tensor(bool(stop.signal), device=run.device)])
+    checks = run.processes.total(checks.double()).to("cpu", non_blocking=True)
+    forward_done = torch.cuda.Event() if run.device.type == "cuda" else None
+    if forward_done is not None:
+        forward_done.record()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if forward_done is not None:
+        forward_done.synchronize()
+    not_finite, stopping = checks.tolist()
+    if not_finite:
+        raise cli.UserError(f"the training loss became {loss.item()} (at {100 * progress:.1f}% of the run); stopped "
+                            f"before that step, keeping the checkpoints of the last finished epoch; try a lower --lr")
+    run.optimizer.step()
+    run.scheduler.step()
+    return loss, logits, bool(stopping)
+
+
+def end_epoch(run: Run, epoch: int, learning_rate: float, started: float) -> None:
+    """After epoch: measure the evaluated splits, add the metrics row, save last.pt (and best.pt when
+    the best split's accuracy improved), write the metrics files and print the epoch's line."""
+    cfg = run.cfg
+    run.processes.average_buffers(run.net)
+    flip = cfg.flip_test and run.loaded.augment.flip
+    shifts = [0] + ([1] if epoch == cfg.epochs and cfg.shift_test and run.loaded.augment.shifts else [])
+    scores = {split + ("_tta" if shift else ""): training.evaluate(
+                  run.net, loader, run.device, devices.memory_format(cfg.channels_last), flip,
+                  lambda: devices.autocast(cfg.precision, run.device), run.processes, shift, run.loaded.info.black)
+              for shift in shifts for split, loader in run.evaluated.items()}  # the final model also shifted: *_tta
+    run.history.append(training.metrics_row(epoch, learning_rate, run.position, scores,
+                                            time.perf_counter() - started, run.history))
+    run.position = training.EpochPosition()
+    chosen_loss, chosen_accuracy = scores[run.best_split]
+    improved = math.isfinite(chosen_loss) and chosen_accuracy > run.best_accuracy  # a NaN model is never the best
+    if improved:
+        run.best_accuracy, run.best["best_epoch"] = chosen_accuracy, epoch
+    if run.processes.rank == 0:
+        contents = run.contents(epoch=epoch, test_accuracy=scores["test"][1])
+        run.folder.save_last(run.net, **contents, optimizer=run.optimizer.state_dict(),
+                             scheduler=run.scheduler.state_dict())
         if improved:
-            run.best_accuracy, run.best["best_epoch"] = chosen_accuracy, epoch
-        if processes.rank == 0:
-            contents = run.contents(epoch=epoch, test_accuracy=test_accuracy)
-            run.folder.save_last(run.net, **contents, optimizer=run.optimizer.state_dict(),
-                                 scheduler=run.scheduler.state_dict())
-            if improved:
-                run.folder.save_best(run.net, **contents, chosen_on=run.best_split)
-            training.write_metrics(run.history, Path(cfg.output_dir))
-        run.say(training.describe_epoch(run.history[-1], cfg.epochs)
-                + ("  (best)" if improved else "")
-                + ("" if math.isfinite(chosen_loss) else f"  ({run.best_split} loss not finite: not kept as best.pt)"))
-    written = [*run.folder.written, Path(cfg.output_dir) / "metrics.csv", Path(cfg.output_dir) / "training_curves.png"]
+            run.folder.save_best(run.net, **contents, chosen_on=run.best_split)
+        training.write_metrics(run.history, Path(cfg.output_dir))
+    run.say(training.describe_epoch(run.history[-1], cfg.epochs) + ("  (best)" if improved else "")
+            + ("" if math.isfinite(chosen_loss) else f"  ({run.best_split} loss not finite: not kept as best.pt)"))
+
+
+def say_finished(run: Run) -> None:
+    """The closing line: the final test accuracy, the best epoch, the time and the files written."""
+    written = [*run.folder.written, *(Path(run.cfg.output_dir) / name for name in OUTPUT_FILES)]
     final = run.history[-1]
     with_shifts = (f", {final['test_tta_accuracy']:.2f}% with test-time shifts (test_tta)"
                    if "test_tta_accuracy" in final else "")
     best = (f"best epoch {run.best['best_epoch']} ({run.best_accuracy:.2f}% on {run.best_split})"
             if run.best["best_epoch"] is not None else f"no epoch had a finite {run.best_split} loss, so no best")
     run.say(f"test accuracy {final['test_accuracy']:.2f}% at the last epoch{with_shifts}; {best}; "
-            f"{final['elapsed_seconds']:.0f} s of training; "
-            f"wrote {', '.join(map(str, written))}")
-    return run.history[-1]
+            f"{final['elapsed_seconds']:.0f} s of training; wrote {', '.join(map(str, written))}")
 
 
 def save_and_stop(run: Run, epoch: int, signal_name: str):

@@ -1,30 +1,24 @@
-"""The parts of a training run that train.py puts together: processes, stop requests, epochs, metrics.
+"""What a training run measures and how its schedules go: the learning rate, progressive resizing,
+evaluation with test-time flips and shifts, and the per-epoch metrics files.
 
-`Processes` is this process's place among those torchrun started (rank 0 of 1 without torchrun);
-`stop_requests` turns Ctrl-C and SIGTERM into a request that the loop honours after a step;
-`train_one_epoch` and `evaluate` are one pass over a loader; `write_metrics` the per-epoch files.
+train.py's step and epoch loop use these; none of them reads train.py's flags.
 """
 
 import contextlib
 import csv
-import os
-import signal
-import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from tqdm import tqdm
 
 import drawing
-import wsol
-from utils import cli, devices, files
-from utils.distributed import Processes, StopRequest
+from utils import files
+from utils.distributed import Processes
+
+SHIFT_WEIGHTS = (0.5, 0.25, 0.25)  # test-time shifts: the weights of the image and of it moved each way (airbench's)
 
 
 @dataclass
@@ -40,85 +34,18 @@ class EpochPosition:
     seconds: float = 0.0
 
 
-def make_scheduler(optimizer, cfg, total_steps: int):
-    if cfg.schedule == "onecycle":
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int):
+    """The learning-rate schedule (onecycle | cosine | constant) over total_steps, stepped every batch;
+    onecycle peaks at each parameter group's own lr."""
+    if schedule == "onecycle":
         # A quarter of the steps warm up; in short runs 1.5 steps, since OneCycleLR divides by zero when
         # its warm-up is exactly 1 step (total_steps == 4) or the whole run.
         warmup = max(0.25, min(0.75, 1.5 / total_steps))
         peaks = [group["lr"] for group in optimizer.param_groups]  # each group's own peak (see train.py's backbone_lr)
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=warmup)
-    if cfg.schedule == "cosine":
+    if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-
-
-def train_one_epoch(model, fc, loader, optimizer, scheduler, cfg, device, description: str, processes: Processes,
-                    stop: StopRequest, start: EpochPosition, seed: int, progress: tuple[int, int], first_side: int
-                    ) -> tuple[EpochPosition, bool]:
-    """One pass over loader from position `start` (the batches before start.step are drawn but not
-    trained on, so that the random draws line up). Returns the position after the pass and whether
-    it reached the end of the epoch: a stop request ends the pass after the step in which it is
-    seen, the same step in every process. The loss of each step is wsol.step_loss's (fc: the
-    model's linear layer; its random draws seeded by seed and the step; progress: (steps of the run
-    before this epoch, steps in the whole run)). first_side: the side of the run's first training
-    images; below the images' own, they are resized (progressive resizing: progressive_side, which
-    reaches full size by cfg.progressive_until of the run).
-
-    The running sums stay on the device. Each step waits once for the host: to see, before the
-    optimizer steps, that the loss is finite (a NaN loss is never stepped on) and whether a stop
-    was requested, both in one all-reduce across processes. On a GPU that wait is for the forward
-    pass only, since the backward pass is queued first.
-    """
-    model.train()
-    layout = devices.memory_format(cfg.channels_last)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen, step, stopping = 0, start.step, False
-    bar = tqdm(loader, desc=description, leave=False, dynamic_ncols=True,
-                    disable=None if processes.rank == 0 else True)  # off when not a terminal
-    for index, (images, labels) in enumerate(bar):
-        if index < start.step:
-            continue
-        if stopping:
-            break
-        images = images.to(device, non_blocking=True, memory_format=layout)
-        labels = labels.to(device, non_blocking=True)
-        run_progress = (progress[0] + index) / progress[1]
-        until = min(cfg.progressive_until, 1 - 1 / cfg.epochs)  # the last epoch trains at full size
-        side = progressive_side(images.shape[-1], first_side, until, run_progress)
-        if side != images.shape[-1]:  # square images (B, C, S, S) -> (B, C, side, side)
-            images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True).contiguous(
-                memory_format=layout)
-        generator = torch.Generator().manual_seed((seed * 1_000_003 + index) % 2**64)
-        with devices.autocast(cfg.precision, device):
-            loss, logits = wsol.step_loss(model, fc, images, labels, cfg, run_progress, generator)
-        checks = torch.stack([loss.detach().isfinite().logical_not(), torch.tensor(bool(stop.signal), device=device)])
-        checks = processes.total(checks.double()).to("cpu", non_blocking=True)
-        forward_done = torch.cuda.Event() if device.type == "cuda" else None
-        if forward_done is not None:
-            forward_done.record()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if forward_done is not None:
-            forward_done.synchronize()
-        not_finite, stopping = checks.tolist()
-        if not_finite:
-            raise cli.UserError(
-                f"the training loss became {loss.item()} ({description}, after {start.seen + seen} images); "
-                f"stopped before that step, keeping the checkpoints of the last finished epoch; try a lower --lr"
-            )
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        loss_sum += loss.detach().double() * len(labels)
-        correct += (logits.argmax(1) == labels).sum()
-        seen += len(labels)
-        if not bar.disable and step % 20 == 0:  # a host sync, only where the bar is shown
-            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
-    loss_total, correct_total, seen_total = processes.sum([loss_sum.item(), correct.item(), seen], device)
-    position = EpochPosition(step, start.loss_sum + loss_total, start.correct + int(correct_total),
-                             start.seen + int(seen_total), start.seconds)
-    return position, not stopping
 
 
 def progressive_side(full: int, smallest: int, until: float, progress: float) -> int:
@@ -160,7 +87,7 @@ def evaluate(model, loader, device, layout: torch.memory_format = torch.contiguo
     if shift and black is None:
         raise TypeError("evaluate with shift needs black, the normalized value of a black pixel")
     model.eval()
-    views = [(0, 1.0)] if not shift else [(0, 0.5), (-shift, 0.25), (shift, 0.25)]  # (offset, weight)
+    views = [(0, 1.0)] if not shift else list(zip((0, -shift, shift), SHIFT_WEIGHTS))  # (offset, weight)
     black_pixel = torch.tensor(black, dtype=torch.float32, device=device) if shift else None
     loss_sum, correct, seen = 0.0, 0, 0
     for images, labels in loader:

@@ -30,12 +30,11 @@ from matplotlib.figure import Figure
 from torchvision import transforms as T
 
 import data
-from utils import devices
 import drawing
-from utils import files
 import localization
 import model as models
-from utils import checkpoints
+from utils import checkpoints, devices, files
+from utils.images import read_user_image
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 checkpoint: str = "checkpoints/last.pt"  # a checkpoint written by train.py: last.pt (the final model), or best.pt
@@ -152,7 +151,7 @@ def draw_pretrained(cfg) -> list[Path]:
     classes = entry.meta["categories"]
     if cfg.topk > len(classes):
         raise cli.UserError(f"--topk={cfg.topk} is more than the {len(classes)} classes of {entry}")
-    photo = data.read_user_image(cfg.image, "RGB")
+    photo = read_user_image(cfg.image, "RGB")
     output_dir = files.writable_folder(cfg.output_dir, "output_dir")
     device = devices.pick_device(cfg.device)
     net = models.build_model(cfg.model, len(classes), 3, weights=cfg.weights, download=cfg.download).to(device).eval()

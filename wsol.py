@@ -6,15 +6,13 @@ None of them changes the network, its GAP + linear head, or how the map is read 
 - `alignment_losses`: the feature-direction alignment and feature-norm terms of Kim et al.,
   "Bridging the Gap Between Classification and Localization for Weakly Supervised Object
   Localization" (CVPR 2022), added to the cross-entropy.
-`step_loss` puts together those that train.py's hyperparameters switch on, for one training step.
+train.py's training step (train_step) applies those that its hyperparameters switch on.
 """
 
 import math
 
 import torch
-import torch.nn.functional as F
 
-ALIGNMENT_START = 0.25  # Kim et al. train with cross-entropy alone for the first 20-30% of the run
 ALIGNMENT_THRESHOLD = 0.5  # foreground: locations whose feature norm is above this share of the image's largest
 
 
@@ -80,26 +78,3 @@ def alignment_losses(features: torch.Tensor, class_weights: torch.Tensor, thresh
 
     alignment = mean_over(background, cosine) - mean_over(foreground, cosine)
     return alignment, mean_over(background, normalized)
-
-
-def step_loss(model, fc: torch.nn.Linear, images: torch.Tensor, labels: torch.Tensor, cfg, progress: float,
-              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, logits (B, num_classes)) of one training step of model (a GapNet, maybe wrapped for
-    DDP; fc its linear layer) on images (B, C, H, W) and labels (B,), with the methods cfg switches
-    on: hide_patch / hide_probability, cutmix (the probability that a batch is mixed),
-    align_weight / norm_weight (after ALIGNMENT_START of the run; progress in [0, 1]) and
-    label_smoothing. Random draws come from generator."""
-    if cfg.hide_patch:
-        images = hide_patches(images, cfg.hide_patch, cfg.hide_probability, generator)
-    partner_labels, lam = labels, 1.0
-    if cfg.cutmix and torch.rand((), generator=generator) < cfg.cutmix:
-        images, partner_labels, lam = cut_mix(images, labels, generator)
-    aligning = (cfg.align_weight or cfg.norm_weight) and progress >= ALIGNMENT_START
-    logits, features = model(images, with_features=True)
-    loss = lam * F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
-    if lam < 1:
-        loss = loss + (1 - lam) * F.cross_entropy(logits, partner_labels, label_smoothing=cfg.label_smoothing)
-    if aligning:
-        alignment, norm = alignment_losses(features, fc.weight[labels])
-        loss = loss + cfg.align_weight * alignment + cfg.norm_weight * norm
-    return loss, logits

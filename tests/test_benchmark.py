@@ -16,8 +16,6 @@ def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
     assert photo["model"] == "resnet18" and photo["train_images_per_second"] is None and photo["cam_over_forward"] > 0
     assert row["dataset"] == "fashion-mnist" and row["model"] == "cnn" and row["train_images_per_second"] > 0
     assert 0 < row["test_pass_seconds"] < row["epoch_seconds"]  # the training steps, then the test pass
-    assert row["epoch_seconds"] == pytest.approx(96 / row["train_images_per_second"] + row["test_pass_seconds"],
-                                                 rel=0.01, abs=0.06)
     assert report["precision"] == "fp32 (--precision=fp32)" and " kernels, native bf16: " in report["machine"]
     assert {"forward", "CAM (all classes)", "Grad-CAM"} <= set(row["map_ms_per_image"])
     assert row["cam_over_forward"] > 0 and row["grad_cam_over_cam"] > 0

@@ -7,9 +7,10 @@ import scipy.io
 import torch
 from conftest import write_mnist_like
 from PIL import Image
+from torch.utils.data import Dataset
 from torchvision import datasets
 
-from utils import cli
+from utils import cli, idx_files
 import data
 
 RNG = np.random.default_rng(0)
@@ -120,16 +121,6 @@ def test_mnist_like_from_gz_files_in_the_data_folder(tmp_path, name):
         assert loaded.info.classes[0] == "T-shirt/top" and loaded.info.mean == (0.2860,)
 
 
-def test_fashion_mnist_found_in_debian_folder(tmp_path, monkeypatch):
-    system = tmp_path / "usr-share-datasets-fashion-mnist"
-    write_mnist_like(system, train_size=20, test_size=10)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (system, "dataset-fashion-mnist"))
-    loaded = data.load_dataset("fashion-mnist", tmp_path / "data", download=False)
-    assert (len(loaded.train), len(loaded.test)) == (20, 10)
-    staged = sorted(p.name for p in (tmp_path / "data" / "FashionMNIST" / "raw").iterdir())
-    assert staged == sorted(data.IDX_FILES)  # extracted whole, no temporary files left
-
-
 def test_train_set_is_augmented_and_test_set_is_not(tmp_path):
     write_mnist_like(tmp_path / "fashion-mnist")
     loaded = data.load_dataset("fashion-mnist", tmp_path, download=False)
@@ -160,7 +151,7 @@ def test_unknown_dataset(tmp_path):
 
 
 def test_missing_offline_names_the_place_and_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "nowhere", ""))
+    monkeypatch.setitem(idx_files.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "nowhere", ""))
     with pytest.raises(data.DatasetError) as error:
         data.load_dataset("fashion-mnist", tmp_path / "data", download=False)
     message = str(error.value)
@@ -174,67 +165,11 @@ def test_failed_download_names_the_place_and_the_fix(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.mnist, "download_and_extract_archive", no_network)
     monkeypatch.setattr(datasets.cifar, "download_and_extract_archive", no_network)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "mnist", (tmp_path / "nowhere", ""))
+    monkeypatch.setitem(idx_files.SYSTEM_DIRS, "mnist", (tmp_path / "nowhere", ""))
     for name, place in (("mnist", "MNIST/raw/"), ("cifar10", "cifar-10-batches-py/")):
         with pytest.raises(data.DatasetError) as error:
             data.load_dataset(name, tmp_path, download=True)
         assert "could not be downloaded" in str(error.value) and place in str(error.value)
-
-
-def test_a_damaged_staged_file_is_staged_again_from_a_good_source(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "nowhere", ""))
-    arrays = write_mnist_like(tmp_path / "fashion-mnist")
-    raw = tmp_path / "FashionMNIST" / "raw"
-    data.load_dataset("fashion-mnist", tmp_path, download=False)
-    whole = (raw / "t10k-images-idx3-ubyte").read_bytes()
-    (raw / "t10k-images-idx3-ubyte").write_bytes(whole[:1000])  # cut short, e.g. by a full disk
-    (raw / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02\x01\x01")  # 2 labels
-    loaded = data.load_dataset("fashion-mnist", tmp_path, download=False)
-    assert (raw / "t10k-images-idx3-ubyte").read_bytes() == whole
-    assert torch.equal(loaded.train.targets, torch.from_numpy(arrays["train"][1]).long())
-
-
-def test_a_damaged_source_fails_until_it_is_replaced_and_no_download_is_claimed(tmp_path, monkeypatch):
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "system", "dataset-fashion-mnist"))
-    write_mnist_like(tmp_path / "system")
-    source = tmp_path / "system" / "t10k-labels-idx1-ubyte.gz"
-    good = source.read_bytes()
-    source.write_bytes(good[:-20])
-    for download in (True, False):
-        with pytest.raises(data.DatasetError) as error:
-            data.load_dataset("fashion-mnist", tmp_path / "data", download=download)
-        message = str(error.value)
-        assert message.startswith(f"{source} is damaged (") and "download" not in message
-        assert message.endswith("or delete it (`apt-get install --reinstall dataset-fashion-mnist` restores its files)")
-    assert not (tmp_path / "data" / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").exists()  # never staged
-    source.write_bytes(good)  # put right where the message says
-    assert len(data.load_dataset("fashion-mnist", tmp_path / "data", download=False).test) == 48
-
-
-def test_a_damaged_copy_is_passed_over_for_a_good_one_elsewhere_with_a_warning(tmp_path, monkeypatch, capsys):
-    write_mnist_like(tmp_path / "system", test_size=30)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", (tmp_path / "system", ""))
-    write_mnist_like(tmp_path / "data" / "fashion-mnist")
-    damaged = tmp_path / "data" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
-    damaged.write_bytes(damaged.read_bytes()[:50])
-    assert len(data.load_dataset("fashion-mnist", tmp_path / "data", download=False).test) == 30
-    used = tmp_path / "system" / "t10k-images-idx3-ubyte.gz"
-    out = capsys.readouterr().out
-    assert out.startswith(f"warning: {damaged} is damaged (") and out.endswith(f"); using {used}\n")
-    assert out.count("\n") == 1  # the good train pair in the data folder is used without a word
-
-
-def test_idx_pair_problem_names_the_file_and_the_fault():
-    images = bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28]) + bytes(2 * 28 * 28)
-    labels = bytes([0, 0, 8, 1, 0, 0, 0, 2, 3, 9])
-    assert data.idx_pair_problem((images[:16], len(images)), labels) == (-1, "")
-    assert data.idx_pair_problem((images[:16], len(images) - 1), labels) == (
-        0, f"{len(images) - 1} bytes where its header promises {len(images)}: cut short")
-    assert data.idx_pair_problem((images[:16], len(images)), labels[:-1])[0] == 1
-    assert data.idx_pair_problem((labels, len(labels)), labels)[1].startswith("not an IDX file of 3-dimensional")
-    assert data.idx_pair_problem((images[:16], len(images)), bytes([0, 0, 8, 1, 0, 0, 0, 1, 10])) == (
-        1, "it holds 1 labels for the 2 images of its images file")
-
 
 @pytest.mark.parametrize("layout, message", [
     ("empty", "image folder"),
@@ -268,155 +203,7 @@ def test_load_image_errors(tmp_path, content, message):
     with pytest.raises(cli.UserError, match=message):
         data.load_image(path, info)
 
-
-def saved(tmp_path, image: Image.Image, name: str, **options):
-    path = tmp_path / name
-    image.save(path, **options)
-    return path
-
-
-def gray(mode_image: Image.Image, tmp_path, name: str, **options) -> np.ndarray:
-    """The pixels data.read_image gives for the image saved as name, as gray uint8 (H, W)."""
-    return np.asarray(data.read_image(saved(tmp_path, mode_image, name, **options), "L"))
-
-
-def test_read_image_scales_deep_pixels_from_their_own_range(tmp_path):
-    levels = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)  # 16-bit: 100/255 of the way, and white
-    assert Image.open(saved(tmp_path, Image.fromarray(levels), "deep.png")).mode == "I;16"
-    assert gray(Image.fromarray(levels), tmp_path, "deep.png").tolist() == [[0, 100, 255]]
-    assert gray(Image.fromarray(levels), tmp_path, "deep.pgm").tolist() == [[0, 100, 255]]  # opened as mode I
-    floats = np.array([[0.0, 0.5, 1.0, 2.0]], dtype=np.float32)  # float pixels: [0, 1], clipped
-    assert gray(Image.fromarray(floats), tmp_path, "float.tif").tolist() == [[0, 128, 255, 255]]
-    assert gray(Image.fromarray(np.array([[0, 1]], dtype=bool)), tmp_path, "bits.png").tolist() == [[0, 255]]
-
-
-def test_read_image_composites_transparency_over_black_and_keeps_colors(tmp_path):
-    rgba = np.array([[[255, 0, 0, 255], [255, 255, 255, 0], [0, 0, 255, 128]]], dtype=np.uint8)
-    rgb = np.asarray(data.read_image(saved(tmp_path, Image.fromarray(rgba), "alpha.png"), "RGB"))
-    assert rgb.tolist() == [[[255, 0, 0], [0, 0, 0], [0, 0, 128]]]
-    gray_alpha = Image.fromarray(np.array([[[200, 255], [200, 0]]], dtype=np.uint8), mode="LA")
-    assert gray(gray_alpha, tmp_path, "la.png").tolist() == [[200, 0]]
-    palette = Image.fromarray(np.array([[0, 1]], dtype=np.uint8), mode="P")
-    palette.putpalette([255, 255, 0, 10, 20, 30])
-    rgb = np.asarray(data.read_image(saved(tmp_path, palette, "palette.png", transparency=1), "RGB"))
-    assert rgb.tolist() == [[[255, 255, 0], [0, 0, 0]]]
-    cmyk = Image.new("CMYK", (2, 2), (0, 255, 255, 0))  # red in CMYK
-    assert np.asarray(data.read_image(saved(tmp_path, cmyk, "cmyk.tif"), "RGB"))[0, 0].tolist() == [255, 0, 0]
-
-
-def test_read_image_turns_photos_upright(tmp_path):
-    pixels_ = np.zeros((2, 3), dtype=np.uint8)
-    pixels_[0, 0] = 255
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: the camera was turned, so the image is shown turned 90 degrees clockwise
-    upright = gray(Image.fromarray(pixels_), tmp_path, "turned.png", exif=exif)
-    assert upright.shape == (3, 2) and upright[0, 1] == 255
-
-
-def test_read_image_refuses_a_decompression_bomb_and_a_broken_file_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    path = saved(tmp_path, Image.new("L", (20, 20)), "bomb.png")
-    with pytest.raises(data.DatasetError, match="bomb.png is too large to read safely"):
-        data.read_image(path)
-    (tmp_path / "broken.tif").write_bytes(b"II*\x00" + bytes(40))
-    with pytest.raises(data.DatasetError, match="broken.tif is not a readable image"):
-        data.read_image(tmp_path / "broken.tif")
-
-
-def fashion_items(count: int, seed: int = 0) -> np.ndarray:
-    """uint8 (count, 28, 28): blocks of random ink on a black border, like Fashion-MNIST items."""
-    rng = np.random.default_rng(seed)
-    items = np.zeros((count, 28, 28), dtype=np.uint8)
-    for item in items:
-        top, left = rng.integers(0, 8, size=2)
-        height, width = rng.integers(8, 20, size=2)
-        item[top:top + height, left:left + width] = rng.integers(1, 256, size=(height, width))
-    return items
-
-
-def test_cluttered_item_is_pasted_whole_inside_its_box_and_mask():
-    items = fashion_items(50)
-    made = data.make_cluttered(items, size=64, clutter=0, seed=3)
-    for item, image, box, mask in zip(items, made["images"], made["boxes"], made["masks"]):
-        x0, y0, x1, y1 = box
-        ink_rows, ink_cols = np.nonzero(item)
-        assert (x1 - x0, y1 - y0) == (np.ptp(ink_cols) + 1, np.ptp(ink_rows) + 1)  # the tight box of the ink
-        assert np.array_equal(image[y0:y1, x0:x1], item[ink_rows.min():ink_rows.max() + 1,
-                                                          ink_cols.min():ink_cols.max() + 1])
-        assert np.array_equal(mask, image > 0) and image.sum() == item.sum()  # no clutter: the item alone
-
-
-def test_cluttered_masks_and_boxes_survive_the_clutter():
-    items = fashion_items(200)
-    plain = data.make_cluttered(items, clutter=0, seed=5)
-    cluttered = data.make_cluttered(items, clutter=6, clutter_size=10, seed=5)
-    assert np.array_equal(plain["masks"], cluttered["masks"]) and np.array_equal(plain["boxes"], cluttered["boxes"])
-    for image, box, mask, bare in zip(cluttered["images"], cluttered["boxes"], cluttered["masks"], plain["images"]):
-        rows, cols = np.nonzero(mask)
-        assert list(box) == [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
-        assert (image[mask] >= bare[mask]).all()  # the item is kept where clutter overlaps it (brighter wins)
-    outside = ~cluttered["masks"]
-    assert (cluttered["images"][outside] > 0).mean() > 0.02  # there is clutter beside the items
-
-
-def test_cluttered_is_deterministic_from_its_seed():
-    items = fashion_items(30)
-    first, again = data.make_cluttered(items, seed=1), data.make_cluttered(items, seed=1)
-    other = data.make_cluttered(items, seed=2)
-    assert all(np.array_equal(first[key], again[key]) for key in first)
-    assert not np.array_equal(first["images"], other["images"])
-    assert not np.array_equal(first["boxes"], other["boxes"])
-
-
-def test_cluttered_dataset_from_the_fashion_mnist_files(tmp_path):
-    arrays = write_mnist_like(tmp_path / "fashion-mnist", train_size=40, test_size=20)
-    loaded = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48,
-                               options={"clutter": 3})
-    assert (len(loaded.train), len(loaded.test)) == (40, 20)
-    assert loaded.info.image_size == 48 and loaded.info.channels == 1 and loaded.info.classes[0] == "T-shirt/top"
-    assert loaded.info.options == {"clutter": 3, "clutter_size": 10, "clutter_seed": 0}
-    test = loaded.test
-    boxes, masks = data.ground_truth(test, 0, 20)
-    assert masks.shape == (20, 48, 48) and boxes.shape == (20, 4) and torch.equal(test.boxes, torch.from_numpy(boxes))
-    assert data.ground_truth(loaded.train, 0, 40)[1].shape == (40, 48, 48)
-    assert test.targets.tolist() == arrays["t10k"][1].tolist() and loaded.train.targets.tolist() == arrays["train"][1].tolist()
-    image, label = test[7]
-    assert image.shape == (1, 48, 48) and label == arrays["t10k"][1][7]
-    expected = (test.images[7].float() / 255 - loaded.info.mean[0]) / loaded.info.std[0]
-    assert torch.allclose(image[0], expected, atol=1e-5)  # no test-time augmentation
-    cached = sorted(path.name for path in (tmp_path / "fashion-mnist-cluttered").iterdir())
-    assert cached == ["test-v3-size48-clutter3x10-seed0.pt", "train-v3-size48-clutter3x10-seed0.pt"]
-    again = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48,
-                              options={"clutter": 3}).test
-    assert torch.equal(again.images, test.images) and np.array_equal(data.ground_truth(again, 0, 20)[1], masks)
-
-
-def test_ground_truth_of_a_held_out_split_is_that_of_its_training_canvases(tmp_path):
-    """The validation split of hold_out() reads the boxes and masks of the last training canvases,
-    and each mask is the item's ink, whose tight box is the box."""
-    write_mnist_like(tmp_path / "fashion-mnist", train_size=40, test_size=10)
-    loaded = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48, options={"clutter": 3})
-    held = loaded.hold_out(15)
-    boxes, masks = data.ground_truth(held.validation, 5, 15)
-    whole_boxes, whole_masks = data.ground_truth(loaded.train, 30, 40)
-    assert np.array_equal(boxes, whole_boxes) and np.array_equal(masks, whole_masks)
-    for box, mask in zip(boxes, masks):
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        assert [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1] == box.tolist()
-    assert data.ground_truth(held.validation, 0, 20)[0].shape == (15, 4)  # clipped to the split
-    mnist_like = data.load_dataset("fashion-mnist", tmp_path, download=False)
-    assert data.ground_truth(mnist_like.test, 0, 5) is None
-
-
-def test_cluttered_settings_are_checked(tmp_path):
-    write_mnist_like(tmp_path / "fashion-mnist", train_size=10, test_size=10)
-    with pytest.raises(data.DatasetError, match="has no setting colour"):
-        data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, options={"colour": 1})
-    with pytest.raises(data.DatasetError, match="a canvas of 20 px cannot hold 28x28 items"):
-        data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=20)
-
-
-@pytest.mark.skipif(not (data.SYSTEM_DIRS["fashion-mnist"][0] / "t10k-images-idx3-ubyte.gz").is_file(),
+@pytest.mark.skipif(not (idx_files.SYSTEM_DIRS["fashion-mnist"][0] / "t10k-images-idx3-ubyte.gz").is_file(),
                     reason="needs Debian's dataset-fashion-mnist (CI installs it)")
 def test_real_fashion_mnist_from_the_debian_package(tmp_path):
     loaded = data.load_dataset("fashion-mnist", tmp_path, download=False)
@@ -471,8 +258,8 @@ def test_folder_validation_and_subset_are_stratified_and_seeded(tmp_path):
     write_balanced_folder(tmp_path)
     loaded = data.load_dataset("folder", tmp_path, download=False, image_size=8)
     held = loaded.hold_out(4, seed=0)
-    assert torch.bincount(data.split_labels(held.validation)).tolist() == [2, 2]  # not the last 4: all dogs
-    assert torch.bincount(data.split_labels(held.train)).tolist() == [8, 8]
+    assert torch.bincount(held.split_labels(held.validation)).tolist() == [2, 2]  # not the last 4: all dogs
+    assert torch.bincount(held.split_labels(held.train)).tolist() == [8, 8]
     assert sorted(held.train.indices + held.validation.indices) == list(range(20))
     assert held.validation.indices == loaded.hold_out(4, seed=0).validation.indices  # fixed by the seed
     assert any(loaded.hold_out(4, seed=seed).validation.indices != held.validation.indices for seed in (1, 2))
@@ -579,11 +366,62 @@ def test_permuted_labels_keep_the_class_counts_and_the_other_splits(tmp_path):
     write_mnist_like(tmp_path / "fashion-mnist", train_size=60, test_size=10)
     loaded = data.load_dataset("fashion-mnist", tmp_path, download=False).hold_out(10)
     permuted = loaded.with_permuted_labels(seed=3)
-    _, original = data.split_tensors(loaded.train)
-    images, labels = data.split_tensors(permuted.train)
-    assert torch.equal(images, data.split_tensors(loaded.train)[0]) and not torch.equal(labels, original)
+    _, original = loaded.split_tensors(loaded.train)
+    images, labels = permuted.split_tensors(permuted.train)
+    assert torch.equal(images, loaded.split_tensors(loaded.train)[0]) and not torch.equal(labels, original)
     assert sorted(labels.tolist()) == sorted(original.tolist())
-    assert torch.equal(labels, data.split_tensors(loaded.with_permuted_labels(seed=3).train)[1])
+    assert torch.equal(labels, loaded.split_tensors(loaded.with_permuted_labels(seed=3).train)[1])
     assert permuted.test is loaded.test and permuted.validation is loaded.validation
     fed = torch.cat([batch_labels for _, batch_labels in permuted.loader("train", 7, torch.device("cpu"))])
     assert torch.equal(fed, labels) and permuted.train[4][1] == labels[4]
+
+
+class Squares(Dataset):
+    """A dataset new to the registry, written as the next ones will be: a bright 4x4 square on a 16x16
+    black image, on the left (class 0) or the right (class 1), one row lower each image, with its box
+    and mask. Like the cluttered set it gives its splits as tensors and its own ground truth."""
+
+    classes = ["left", "right"]
+
+    def __init__(self, root, train: bool, transform, download: bool):
+        self.targets = torch.arange(12 if train else 6) % 2
+        rows, left = torch.arange(len(self.targets)), 2 + 8 * self.targets
+        self.boxes = torch.stack([left, rows, left + 4, rows + 4], dim=1)
+        self.images = torch.zeros(len(self.targets), 16, 16, dtype=torch.uint8)
+        for image, (x0, y0, x1, y1) in zip(self.images, self.boxes.tolist()):
+            image[y0:y1, x0:x1] = 200
+        self.transform = transform
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[:, None], self.targets
+
+    def ground_truth(self, index) -> tuple[np.ndarray, np.ndarray]:
+        return self.boxes[index].numpy(), self.images[index].numpy() > 0
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(self.images[index].numpy(), mode="L")), int(self.targets[index])
+
+
+@pytest.mark.parametrize("held_in_memory", [True, False])
+def test_a_new_dataset_is_one_registry_entry(tmp_path, monkeypatch, held_in_memory):
+    """Nothing shared learns of a new dataset: its DatasetSpec opens it and says how its splits are held
+    in memory (or that they are read image by image), and the ground truth is asked of the dataset
+    itself, also through the Subset of hold_out and the Relabeled of with_permuted_labels."""
+    monkeypatch.setitem(data.DATASETS, "squares", data.DatasetSpec(
+        open=Squares, tensors=Squares.tensors if held_in_memory else None, channels=1, image_size=16, mean=(0.5,),
+        std=(0.5,), augment=data.ShiftFlip(0, flip=False), expected="nowhere: it is made in memory"))
+    loaded = data.load_dataset("squares", tmp_path, download=False)
+    assert loaded.in_memory == held_in_memory and loaded.info.classes == ("left", "right")
+    images, labels = next(iter(loaded.loader("test", 6, torch.device("cpu"))))
+    boxes, masks = data.ground_truth(loaded.test, 0, 6)
+    assert labels.tolist() == [0, 1, 0, 1, 0, 1] and torch.equal(images[:, 0] > 0, torch.from_numpy(masks))
+    assert boxes.tolist()[1] == [10, 1, 14, 5]
+    held = loaded.hold_out(4)  # the last 4 training images: rows 8 to 11
+    assert data.ground_truth(held.validation, 1, 3)[0].tolist() == [[10, 9, 14, 13], [2, 10, 6, 14]]
+    permuted = held.with_permuted_labels(seed=0)
+    assert sorted(permuted.split_labels(permuted.train).tolist()) == [0] * 4 + [1] * 4
+    boxes, masks = data.ground_truth(permuted.train, 6, 20)  # clipped to the 8 images of the split
+    assert boxes.tolist() == [[2, 6, 6, 10], [10, 7, 14, 11]] and masks.shape == (2, 16, 16)

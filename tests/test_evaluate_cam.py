@@ -9,38 +9,47 @@ from PIL import Image
 from utils import cli
 import data
 import evaluate_cam
+import visualize_cam
 import faithfulness
 import localization
+import methods
 import model as models
-
-STANDARD = evaluate_cam.STANDARD_ROW
+import results
 
 
 def arguments(workdir, *extra: str) -> list[str]:
     return [f"--checkpoint={workdir / 'checkpoints/best.pt'}", f"--output_dir={workdir / 'report'}", *extra]
 
 
-def evaluate(workdir, *extra: str) -> dict:
+def evaluate(workdir, *extra: str) -> results.Report:
     return evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, arguments(workdir, *extra)))
+
+
+def keys(report: results.Report, group: str | None = None) -> list[str]:
+    """The keys of the methods that group (None: any group) measured, in the report's order."""
+    return [result.method.key for result in report.measured(group)]
 
 
 def test_report_on_a_cluttered_checkpoint(trained_cluttered):
     report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5", "--groups=localization")
-    assert report["images"] == 60 and list(report["methods"]) == [STANDARD, "CAM, max, flips", "Grad-CAM", "center baseline"]
-    for groups in report["methods"].values():
-        metrics = groups["localization"]
+    assert report.images == 60 and keys(report) == ["cam", "cam_read", "grad_cam", "center"]
+    for result in report.measured():
+        scores = result.localization
         for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
-            assert 0 <= metrics[name] <= 100, name
-        operating = metrics["operating"]
-        assert operating["top1_loc"] <= operating["gt_known_loc"] <= 100
-        assert operating["threshold"] == localization.CAM_THRESHOLD  # the run has no validation split
-        assert len(metrics["curves"]["thresholds"]) == 100
+            assert 0 <= getattr(scores, name) <= 100, name
+        operating = scores.operating
+        assert operating.top1_loc <= operating.gt_known_loc <= 100
+        assert operating.threshold == localization.CAM_THRESHOLD  # the run has no validation split
+        assert len(scores.curves["thresholds"]) == 100
     written = sorted(path.name for path in (trained_cluttered / "report").iterdir())
     assert written == ["localization.json", "localization.md", "localization_examples.png",
                        "localization_thresholds.png"]
-    assert json.loads((trained_cluttered / "report" / "localization.json").read_text()) == json.loads(json.dumps(report))
+    written = json.loads((trained_cluttered / "report" / "localization.json").read_text())
+    assert written == json.loads(json.dumps(report.as_json()))
+    assert list(written["methods"]) == ["cam", "cam_read", "grad_cam", "center"]
+    assert written["methods"]["cam_read"]["name"] == "CAM, max, flips"
     table = (trained_cluttered / "report" / "localization.md").read_text()
-    assert f"| {STANDARD} |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
+    assert f"| {methods.CAM.name} |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
 
 
 def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
@@ -60,10 +69,11 @@ def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     correct = (logits.argmax(1) == labels).numpy()
     evaluator.accumulate(heats[:, 0].numpy(), *data.ground_truth(test_set, 0, 30), correct)
     expected = evaluator.compute()
-    assert list(report["methods"]) == [STANDARD, "Grad-CAM", "center baseline"]  # the reading asked is the standard one
+    assert keys(report) == ["cam", "grad_cam", "center"]  # the reading asked is the standard one
+    cam = report.methods["cam"].localization
     for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
-        assert report["methods"][STANDARD]["localization"][name] == pytest.approx(expected[name]), name
-    assert report["methods"][STANDARD]["localization"]["classification_top1"] == pytest.approx(100 * correct.mean())
+        assert getattr(cam, name) == pytest.approx(expected[name]), name
+    assert cam.classification_top1 == pytest.approx(100 * correct.mean())
 
 
 def test_center_baseline_does_not_depend_on_the_model(trained_cluttered):
@@ -72,14 +82,13 @@ def test_center_baseline_does_not_depend_on_the_model(trained_cluttered):
     evaluator = localization.LocalizationEvaluator()
     center = np.broadcast_to(localization.centered_gaussian(40, 40), (20, 40, 40))
     evaluator.accumulate(center, *data.ground_truth(test_set, 0, 20), np.ones(20, bool))
-    assert report["methods"]["center baseline"]["localization"]["max_box_acc_v2"] == evaluator.compute()["max_box_acc_v2"]
+    assert report.methods["center"].localization.max_box_acc_v2 == evaluator.compute()["max_box_acc_v2"]
 
 
-def test_visualize_draws_the_predicted_and_true_boxes(trained_cluttered):
-    result = run_script("visualize_cam.py", f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", "--index=3",
-                        "--output_dir=drawn", "--alpha=0", "--display_size=0", cwd=trained_cluttered)
-    assert result.returncode == 0, result.stderr
-    overlay = np.asarray(Image.open(trained_cluttered / "drawn" / "cam_test00003_overlay.png"))
+def test_visualize_draws_the_predicted_and_true_boxes(trained_cluttered, tmp_path):
+    visualize_cam.main([f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", "--index=3",
+                        f"--output_dir={tmp_path / 'drawn'}", "--alpha=0", "--display_size=0"])
+    overlay = np.asarray(Image.open(tmp_path / "drawn" / "cam_test00003_overlay.png"))
     x0, y0, x1, y1 = data.load_dataset(
         "fashion-mnist-cluttered", trained_cluttered / "data", False, 40, {"clutter": 3}
     ).test.boxes[3].tolist()
@@ -88,12 +97,13 @@ def test_visualize_draws_the_predicted_and_true_boxes(trained_cluttered):
     assert (overlay == [0, 255, 0]).all(-1).any()  # the CAM's box
 
 
-def test_a_dataset_without_boxes_is_explained(trained, tmp_path):
-    result = run_script("evaluate_cam.py", f"--checkpoint={trained / 'checkpoints/best.pt'}", cwd=tmp_path)
-    assert_clean_error(result, "was trained on mnist, whose test set has no ground-truth boxes")
+def test_a_dataset_without_boxes_is_explained_and_nothing_is_written(trained, tmp_path):
+    with pytest.raises(cli.UserError, match="was trained on mnist, whose test set has no ground-truth boxes"):
+        evaluate_cam.main([f"--checkpoint={trained / 'checkpoints/best.pt'}", f"--output_dir={tmp_path / 'out'}"])
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_command_line_error_is_one_line_and_exit_1(trained_cluttered, tmp_path):
     """The command-line smoke test of evaluate_cam.py's errors; tests/test_inputs.py checks every message."""
     args = [f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", "--treshold_step=0.1"]
@@ -112,11 +122,12 @@ def test_operating_thresholds_are_chosen_on_the_validation_split(trained_clutter
     chosen = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*common, "--split=validation",
                                                                            f"--output_dir={tmp_path / 'validation'}"]))
     tested = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*common, f"--output_dir={tmp_path / 'test'}"]))
-    assert chosen["images"] == 40 and tested["images"] == 60 and tested["thresholds_chosen_on"] == "validation"
-    for name, groups in tested["methods"].items():
-        metrics, on_validation = groups["localization"], chosen["methods"][name]["localization"]
-        assert metrics["operating"] == localization.at_threshold(metrics, on_validation["max_box_acc_threshold"])
-        assert on_validation["operating"]["gt_known_loc"] == on_validation["max_box_acc"]
+    assert chosen.images == 40 and tested.images == 60 and tested.thresholds_chosen_on == "validation"
+    for result in tested.measured():
+        scores, on_validation = result.localization, chosen.methods[result.method.key].localization
+        at_best = localization.at_threshold({"curves": scores.curves}, on_validation.max_box_acc_threshold)
+        assert scores.operating == results.OperatingPoint(**at_best)
+        assert on_validation.operating.gt_known_loc == on_validation.max_box_acc
 
 
 def test_validation_split_needs_a_run_trained_with_one(trained_cluttered):
@@ -135,17 +146,17 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
     torch.save(checkpoint, tmp_path / "random_labels.pt")
     report = evaluate(trained_cluttered, "--examples=0", "--limit=20", "--explained=12", "--road_images=5",
                       "--steps=4", "--batch_size=8", f"--random_labels_checkpoint={tmp_path / 'random_labels.pt'}")
-    methods = report["methods"]
-    assert list(methods) == [STANDARD, "CAM, max, flips", "Grad-CAM", "center baseline", "random", "edge (Sobel)"]
-    for name in methods:
-        scores = methods[name]["faithfulness"]
-        assert scores["images"] == 12 and len(scores["curves"]["deletion"]) == 5
-        assert 0 <= scores["deletion_auc"] <= 1 and 0 <= scores["pointing_game"] <= 100
-        assert len(scores["road"]["morf"]) == len(faithfulness.ROAD_PERCENTAGES)
-    assert list(methods["edge (Sobel)"]["sanity"])[-1] == "random labels"
-    assert methods["edge (Sobel)"]["sanity"]["features.0"]["spearman"] == pytest.approx(1)
-    assert methods["edge (Sobel)"]["sanity"]["random labels"]["ssim"] == pytest.approx(1)
-    assert -1 <= report["cam_iou_vs_deletion_spearman"] <= 1
+    assert keys(report) == ["cam", "cam_read", "grad_cam", "center", "random", "edge"]
+    assert keys(report, "sanity") == ["cam", "grad_cam", "edge"]
+    for result in report.measured():
+        scores = result.faithfulness
+        assert scores.images == 12 and len(scores.curves["deletion"]) == 5
+        assert 0 <= scores.deletion_auc <= 1 and 0 <= scores.pointing_game <= 100
+        assert len(scores.road["morf"]) == len(faithfulness.ROAD_PERCENTAGES)
+    edge = report.methods["edge"].sanity
+    assert edge.cascade["features.0"].spearman == pytest.approx(1) and edge.last_stage.spearman == pytest.approx(1)
+    assert edge.random_labels.ssim == pytest.approx(1)
+    assert -1 <= report.cam_iou_vs_deletion_spearman <= 1
     written = sorted(path.name for path in (trained_cluttered / "report").iterdir())
     assert {"faithfulness_curves.png", "sanity_cascade.png", "localization.json"} <= set(written)
     table = (trained_cluttered / "report" / "localization.md").read_text()
@@ -200,7 +211,7 @@ def test_a_report_replaces_the_earlier_one_whole(trained_cluttered, tmp_path):
               "--batch_size=6"]
     everything = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         *common, "--examples=2", "--explained=4", "--steps=2", "--road_images=0"]))
-    assert everything["files"] == ["localization.md", "localization.json", "localization_examples.png",
+    assert everything.files == ["localization.md", "localization.json", "localization_examples.png",
                                    "localization_thresholds.png", "faithfulness_curves.png", "sanity_cascade.png"]
     (folder / "notes.txt").write_text("mine")
     (folder / "localization_examples.png.bak").write_text("mine too")
@@ -210,10 +221,10 @@ def test_a_report_replaces_the_earlier_one_whole(trained_cluttered, tmp_path):
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(
         evaluate_cam, [*common, "--groups=faithfulness", "--explained=4", "--steps=2", "--road_images=0"]))
-    assert report["files"] == ["localization.md", "localization.json", "faithfulness_curves.png"]
-    assert sorted(path.name for path in folder.iterdir()) == sorted(report["files"] + ["localization_examples.png.bak",
-                                                                                      "notes.txt"])
-    assert json.loads((folder / "localization.json").read_text())["files"] == report["files"]
+    assert report.files == ["localization.md", "localization.json", "faithfulness_curves.png"]
+    assert sorted(path.name for path in folder.iterdir()) == sorted(report.files + ["localization_examples.png.bak",
+                                                                                  "notes.txt"])
+    assert json.loads((folder / "localization.json").read_text())["files"] == report.files
     table = (folder / "localization.md").read_text()
     assert table.endswith("Files of this report: localization.md, localization.json, faithfulness_curves.png.\n")
     note = table.split("\n\n")[0]
@@ -228,14 +239,15 @@ def test_a_report_records_only_what_ran(trained_cluttered, tmp_path):
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--groups=sanity",
         "--limit=5"]))
-    assert report["explained_images"] == 5
-    assert not {"steps", "baseline", "road_images", "tolerance", "images"} & set(report)
+    assert report.explained_images == 5 and keys(report) == ["cam", "grad_cam", "edge"]
+    assert not {"steps", "baseline", "road_images", "tolerance", "images"} & set(report.as_json())
     table = (tmp_path / "localization.md").read_text()
     assert "sanity on the first 5 test images, maps of the predicted class (cascade:" in table
     for word in ("steps", "baseline", "ROAD:", "pointing game within", "faithfulness on"):
         assert word not in table.split("\n\n")[0], word
 
 
+@pytest.mark.slow
 def test_any_int_seed_works(trained_cluttered, tmp_path):
     """Seeds beyond torch's range are taken modulo 2**64: 2**64 measures what 0 does (the examples
     figure may show other images), and -1 works."""
@@ -245,5 +257,5 @@ def test_any_int_seed_works(trained_cluttered, tmp_path):
             f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path / str(seed)}",
             f"--seed={seed}", "--limit=4", "--batch_size=4", "--examples=2", "--explained=2", "--steps=2",
             "--road_images=1"]))
-    assert reports[2**64]["methods"] == reports[0]["methods"]
-    assert reports[-1]["methods"]["random"]["faithfulness"]["images"] == 2
+    assert reports[2**64].as_json()["methods"] == reports[0].as_json()["methods"]
+    assert reports[-1].methods["random"].faithfulness.images == 2

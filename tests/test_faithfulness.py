@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 import faithfulness
+import methods
 import model as models
 
 
@@ -122,16 +123,19 @@ def test_randomizing_fc_changes_cam_but_not_the_edge_map():
     torch.manual_seed(0)
     net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
     images, classes = torch.randn(3, 1, 28, 28), torch.tensor([0, 1, 2])
-    stages = faithfulness.cascading_randomization(net, lambda model: faithfulness.raw_maps(model, images, classes))
+    def raw_maps(model):
+        return {method.key: method.raw(model, images, classes) for method in (methods.CAM, methods.EDGE)}
+
+    stages = faithfulness.cascading_randomization(net, raw_maps)
     names = [name for name, _ in stages]
     assert names[:2] == ["trained", "fc"] and len(names) == 2 + 3  # fc, then the 3 convs from the top
     trained, after_fc = stages[0][1], stages[1][1]
-    assert not torch.allclose(after_fc["CAM"], trained["CAM"])
+    assert not torch.allclose(after_fc["cam"], trained["cam"])
     for _, maps in stages:
-        assert torch.equal(maps["edge (Sobel)"], trained["edge (Sobel)"])
-    edge_scores = faithfulness.similarities(after_fc["edge (Sobel)"], trained["edge (Sobel)"])
+        assert torch.equal(maps["edge"], trained["edge"])
+    edge_scores = faithfulness.similarities(after_fc["edge"], trained["edge"])
     assert np.allclose(edge_scores["spearman"], 1) and np.allclose(edge_scores["ssim"], 1)
-    assert torch.equal(faithfulness.raw_maps(net, images, classes)["CAM"], trained["CAM"])  # net itself untouched
+    assert torch.equal(raw_maps(net)["cam"], trained["cam"])  # net itself untouched
 
 
 @pytest.mark.parametrize("seed", [2**64 + 5, 5 - 2**64])
@@ -143,7 +147,7 @@ def test_any_int_seeds_the_cascade_and_road_as_its_residue_modulo_2_to_the_64(se
     images, classes = torch.randn(2, 1, 28, 28), torch.tensor([0, 1])
 
     def cam(model):
-        return faithfulness.raw_maps(model, images, classes)["CAM"]
+        return methods.raw_cam(model, images, classes)
 
     for (_, ours), (_, theirs) in zip(faithfulness.cascading_randomization(net, cam, seed),
                                       faithfulness.cascading_randomization(net, cam, 5), strict=True):
@@ -157,14 +161,39 @@ def test_sanity_evaluator_reports_every_stage_and_the_random_labels_model():
     torch.manual_seed(0)
     net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
     other = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
-    evaluator = faithfulness.SanityEvaluator(shown=2)
+    evaluator = faithfulness.SanityEvaluator({"cam": methods.CAM, "edge": methods.EDGE}, shown=2)
     for _ in range(2):
         evaluator.accumulate(net, torch.randn(3, 1, 28, 28), torch.tensor([0, 1, 2]), other)
     scores = evaluator.compute()
-    assert list(scores["CAM"]) == ["trained", "fc", "features.8", "features.4", "features.0", "random labels"]
-    assert scores["CAM"]["trained"]["spearman"] == pytest.approx(1)
-    assert scores["edge (Sobel)"]["features.0"]["ssim"] == pytest.approx(1)
-    assert evaluator.examples["fc"]["CAM"].shape == (2, 28, 28)
+    stages = ["trained", "fc", "features.8", "features.4", "features.0", faithfulness.RANDOM_LABELS]
+    assert list(scores["cam"]) == stages
+    assert scores["cam"]["trained"]["spearman"] == pytest.approx(1)
+    assert scores["edge"]["features.0"]["ssim"] == pytest.approx(1)
+    assert evaluator.examples["fc"]["cam"].shape == (2, 28, 28)
+
+
+def test_sanity_evaluator_makes_the_maps_of_a_method_that_does_not_use_the_weights_once():
+    """Once per batch, for every stage and the random-labels model; a method that uses the weights
+    is asked again at each stage (the trained one, fc and 3 convs) and for the other model."""
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
+    other = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
+    calls = {"fixed": 0, "changing": 0}
+
+    def counted(name, raw):
+        def counting(model, images, classes):
+            calls[name] += 1
+            return raw(model, images, classes)
+        return counting
+
+    evaluator = faithfulness.SanityEvaluator({
+        "fixed": methods.Method("fixed", "edge", methods.edge_maps, counted("fixed", methods.edge_raw),
+                                uses_weights=False),
+        "changing": methods.Method("changing", "CAM", methods.CAM.maps, counted("changing", methods.raw_cam))})
+    evaluator.accumulate(net, torch.randn(2, 1, 28, 28), torch.tensor([0, 1]), other)
+    assert calls == {"fixed": 1, "changing": 1 + 4 + 1}
+    scores = evaluator.compute()["fixed"]
+    assert all(stage["spearman"] == pytest.approx(1) for stage in scores.values())
 
 
 @pytest.mark.oracle

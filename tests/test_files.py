@@ -1,7 +1,6 @@
 import pytest
 
-from utils import cli
-from utils import files
+from utils import cli, files
 
 
 def test_atomic_output_replaces_whole_file(tmp_path):

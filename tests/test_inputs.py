@@ -5,6 +5,7 @@ MNIST-format checkpoint."""
 
 import fcntl
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ from conftest import write_idx, write_mnist_like
 from PIL import Image
 
 import benchmark
-from utils import cli
 import data
+from utils import cli, idx_files
 import evaluate_cam
 import model as models
 import train
@@ -37,7 +38,9 @@ CASES = [
     ("train", ["--weight_decay=-1"], "--weight_decay must be >= 0"),
     ("train", ["--label_smoothing=1"], "--label_smoothing must be in [0, 1)"),
     ("train", ["--image_size=-1"], "--image_size must be >= 0"),
-    ("train", ["--progressive_start=1.5"], "--progressive_start must be in [0, 1], got 1.5"),
+    ("train", ["--progressive_start=1.5"], "--progressive_start must be auto or in (0, 1], got 1.5"),
+    ("train", ["--progressive_start=half"], "--progressive_start must be auto or in (0, 1], got half"),
+    ("train", ["--align_start=2"], "--align_start must be in [0, 1], got 2.0"),
     ("train", ["--progressive_until=0"], "--progressive_until must be in (0, 1], got 0.0"),
     ("train", ["--progressive_start=0.1"], "images of 3 px, which give cnn maps of 0x0, and batch norm needs at least 2x2: use --progressive_start=0.29 or more"),
     ("train", ["--clutter_size=40"], "--clutter_size must be in [1, 28], got 40"),
@@ -59,6 +62,7 @@ CASES = [
     ("train", ["--model=alexnet"], "CAM does not apply to alexnet: its head flattens the feature maps"),
     ("train", ["--model=resnet"], "unknown model 'resnet'; choose one of: cnn, resnet18_small, vgg16_gap, or a torchvision"),
     ("train", ["--model=resnet18", "--weights=V9"], "--weights='V9' is not a weights name of resnet18"),
+    ("train", ["--model=cnn", "--weights=DEFAULT"], "--weights loads torchvision's pretrained weights, and cnn is this repo's own model"),
     ("train", ["--backbone_lr=-1"], "--backbone_lr must be >= 0"),
     ("train", ["--backbone_lr=0.5"], "--backbone_lr sets the learning rate of pretrained features, and this run has no --weights"),
     ("train", ["--dataset=imagenet"], "--dataset='imagenet' is unknown; choose one of: fashion-mnist"),
@@ -168,15 +172,13 @@ def write_damaged_datasets(root):
                     write_idx(labels, np.where(np.arange(20) == 3, 12, arrays[prefix][1]))
 
 
-@pytest.fixture
-def workspace(tmp_path, trained, monkeypatch):
-    """tmp_path as the working folder, holding one of each wrong input the CASES name."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("fashion-mnist", "mnist"):  # no good copy elsewhere to stand in for a damaged one
-        monkeypatch.setitem(data.SYSTEM_DIRS, name, (tmp_path / "nowhere", ""))
+@pytest.fixture(scope="session")
+def wrong_inputs(tmp_path_factory, trained):
+    """A folder holding one of each wrong input the CASES name, made once: every case only reads it
+    (a case that wrote a file would fail its own check that nothing was written)."""
+    tmp_path = tmp_path_factory.mktemp("wrong_inputs")
     write_damaged_datasets(tmp_path)
     (tmp_path / "TRUNCATEDIMG").mkdir()
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4096)  # 100x100 is then over twice the limit: a "bomb"
     Image.fromarray(np.zeros((100, 100), dtype=np.uint8)).save(tmp_path / "BOMB.png")
     write_mnist_like(tmp_path / "data" / "fashion-mnist", train_size=20, test_size=10)
     (tmp_path / "BLOCKER").write_text("a file where a folder is needed")
@@ -216,6 +218,17 @@ def workspace(tmp_path, trained, monkeypatch):
     os.close(descriptor)
 
 
+@pytest.fixture
+def workspace(wrong_inputs, monkeypatch):
+    """wrong_inputs as the working folder, with no good system copy of a dataset to stand in for a
+    damaged one and a small limit of Pillow's that makes BOMB.png a decompression bomb."""
+    monkeypatch.chdir(wrong_inputs)
+    for name in ("fashion-mnist", "mnist"):
+        monkeypatch.setitem(idx_files.SYSTEM_DIRS, name, (wrong_inputs / "nowhere", ""))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4096)  # 100x100 is then over twice the limit: a "bomb"
+    return wrong_inputs
+
+
 def default_arguments(script: str, trained) -> list[str]:
     """What makes each script otherwise runnable here: the small data, the trained checkpoint."""
     if script == "train":
@@ -241,6 +254,7 @@ def test_wrong_input_ends_in_one_clear_message(workspace, trained, script, argum
 def test_a_color_image_is_converted_for_a_grayscale_checkpoint(workspace, trained):
     visualize_cam.main(default_arguments("visualize_cam", trained) + ["--image=whole.png", "--output_dir=drawn"])
     written = sorted(path.name for path in (workspace / "drawn").iterdir())
+    shutil.rmtree(workspace / "drawn")  # the workspace is shared by the session's cases
     assert written == ["cam_whole_heatmap.png", "cam_whole_input.png", "cam_whole_overlay.png", "cams_whole.png"]
     tensor, _ = data.load_image(workspace / "whole.png", data.DatasetInfo(
         "mnist", tuple("0123456789"), 1, 28, (0.5,), (0.5,)))

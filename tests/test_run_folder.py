@@ -11,11 +11,12 @@ import pytest
 import torch
 from conftest import run_training
 
-from utils import cli, distributed
 import model as models
-from utils import checkpoints, run_folder
+from utils import checkpoints, cli, distributed, run_folder
 import train
 import training
+
+pytestmark = pytest.mark.slow  # every test here trains, kills and resumes real runs
 
 RUN = ("--subset=64", "--epochs=3", "--shift_test=false")
 

@@ -4,18 +4,22 @@ import signal
 import subprocess
 import sys
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import REPO, assert_clean_error, run_script, run_training, train_args, write_mnist_like
 
-from utils import cli
+from utils import cli, distributed
 import model as models
 import train
 import training
 import wsol
 
 
+@pytest.mark.slow
 def test_training_learns_and_writes_everything(trained):
     checkpoints, outputs = trained / "checkpoints", trained / "outputs"
     _, checkpoint = models.load_checkpoint(checkpoints / "best.pt")
@@ -46,6 +50,7 @@ def assert_same_weights(first, second):
         assert torch.equal(first[key], second[key]), key
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path, fashion_data):
     run_training(fashion_data, tmp_path / "a", "--subset=64")
     run_training(fashion_data, tmp_path / "b", "--subset=64")
@@ -56,8 +61,8 @@ def test_same_seed_same_weights(tmp_path, fashion_data):
 
 
 def crash_in_epoch(epoch, monkeypatch, data_dir, workdir, *extra):
-    """A run in workdir that crashes in that epoch (a RuntimeError out of train_one_epoch)."""
-    real_epoch, calls = training.train_one_epoch, []
+    """A run in workdir that crashes in that epoch (a RuntimeError out of train.train_epoch)."""
+    real_epoch, calls = train.train_epoch, []
 
     def crashing(*args, **kwargs):
         calls.append(1)
@@ -65,12 +70,13 @@ def crash_in_epoch(epoch, monkeypatch, data_dir, workdir, *extra):
             raise RuntimeError("power cut")
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_one_epoch", crashing)
+    monkeypatch.setattr(train, "train_epoch", crashing)
     with pytest.raises(RuntimeError, match="power cut"):
         run_training(data_dir, workdir, *extra)
-    monkeypatch.setattr(training, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(train, "train_epoch", real_epoch)
 
 
+@pytest.mark.slow
 def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data, monkeypatch):
     # 2 steps an epoch: the resumed run starts at a third of the run, where the images are still growing
     run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3")
@@ -86,15 +92,16 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tmp_path, fas
         assert [int(row["epoch"]) for row in csv.DictReader(file)] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_progressive_resizing_trains_on_smaller_images_first_and_shifts_are_tested_at_the_end(
         tmp_path, fashion_data, monkeypatch):
-    real_step, sides = wsol.step_loss, []
+    real_step, sides = train.train_step, []
 
-    def recording_step(model, fc, images, *args):
+    def recording_step(run, images, *args):
         sides.append(images.shape[-1])
-        return real_step(model, fc, images, *args)
+        return real_step(run, images, *args)
 
-    monkeypatch.setattr(wsol, "step_loss", recording_step)
+    monkeypatch.setattr(train, "train_step", recording_step)
     last_row = run_training(fashion_data, tmp_path, "--subset=64", "--epochs=4", "--batch_size=16")  # 16 steps
     assert sides == [20] * 4 + [24] * 4 + [28] * 8  # fashion-mnist's own start: 0.7 of 28 px, full size by half the run
     _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")
@@ -109,19 +116,7 @@ def test_progressive_resizing_trains_on_smaller_images_first_and_shifts_are_test
     assert sides == [28] * 16
 
 
-def test_a_run_saved_before_progressive_resizing_resumes_without_it(tmp_path, fashion_data, monkeypatch):
-    run_training(fashion_data, tmp_path / "whole", "--subset=64", "--epochs=3", "--progressive_start=1")
-    # resumed at a third of the run: with progressive resizing on, its images would still be 24 px
-    crash_in_epoch(2, monkeypatch, fashion_data, tmp_path / "old", "--subset=64", "--epochs=3", "--progressive_start=1")
-    path = tmp_path / "old/checkpoints/last.pt"
-    checkpoint = torch.load(path, weights_only=True)
-    for name in ("progressive_start", "progressive_until", "shift_test"):  # as train.py wrote them before
-        del checkpoint["hyperparameters"][name]
-    torch.save(checkpoint, path)
-    run_training(fashion_data, tmp_path / "old", "--resume")
-    assert_same_weights(state(tmp_path / "whole/checkpoints/last.pt"), state(path))
-
-
+@pytest.mark.slow
 def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
     run_training(fashion_data, tmp_path, "--subset=32")
     before = (tmp_path / "checkpoints/last.pt").read_bytes()
@@ -130,6 +125,7 @@ def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
     assert (tmp_path / "checkpoints/last.pt").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_command_line_run_then_visualize(tmp_path):
     """The README's main job on a tiny Fashion-MNIST: train.py writes a checkpoint, visualize_cam.py draws it."""
     write_mnist_like(tmp_path / "data" / "fashion-mnist")
@@ -143,6 +139,7 @@ def test_command_line_run_then_visualize(tmp_path):
     assert "wrote 6 images to outputs/ and the figure outputs/cams_seed3.png" in drawn.stdout
 
 
+@pytest.mark.slow
 def test_training_in_bf16_learns(tmp_path, fashion_data):
     first = run_training(fashion_data, tmp_path, "--subset=64", "--epochs=3", "--precision=bf16")
     _, checkpoint = models.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
@@ -150,6 +147,7 @@ def test_training_in_bf16_learns(tmp_path, fashion_data):
     assert checkpoint["history"][-1]["train_loss"] < checkpoint["history"][0]["train_loss"] and first["epoch"] == 3
 
 
+@pytest.mark.slow
 def test_two_processes_with_gloo_train_one_model(tmp_path, fashion_data):
     """torchrun --nproc_per_node=2 on CPU: both ranks end with the same weights and batch-norm
     statistics, rank 0 alone writes, and its checkpoint draws CAMs in visualize_cam.py."""
@@ -191,7 +189,7 @@ def wait_for_line(process, text):
     raise AssertionError(f"train.py ended before printing {text!r}: {process.stderr.read()[-2000:]}")
 
 
-LONG_RUN = ("--subset=64", "--epochs=30", "--batch_size=8")
+LONG_RUN = ("--subset=64", "--epochs=12", "--batch_size=8")
 
 
 @pytest.fixture(scope="session")
@@ -204,10 +202,11 @@ def long_run_weights(tmp_path_factory) -> dict:
     return state(workdir / "checkpoints/last.pt")
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_the_step_and_resume_ends_where_an_uninterrupted_run_ends(tmp_path, fashion_data,
                                                                               long_run_weights):
     process = start_training(tmp_path, fashion_data, *LONG_RUN)
-    wait_for_line(process, "epoch 1/30")
+    wait_for_line(process, "epoch 1/12")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
@@ -215,28 +214,30 @@ def test_ctrl_c_saves_the_step_and_resume_ends_where_an_uninterrupted_run_ends(t
     assert "Traceback" not in stderr
     _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")
     assert saved["epoch"] >= 1 and 1 <= saved["position"]["step"] <= 8  # 64 images in steps of 8
-    assert saved["epoch"] < 30
+    assert saved["epoch"] < 12
     last_row = run_training(fashion_data, tmp_path, "--resume")
-    assert last_row["epoch"] == 30
+    assert last_row["epoch"] == 12
     assert_same_weights(long_run_weights, state(tmp_path / "checkpoints/last.pt"))
     with open(tmp_path / "outputs/metrics.csv") as file:
-        assert [int(row["epoch"]) for row in csv.DictReader(file)] == list(range(1, 31))
+        assert [int(row["epoch"]) for row in csv.DictReader(file)] == list(range(1, 13))
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_a_whole_checkpoint_to_resume_from(tmp_path, fashion_data, long_run_weights):
     process = start_training(tmp_path, fashion_data, *LONG_RUN)
-    wait_for_line(process, "epoch 3/30")
+    wait_for_line(process, "epoch 3/12")
     process.kill()  # SIGKILL: no handler runs
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     _, saved = models.load_checkpoint(tmp_path / "checkpoints/last.pt")  # whole, and loads
-    assert 3 <= saved["epoch"] < 30 and "position" not in saved
-    assert run_training(fashion_data, tmp_path, "--resume")["epoch"] == 30
+    assert 3 <= saved["epoch"] < 12 and "position" not in saved
+    assert run_training(fashion_data, tmp_path, "--resume")["epoch"] == 12
     assert_same_weights(long_run_weights, state(tmp_path / "checkpoints/last.pt"))
     # the kill may have left its lock file and a temporary file; the resumed run cleaned both up
     assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
 
+@pytest.mark.slow
 def test_any_seed_works(tmp_path, fashion_data):
     """torch takes seeds below 2**64: larger and negative ones are taken modulo 2**64."""
     for seed in (2**70, -3):
@@ -244,6 +245,7 @@ def test_any_seed_works(tmp_path, fashion_data):
     assert models.load_checkpoint(tmp_path / str(2**70) / "checkpoints/last.pt")[1]["hyperparameters"]["seed"] == 2**70
 
 
+@pytest.mark.slow
 def test_a_command_line_error_is_one_line_and_exit_1_and_clobbers_nothing(tmp_path, fashion_data):
     """The command-line smoke test of train.py's errors; tests/test_inputs.py checks every message in-process."""
     (tmp_path / "checkpoints").mkdir()
@@ -253,6 +255,7 @@ def test_a_command_line_error_is_one_line_and_exit_1_and_clobbers_nothing(tmp_pa
     assert (tmp_path / "checkpoints" / "last.pt").read_bytes() == b"earlier work"
 
 
+@pytest.mark.slow
 def test_a_diverging_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path, fashion_data):
     run_training(fashion_data, tmp_path, "--subset=64")
     before = {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").iterdir()}
@@ -273,6 +276,7 @@ def test_help_lists_every_hyperparameter(capsys):
         assert f"--{name}" in out and f"(default: {default!r})" in out
 
 
+@pytest.mark.slow
 def test_a_user_error_under_torchrun_ends_every_rank_with_the_same_line(tmp_path, fashion_data):
     """rank 0 alone checks the checkpoint folder; its verdict reaches rank 1 before any other
     collective, so rank 1 does not die in a barrier with a traceback."""
@@ -283,10 +287,12 @@ def test_a_user_error_under_torchrun_ends_every_rank_with_the_same_line(tmp_path
                             env={**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(lines) == 2 and lines[0] == lines[1] and "holds last.pt and best.pt of an earlier run" in lines[0]
+    assert len(lines) == 2 and lines[0] == lines[1] and "holds last.pt and best.pt of an earlier run" in lines[0], \
+        result.stderr[-3000:]
     assert "Connection closed" not in result.stderr and "dist.barrier" not in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_saved_folders_unless_given(tmp_path, fashion_data, monkeypatch):
     """`--resume --checkpoint_dir=X` goes on with the run's own data_dir and output_dir, not the
     defaults, even where another dataset sits at the default data_dir."""
@@ -313,6 +319,7 @@ def write_image_folder(root, classes: str, per_class: int = 6):
 FOLDER_RUN = ("--dataset=folder", "--image_size=16", "--width=4", "--head=0", "--subset=8", "--epochs=2")
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_data_dir_with_another_dataset(tmp_path, monkeypatch):
     write_image_folder(tmp_path / "two", "ab")
     write_image_folder(tmp_path / "three", "abc")
@@ -325,28 +332,31 @@ def test_resume_refuses_a_data_dir_with_another_dataset(tmp_path, monkeypatch):
     assert train.train(cli.parse_hyperparameters(train, argv), cli.given_names(argv))["epoch"] == 2
 
 
-def test_resume_accepts_progressive_start_0_as_the_datasets_own(tmp_path, fashion_data, monkeypatch):
+@pytest.mark.slow
+def test_resume_accepts_progressive_start_auto_as_the_datasets_own(tmp_path, fashion_data, monkeypatch):
     crash_in_epoch(2, monkeypatch, fashion_data, tmp_path, "--subset=32", "--epochs=2")
-    argv = train_args(fashion_data, tmp_path, "--subset=32", "--epochs=2", "--resume", "--progressive_start=0")
+    argv = train_args(fashion_data, tmp_path, "--subset=32", "--epochs=2", "--resume", "--progressive_start=auto")
     assert train.train(cli.parse_hyperparameters(train, argv), cli.given_names(argv))["epoch"] == 2
     argv[-1] = "--progressive_start=0.5"
-    with pytest.raises(cli.UserError, match=r"--progressive_start=0.5 \(saved: 0.7\)"):
+    with pytest.raises(cli.UserError, match=r"--progressive_start='0.5' \(saved: 0.7\)"):
         train.train(cli.parse_hyperparameters(train, argv), cli.given_names(argv))
 
 
+@pytest.mark.slow
 def test_the_last_epoch_trains_at_full_size_whatever_progressive_until_says(tmp_path, fashion_data, monkeypatch):
-    real_step, sides = wsol.step_loss, []
+    real_step, sides = train.train_step, []
 
-    def recording_step(model, fc, images, *args):
+    def recording_step(run, images, *args):
         sides.append(images.shape[-1])
-        return real_step(model, fc, images, *args)
+        return real_step(run, images, *args)
 
-    monkeypatch.setattr(wsol, "step_loss", recording_step)
+    monkeypatch.setattr(train, "train_step", recording_step)
     run_training(fashion_data, tmp_path, "--subset=64", "--epochs=3", "--batch_size=16", "--progressive_until=1",
                  "--shift_test=false")
     assert sides[-4:] == [28] * 4 and sides[0] == 20  # 4 steps an epoch: the last epoch at 28 px
 
 
+@pytest.mark.slow
 def test_a_second_run_into_the_same_output_dir_is_refused(tmp_path, fashion_data):
     run_training(fashion_data, tmp_path, "--subset=32")
     before = (tmp_path / "outputs/metrics.csv").read_bytes()
@@ -358,3 +368,27 @@ def test_a_second_run_into_the_same_output_dir_is_refused(tmp_path, fashion_data
     assert (tmp_path / "outputs/metrics.csv").read_bytes() == before
     train.main(other + ["--overwrite"])
     assert (tmp_path / "outputs/metrics.csv").read_bytes() != before
+
+
+def test_the_step_is_cross_entropy_and_adds_the_alignment_terms_from_align_start():
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 3, 1, width=2, convs=(1, 1, 1), head=0).train()
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+
+    def step(progress: float, *flags: str) -> torch.Tensor:
+        cfg = cli.parse_hyperparameters(train, ["--label_smoothing=0.1", "--precision=fp32", *flags])
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.0)  # the weights stay as they are
+        run = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), train_net=net, net=net, optimizer=optimizer,
+                              processes=distributed.Processes(), scheduler=training.make_scheduler(optimizer, "constant", 1))
+        loss, logits, stopping = train.train_step(run, images, labels, progress, torch.Generator(),
+                                                  distributed.StopRequest())
+        assert torch.allclose(logits, net(images)) and not stopping
+        return loss.detach()
+
+    logits = net(images).detach()
+    plain = step(0.9)
+    assert torch.allclose(plain, F.cross_entropy(logits, labels, label_smoothing=0.1))
+    aligning = ("--align_weight=0.1", "--norm_weight=1", "--align_start=0.3")
+    alignment, norm = wsol.alignment_losses(net.features(images).detach(), net.fc.weight[labels].detach())
+    assert torch.allclose(step(0.29, *aligning), plain)  # cross-entropy alone before --align_start
+    assert torch.allclose(step(0.3, *aligning), plain + 0.1 * alignment + norm)

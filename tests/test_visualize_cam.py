@@ -79,6 +79,7 @@ def test_index_errors_write_nothing(trained, tmp_path, monkeypatch, extra, messa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_command_line_error_is_one_line_and_exit_1(trained, tmp_path):
     """The command-line smoke test of visualize_cam.py's errors; tests/test_inputs.py checks every message."""
     result = run_script("visualize_cam.py", f"--checkpoint={trained / 'checkpoints/best.pt'}", "--alpha=1.5",

@@ -1,11 +1,8 @@
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-import model as models
 import wsol
 
 
@@ -40,18 +37,3 @@ def test_alignment_losses_by_hand():
     background_cosine = -1 / math.sqrt(2)
     assert alignment.item() == pytest.approx(background_cosine - 1.0)
     assert norm.item() == pytest.approx(math.sqrt(0.5) / 3)
-
-
-def test_step_loss_is_cross_entropy_when_every_method_is_off():
-    torch.manual_seed(0)
-    net = models.build_model("cnn", 3, 1, width=2, convs=(1, 1, 1), head=0)
-    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
-    cfg = SimpleNamespace(hide_patch=0, hide_probability=0.5, cutmix=0.0, align_weight=0.0, norm_weight=0.0,
-                          label_smoothing=0.1)
-    loss, logits = wsol.step_loss(net, net.fc, images, labels, cfg, 0.9, torch.Generator())
-    assert torch.allclose(logits, net(images)) and torch.allclose(loss, F.cross_entropy(logits, labels, label_smoothing=0.1))
-    cfg.align_weight, cfg.norm_weight = 0.1, 1.0
-    early, _ = wsol.step_loss(net, net.fc, images, labels, cfg, wsol.ALIGNMENT_START - 0.01, torch.Generator())
-    late, _ = wsol.step_loss(net, net.fc, images, labels, cfg, wsol.ALIGNMENT_START, torch.Generator())
-    alignment, norm = wsol.alignment_losses(net.features(images), net.fc.weight[labels])
-    assert torch.allclose(early, loss) and torch.allclose(late, loss + 0.1 * alignment + norm)

@@ -33,6 +33,15 @@ class UserError(Exception):
     """A problem the user can fix (a bad value, a missing file); its message names the fix."""
 
 
+class DatasetError(UserError):
+    """A dataset that is unknown, missing offline, or malformed."""
+
+
+class Reported(UserError):
+    """A UserError that this process has already printed (see distributed.Processes.agree): run()
+    exits with 1 without printing it again."""
+
+
 class Stopped(Exception):
     """A run stopped on request (Ctrl-C, SIGTERM) after saving; its message says what was saved."""
 
@@ -165,6 +174,8 @@ def run(main) -> None:
     """Call main(); a UserError or Ctrl-C ends the program with one line on stderr and a non-zero exit."""
     try:
         main()
+    except Reported:
+        sys.exit(1)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

@@ -76,6 +76,11 @@ class Processes:
             messages = [""] * self.world_size
             dist.all_gather_object(messages, message)
             message = next((text for text in messages if text), "")
+        if message and self.world_size > 1:  # every process says it before any exits: torchrun then stops none
+            sys.stderr.write(f"error: {message}\n")  # one write: the lines of two processes do not interleave
+            sys.stderr.flush()
+            dist.barrier()
+            raise cli.Reported(message)
         if message:
             raise cli.UserError(message)
         return result
@@ -114,11 +119,12 @@ class Processes:
                 buffer /= self.world_size
 
 
-def join_processes(cfg) -> tuple[torch.device, Processes]:
-    """This process's device and Processes. Under torchrun (WORLD_SIZE > 1) it joins the process
-    group: NCCL with one GPU per process (cuda:LOCAL_RANK), or gloo on CPU."""
+def join_processes(device_name: str = "auto") -> tuple[torch.device, Processes]:
+    """This process's device (--device: devices.pick_device) and Processes. Under torchrun
+    (WORLD_SIZE > 1) it joins the process group: NCCL with one GPU per process (cuda:LOCAL_RANK), or
+    gloo on CPU."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = devices.pick_device(cfg.device)
+    device = devices.pick_device(device_name)
     if world_size == 1:
         return device, Processes()
     if device.type not in ("cuda", "cpu"):

@@ -1,0 +1,155 @@
+"""What an evaluation measured: typed records, one per method and group, and the report holding them.
+
+evaluate_cam.py fills them from the evaluators (localization.LocalizationEvaluator,
+faithfulness.FaithfulnessEvaluator and SanityEvaluator); its tables and drawing.py's figures read
+them and name the methods (Method.name) only then. `Report.as_json()` is localization.json.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+import faithfulness
+from methods import Method
+
+GROUPS = ("localization", "faithfulness", "sanity")  # evaluate_cam.py's groups, each a record of MethodResult
+
+
+@dataclass
+class OperatingPoint:
+    """Top-1 and GT-known loc (in %) at a method's operating threshold."""
+
+    threshold: float
+    top1_loc: float
+    gt_known_loc: float
+
+
+@dataclass
+class LocalizationResult:
+    """One method's localization scores in % (LocalizationEvaluator.compute()'s: top1_loc and
+    gt_known_loc at --cam_threshold, the others over the threshold sweep, and the curves behind
+    them), its top-1 classification accuracy, and its operating point (once chosen)."""
+
+    images: int
+    classification_top1: float
+    top1_loc: float
+    gt_known_loc: float
+    max_box_acc: float
+    max_box_acc_threshold: float
+    max_box_acc_v2: float
+    max_box_acc_v2_by_iou: dict[str, float]
+    pxap: float
+    curves: dict[str, list[float]]
+    operating: OperatingPoint | None = None
+
+
+@dataclass
+class FaithfulnessResult:
+    """One method's faithfulness and pointing scores (FaithfulnessEvaluator.compute()'s): deletion
+    and insertion AUC in [0, 1], average drop and increase in %, pointing games in %, the mean
+    curves, per-image AUCs, and ROAD's mean probabilities per percentage (when ROAD ran)."""
+
+    images: int
+    deletion_auc: float
+    insertion_auc: float
+    average_drop: float
+    increase: float
+    pointing_game: float
+    energy_pointing_game: float
+    curves: dict[str, list[float]]
+    per_image: dict[str, list[float]]
+    road: dict[str, list] | None = None
+
+    def road_mean(self, order: str) -> float | None:
+        """ROAD's class probability for order "morf" | "lerf", averaged over the percentages."""
+        return float(np.mean(self.road[order])) if self.road else None
+
+
+@dataclass
+class Similarities:
+    """Adebayo et al.'s scores of maps against the trained model's (faithfulness.similarities), means."""
+
+    spearman: float
+    spearman_abs: float
+    ssim: float
+
+
+@dataclass
+class SanityResult:
+    """One method's sanity checks: the similarities after each stage of the cascading
+    randomization ("trained", "fc", then each conv from the top), and of the random-labels model's
+    maps (when one was given)."""
+
+    cascade: dict[str, Similarities]
+    random_labels: Similarities | None = None
+
+    @classmethod
+    def from_stages(cls, stages: dict[str, dict[str, float]]) -> "SanityResult":
+        """From one method's entry of SanityEvaluator.compute()."""
+        cascade = {stage: Similarities(**scores) for stage, scores in stages.items()
+                   if stage != faithfulness.RANDOM_LABELS}
+        other = stages.get(faithfulness.RANDOM_LABELS)
+        return cls(cascade, Similarities(**other) if other else None)
+
+    @property
+    def last_stage(self) -> Similarities:
+        """The similarities once every stage is re-initialized."""
+        return list(self.cascade.values())[-1]
+
+
+@dataclass
+class MethodResult:
+    """What one method scored in each group that measured it (None: not run, or not applicable)."""
+
+    method: Method
+    localization: LocalizationResult | None = None
+    faithfulness: FaithfulnessResult | None = None
+    sanity: SanityResult | None = None
+
+    def groups(self) -> list[str]:
+        """The groups that measured the method."""
+        return [group for group in GROUPS if getattr(self, group) is not None]
+
+    def as_json(self) -> dict:
+        info = {"name": self.method.name, "layer": self.method.layer, "uses_weights": self.method.uses_weights}
+        return {**info, **{group: asdict(getattr(self, group)) for group in self.groups()}}
+
+
+@dataclass
+class Report:
+    """An evaluation: what was evaluated, each method's results (by key, in the registry's order)
+    and the settings of the groups that ran (None where a group did not run)."""
+
+    checkpoint: str
+    dataset: dict
+    split: str
+    groups: list[str]
+    methods: dict[str, MethodResult]
+    images: int | None = None  # localization: the images measured, and how thresholds were chosen
+    thresholds_chosen_on: str | None = None
+    threshold_step: float | None = None
+    seconds_localization: float | None = None
+    explained_images: int | None = None  # faithfulness and sanity: the images explained
+    steps: int | None = None  # faithfulness: its settings
+    baseline: str | None = None
+    road_images: int | None = None
+    tolerance: float | None = None
+    cam_iou_vs_deletion_spearman: float | None = None
+    seconds: float | None = None
+    files: list[str] = field(default_factory=list)
+
+    def measured(self, group: str | None = None) -> list[MethodResult]:
+        """The results of the methods that group (None: any group) measured, in the registry's order."""
+        return [result for result in self.methods.values() if (group in result.groups() if group else result.groups())]
+
+    def as_json(self) -> dict:
+        """The report as localization.json holds it: the fields set, and the methods measured, by
+        key, each with its name and its groups' records."""
+        content = {}
+        for entry in fields(self):
+            value = getattr(self, entry.name)
+            if entry.name == "methods":
+                value = {result.method.key: result.as_json() for result in self.measured()}
+            if value is not None:
+                content[entry.name] = value
+        return content
