@@ -13,6 +13,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
+import localization
+
 from utils.cli import DatasetError, UserError
 from utils.files import atomic_output
 from utils.idx_files import open_mnist_like
@@ -132,11 +134,12 @@ class ClutteredFashionMNIST(Dataset):
         """(images uint8 (N, 1, size, size), labels int64 (N,)): the split as stored (DatasetSpec.tensors)."""
         return self.images[:, None], self.targets
 
-    def ground_truth(self, index) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes int64 (N, 4), masks bool (N, size, size)) of the canvases at index (a slice or N indices)."""
+    def ground_truth(self, index) -> localization.GroundTruth:
+        """The canvases at index (a slice or N indices): boxes int64 (N, 1, 4) with exclusive ends,
+        masks bool (N, size, size), nothing ignored."""
         side = self.images.shape[-1]
         masks = np.unpackbits(self.packed_masks[index].numpy(), axis=-1, count=side).astype(bool)
-        return self.boxes[index].numpy(), masks
+        return localization.GroundTruth(self.boxes[index].numpy().astype(np.int64)[:, None], masks)
 
     def __len__(self) -> int:
         return len(self.targets)

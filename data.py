@@ -19,6 +19,7 @@ utils/images.py.
 
 import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, de
 from torchvision import datasets
 from torchvision import transforms as T
 
+import wsol_datasets
 from cluttered import CLUTTER_DEFAULTS, ClutteredFashionMNIST
 from utils.cli import DatasetError, UserError
 from utils.idx_files import open_mnist_like
@@ -116,6 +118,23 @@ class ResizedCropFlip:
 
 
 @dataclass(frozen=True)
+class SquashCropFlip:
+    """Train-time augmentation of wsolevaluation's recipe (its data_loaders.py): the photo resized to
+    a square of `resize` / 224 of the image size, ignoring its aspect ratio (256 for 224), a random
+    crop of the image size, and a horizontal flip half of the time."""
+
+    resize: int = 256
+    crop: int = 224
+    flip: bool = True
+    resizes = True  # it resizes the photo itself: no resizing before it
+    shifts = False
+
+    def transforms(self, size: int) -> list:
+        side = round(size * self.resize / self.crop)
+        return [T.Resize((side, side)), T.RandomCrop(size)] + ([T.RandomHorizontalFlip()] if self.flip else [])
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """How to open one dataset: open(root, train, transform, download) -> torchvision dataset (or any
     Dataset yielding (transform(PIL image), label), with `classes`). Splits held in memory give
@@ -128,15 +147,20 @@ class DatasetSpec:
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augment: ShiftFlip | ResizedCropFlip  # train-time augmentation
+    augment: ShiftFlip | ResizedCropFlip | SquashCropFlip  # train-time augmentation
     expected: str  # where the files go under the data folder, and how to get them
     options: dict = dataclasses.field(default_factory=dict)  # extra settings of open() and their defaults
     generated: bool = False  # made at the asked image size (no resizing); open() gets it as `size`
     min_image_size: int = 1  # the smallest image size it can be made or resized to
     fixed_size: bool = True  # all its images are image_size x image_size (False: any size, resized as loaded)
+    scored_size: int = 0  # its ground truth is given at this side only (wsolevaluation's 224), so images are read at it
     progressive_start: float = 1.0  # train.py's default --progressive_start for it (1: no progressive resizing)
     class_ordered: bool = False  # its splits list the images class by class (an ImageFolder): see LoadedDataset.pick
     tensors: Callable[[Dataset], tuple[torch.Tensor, torch.Tensor]] | None = None  # a split as stored in memory
+    # its own validation split: open_validation(root, transform, download, **options), read as the test split is
+    open_validation: Callable[..., Dataset] | None = None
+    squash: bool = False  # evaluation resizes to size x size ignoring the aspect ratio (wsolevaluation), no center crop
+    check_splits: Callable[[dict], None] | None = None  # checks the opened splits together (e.g. no image in two)
 
 
 def open_cifar(dataset_class):
@@ -229,6 +253,27 @@ DATASETS = {
         augment=ResizedCropFlip(), fixed_size=False, class_ordered=True,
         expected="train/<class>/<image> and test/<class>/<image> (your own images; pass the folder as --data_dir)",
     ),
+    **{
+        name: DatasetSpec(
+            open=wsol_datasets.open_split(name), open_validation=wsol_datasets.open_validation(name),
+            check_splits=wsol_datasets.check_splits, channels=3, image_size=224, mean=IMAGENET_MEAN,
+            std=IMAGENET_STD, augment=SquashCropFlip(), fixed_size=False, squash=True,
+            scored_size=wsol_datasets.SCORED_SIZE, options={"metadata_dir": ""}, expected=expected,
+        )
+        for name, expected in {
+            "cub": "CUB/<class>/<image>.jpg (CUB-200-2011's images/ and CUBV2's, wsolevaluation's "
+            "dataset/prepare_cub.sh; about 1.2 GB of disk) and wsolevaluation's metadata/CUB/ as "
+            "--metadata_dir (default <data_dir>/metadata/CUB); memory: the metadata only",
+            "ilsvrc": "ILSVRC/train/<wnid>/, ILSVRC/val2/<class>/ (ImageNetV2) and ILSVRC/val/ "
+            "(wsolevaluation's dataset/prepare_imagenet.sh; about 140 GB of disk for train, 6.4 GB for val, "
+            "1.2 GB for ImageNetV2) and wsolevaluation's metadata/ILSVRC/ as --metadata_dir (default "
+            "<data_dir>/metadata/ILSVRC); memory: the metadata only (about 0.1 GB for 1.28 M training ids)",
+            "openimages": "OpenImages/{train,val,test}/<class>/<id>.jpg with the masks beside them "
+            "(wsolevaluation's dataset/prepare_openimages.sh: 37,319 images and their PNG masks, a few GB) "
+            "and wsolevaluation's metadata/OpenImages/ as --metadata_dir (default <data_dir>/metadata/OpenImages); "
+            "memory: the metadata only",
+        }.items()
+    },
 }
 
 
@@ -267,10 +312,11 @@ def unwrap(dataset: Dataset) -> tuple[Dataset, torch.Tensor | None, torch.Tensor
     return dataset, index, labels
 
 
-def ground_truth(dataset: Dataset, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(boxes int64 (N, 4), masks bool (N, H, W)) of images start..stop-1 of a split, as the dataset
-    under its Subset and Relabeled wrappers gives them (its ground_truth(indices) method, e.g.
-    ClutteredFashionMNIST's), None for a dataset without one."""
+def ground_truth(dataset: Dataset, start: int, stop: int):
+    """The localization.GroundTruth (boxes int64 (N, M, 4), masks, ignore, inclusive) of images
+    start..stop-1 of a split, passed through as the dataset under its Subset and Relabeled wrappers
+    gives it (its ground_truth(indices) method, e.g. ClutteredFashionMNIST's), None for a dataset
+    without one."""
     positions = np.arange(start, min(stop, len(dataset)))
     dataset, index, _ = unwrap(dataset)
     if not hasattr(dataset, "ground_truth"):
@@ -499,13 +545,18 @@ def load_dataset(
     transforms = {
         "train": T.Compose(([T.Resize(size)] if resize and not spec.augment.resizes else [])
                            + spec.augment.transforms(size) + normalize),
-        "test": T.Compose(([T.Resize(size), T.CenterCrop(size)] if resize else []) + normalize),
+        "test": T.Compose(([] if not resize else [T.Resize((size, size))] if spec.squash
+                           else [T.Resize(size), T.CenterCrop(size)]) + normalize),
     }
     extra = {"size": size, **settings} if spec.generated else settings
     splits = {}
-    for split, transform in transforms.items():
+    openers = {split: functools.partial(spec.open, root, split == "train", transform)
+               for split, transform in transforms.items()}
+    if spec.open_validation is not None:  # its own validation split, read as the test split is
+        openers["validation"] = functools.partial(spec.open_validation, root, transforms["test"])
+    for split, open_split in openers.items():
         try:
-            splits[split] = spec.open(root, split == "train", transform, download, **extra)
+            splits[split] = open_split(download, **extra)
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 -- missing, damaged or undownloadable files raise many types
@@ -513,13 +564,15 @@ def load_dataset(
                 f"dataset {name!r} not found in {root}/, or damaged, and {failure(error, download)} "
                 f"({' '.join(str(error).split())[:200] or type(error).__name__}); put the files in {root}/{spec.expected}"
             ) from None
+    if spec.check_splits is not None:
+        spec.check_splits(splits)
     classes = tuple(splits["train"].classes)
     if tuple(splits["test"].classes) != classes:
         raise DatasetError(f"{root}/train and {root}/test must hold the same class folders")
     info = DatasetInfo(name, classes, spec.channels, size, spec.mean, spec.std, settings)
     return LoadedDataset(splits["train"], splits["test"], info, spec.augment,
                          in_memory=spec.tensors is not None and not resize, class_ordered=spec.class_ordered,
-                         tensors=spec.tensors)
+                         tensors=spec.tensors, validation=splits.get("validation"))
 
 
 def failure(error: Exception, download: bool) -> str:

@@ -75,7 +75,8 @@ def save_figure(figure: Figure, path, **options) -> None:
 @dataclass
 class Example:
     """One image of the examples figure: its index in the split, the image (uint8 RGB (H, W, 3)),
-    the map of the predicted class (float (H, W) in [0, 1]), the true box, the class names, and the
+    the map of the predicted class (float (H, W) in [0, 1]), the true box (4,) or boxes (M, 4) with
+    padding rows x1 < x0, the class names, and the
     box drawn from the map at the operating threshold (boxes (x0, y0, x1, y1), exclusive ends)."""
 
     index: int
@@ -98,9 +99,11 @@ def examples_figure(examples: list[Example], path: Path, scale: int = 4) -> None
         picture = cv2.resize(example.image, (size, size), interpolation=cv2.INTER_NEAREST)
         heat = cv2.resize(example.heat, (size, size), interpolation=cv2.INTER_NEAREST)
         drawn = overlay(picture, heat, alpha=0.45)
-        draw_box(drawn, example.truth * scale, (255, 0, 0))
+        truth = localization.as_boxes(np.asarray(example.truth)[None])[0]  # (M, 4), padding rows x1 < x0
+        for true_box in truth[truth[:, 2] >= truth[:, 0]]:
+            draw_box(drawn, true_box * scale, (255, 0, 0))
         draw_box(drawn, example.box * scale, (0, 255, 0))
-        iou = localization.box_iou(example.box, example.truth)
+        iou = localization.best_iou(example.box[None], truth[None])[0]
         axis.imshow(drawn)
         mark = "" if example.true == example.predicted else " (wrong)"
         axis.set_title(f"#{example.index} {example.predicted}{mark}\nIoU {iou:.2f}", fontsize=8)
@@ -119,7 +122,8 @@ def threshold_curves_figure(rows: list[tuple[str, "LocalizationResult"]], path: 
         curves = result.curves
         line, = box_axis.plot(curves["thresholds"], curves["box_acc_largest_iou0.5"], label=name)
         box_axis.axvline(result.max_box_acc_threshold, color=line.get_color(), alpha=0.3, linestyle=":")
-        pixel_axis.plot(curves["pixel_recall"], curves["pixel_precision"], label=f"{name} (PxAP {result.pxap:.1f})")
+        if result.pxap is not None:  # a dataset with masks
+            pixel_axis.plot(curves["pixel_recall"], curves["pixel_precision"], label=f"{name} (PxAP {result.pxap:.1f})")
         box_axis.axvline(result.operating.threshold, color=line.get_color(), alpha=0.6, linestyle="--")
     box_axis.set(xlabel="threshold on the normalized map", ylabel="box accuracy at IoU 0.5 (%)",
                  title="box accuracy against the threshold", ylim=(0, 100))

@@ -70,6 +70,8 @@ random_labels_checkpoint: str = ""  # sanity: a run trained with --permute_label
 seed: int = 0  # which test images the examples figure shows, the random map, ROAD's noise and the cascade (any int)
 output_dir: str = "outputs"  # where the report is written
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+inclusive_boxes: bool = False  # localization: score exclusive-end ground truth (the cluttered set's) as inclusive boxes, as wsolevaluation would (x1 - 1, y1 - 1; its boxes and +1 IoU)
+save_heatmaps: str = ""  # localization: write each image's standard CAM of its true class (min-max, float64) as DIR/<image id>.npy, for wsolevaluation's evaluate_wsol
 # ------------------------------------------------------------------------------------------------
 
 SPLITS = ("test", "validation")
@@ -80,6 +82,7 @@ FLAG_GROUPS = {  # the flags that only some groups use (the others apply to ever
     "percentile": ("localization", "faithfulness"), "flip_maps": ("localization", "faithfulness"),
     "explained": ("faithfulness", "sanity"), "steps": ("faithfulness",), "baseline": ("faithfulness",),
     "road_images": ("faithfulness",), "tolerance": ("faithfulness",), "random_labels_checkpoint": ("sanity",),
+    "inclusive_boxes": ("localization",), "save_heatmaps": ("localization",),
 }
 
 
@@ -139,6 +142,48 @@ def batches(loaded: data.LoadedDataset, split: str, cfg, device, count: int):
         yield start, images.to(device), labels.to(device)
 
 
+def image_ids(dataset, split: str, start: int, stop: int) -> list[str]:
+    """The ids of images start..stop-1 of a split: the dataset's image_ids(indices) under its Subset
+    and Relabeled wrappers (e.g. wsolevaluation's relative paths), else "<split>/<index:06d>" with
+    the image's index in the dataset underneath (the cluttered set)."""
+    positions = np.arange(start, min(stop, len(dataset)))
+    base, index, _ = data.unwrap(dataset)
+    indices = positions if index is None else index.numpy()[positions]
+    if hasattr(base, "image_ids"):
+        return list(base.image_ids(indices))
+    return [f"{split}/{int(i):06d}" for i in indices]
+
+
+HEATMAPS_MARK = "heatmaps_run.json"  # in a --save_heatmaps folder: which run wrote its .npy files
+
+
+def heatmaps_folder(cfg, split: str) -> Path | None:
+    """The --save_heatmaps folder, created; refused when it holds .npy files of another run (another
+    checkpoint, split or --limit, or no mark of ours)."""
+    if not cfg.save_heatmaps:
+        return None
+    folder = Path(cfg.save_heatmaps)
+    run = {"checkpoint": str(Path(cfg.checkpoint).resolve()), "split": split, "limit": cfg.limit}
+    mark = folder / HEATMAPS_MARK
+    if folder.is_dir() and next(folder.rglob("*.npy"), None) is not None:
+        if not mark.is_file() or json.loads(mark.read_text()) != run:
+            raise cli.UserError(f"--save_heatmaps: {folder} holds .npy heat maps of another run (or of unknown "
+                                "origin); pass an empty or new folder, or delete them")
+    folder.mkdir(parents=True, exist_ok=True)
+    mark.write_text(json.dumps(run))
+    return folder
+
+
+def write_heatmaps(folder: Path, net, images: torch.Tensor, labels: torch.Tensor, ids: list[str]) -> None:
+    """The map wsolevaluation is given: the true class's CAM, standard reading (raw, min-max), at the
+    scored resolution, float64 in [0, 1], as folder/<id without extension>.npy."""
+    heat = localization.cam_heat_maps(net, images, localization.STANDARD_READING, labels[:, None])[2][:, 0]
+    for image_id, one in zip(ids, heat.cpu().numpy().astype(np.float64)):
+        path = folder / (str(Path(image_id).with_suffix("")) + ".npy")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.clip(one, 0.0, 1.0))
+
+
 def example_images(net, info: data.DatasetInfo, method: methods.Method, images: torch.Tensor, labels: torch.Tensor,
                    boxes: np.ndarray, picked: list[int], start: int, seed: int) -> list[drawing.Example]:
     """The examples figure's images at positions `picked` of a batch whose first image is image
@@ -163,13 +208,18 @@ def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, chosen: li
     measured = [method for method in chosen if method.runs_in("localization")]
     evaluators = {method.key: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for method in measured}
     hits, examples = dict.fromkeys(evaluators, 0), []
+    heatmaps = heatmaps_folder(cfg, split) if split == cfg.split else None
     for start, images, labels in batches(loaded, split, cfg, device, count):
-        boxes, masks = data.ground_truth(dataset, start, start + len(labels))
+        truth = data.ground_truth(dataset, start, start + len(labels))
+        truth = localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
+        boxes = localization.exclusive_boxes(truth)
+        if heatmaps:
+            write_heatmaps(heatmaps, net, images, labels, image_ids(dataset, split, start, start + len(labels)))
         own, seed = methods.model_logits(net, images), seeds.mix(cfg.seed, start)
         for method in measured:
             correct = (method.classify(net, images, own).argmax(1) == labels).cpu().numpy()
             maps = method.maps(net, images, labels, seed).cpu().numpy()
-            evaluators[method.key].accumulate(maps, boxes, masks, correct)
+            evaluators[method.key].accumulate(maps, truth, correct)
             hits[method.key] += int(correct.sum())
         picked = [index - start for index in shown if start <= index < start + len(labels)]
         examples += example_images(net, loaded.info, methods.examples_method(chosen), images, labels, boxes, picked,
@@ -220,11 +270,11 @@ def explain(report: results.Report, net, loaded: data.LoadedDataset, cfg, device
     for start, images, _ in batches(loaded, cfg.split, cfg, device, count):
         with torch.no_grad():
             predicted = net(images).argmax(1)
-        boxes, masks = data.ground_truth(dataset, start, start + len(images))
-        boxes_seen.append(boxes)
+        truth = data.ground_truth(dataset, start, start + len(images))
+        boxes_seen.append(localization.exclusive_boxes(truth))
         for method in faithful:
             maps = method.maps(net, images, predicted, seeds.mix(cfg.seed, start)).cpu().numpy()
-            evaluators[method.key].accumulate(net, images, predicted, maps, masks, boxes)
+            evaluators[method.key].accumulate(net, images, predicted, maps, truth)
             cam_maps += [maps] if method.key == methods.CAM.key else []
         if sanity.methods:
             sanity.accumulate(net, images, predicted, random_labels_net)
@@ -246,7 +296,7 @@ def cam_iou_vs_deletion(report: results.Report, cam_maps: np.ndarray, boxes: np.
     threshold; --cam_threshold without the localization group) with its deletion AUC."""
     cam = report.methods[methods.CAM.key]
     threshold = cam.localization.operating.threshold if cam.localization else cam_threshold
-    ious = localization.box_iou(localization.boxes_from_maps(cam_maps, threshold), boxes)
+    ious = localization.best_iou(localization.boxes_from_maps(cam_maps, threshold), boxes)
     deletion = np.asarray(cam.faithfulness.per_image["deletion_auc"])
     return float(faithfulness.spearman_correlation(ious[None], deletion[None])[0])
 
@@ -272,8 +322,8 @@ def random_labels_model(cfg, net, checkpoint: dict, device):
 
 
 def load_splits(cfg, checkpoint: dict) -> tuple[data.DatasetInfo, data.LoadedDataset, int]:
-    """The checkpoint's dataset: (its description, its splits, the size of the validation split
-    held out of the training images as train.py held it out, 0 for a run trained without one);
+    """The checkpoint's dataset: (its description, its splits, whether they hold a validation split:
+    held out of the training images as train.py held it out, or the dataset's own, as cub's);
     refused when it has no ground-truth boxes."""
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     loaded = data.load_dataset(
@@ -283,15 +333,15 @@ def load_splits(cfg, checkpoint: dict) -> tuple[data.DatasetInfo, data.LoadedDat
     if data.ground_truth(loaded.test, 0, 1) is None:
         raise cli.UserError(
             f"{cfg.checkpoint} was trained on {info.name}, whose test set has no ground-truth boxes; "
-            "evaluate a checkpoint trained with --dataset=fashion-mnist-cluttered"
+            "evaluate a checkpoint trained with --dataset=fashion-mnist-cluttered, cub, ilsvrc or openimages"
         )
     held_out = checkpoint["hyperparameters"].get("validation", 0)
     if held_out:
         loaded = loaded.hold_out(held_out, seeds.mix(checkpoint["hyperparameters"]["seed"]))  # as train.py held it out
-    elif cfg.split == "validation":
+    elif loaded.validation is None and cfg.split == "validation":
         raise cli.UserError(f"{cfg.checkpoint} was trained without a validation split; train with --validation=N "
                             "(for example 5000) to evaluate on held-out training canvases")
-    return info, loaded, held_out
+    return info, loaded, int(held_out or loaded.validation is not None)  # the dataset's own val split (wsolevaluation's)
 
 
 def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
@@ -339,9 +389,10 @@ def markdown_table(report: results.Report) -> str:
         lines.append(
             f"| {result.method.name} | {scores.classification_top1:.2f} | {operating.threshold:.2f} | "
             f"{operating.top1_loc:.2f} | {operating.gt_known_loc:.2f} | {scores.max_box_acc:.2f} | "
-            f"{scores.max_box_acc_v2:.2f} | {by_iou} | {scores.pxap:.2f} |"
+            f"{scores.max_box_acc_v2:.2f} | {by_iou} | {'—' if scores.pxap is None else f'{scores.pxap:.2f}'} |"
         )
-    return "\n".join(lines) + "\n"
+    conventions = sorted({result.localization.box_convention for result in report.measured("localization")})
+    return "\n".join(lines) + "\n" + "".join(f"\nBoxes: {convention}.\n" for convention in conventions)
 
 
 def summary_table(report: results.Report) -> str:

@@ -203,14 +203,23 @@ def pointing_hits(maps: np.ndarray, masks: np.ndarray, tolerance: float = 0.0) -
     return hits
 
 
+def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """bool (N, H, W): the union of each image's boxes (N, M, 4), exclusive ends, padding rows skipped."""
+    masks = np.zeros((len(boxes), *shape), dtype=bool)
+    for n, image_boxes in enumerate(localization.as_boxes(boxes)):
+        for x0, y0, x1, y1 in image_boxes:
+            if x1 > x0:  # not a padding row
+                masks[n, y0:y1, x0:x1] = True
+    return masks
+
+
 def box_energy(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """Energy-based pointing game (Wang et al., Score-CAM, CVPR-W 2020): the share of each map's
-    positive part that lies inside its box (x0, y0, x1, y1), exclusive ends: (N,) in [0, 1]
-    (0 for a map with no positive value)."""
+    positive part that lies inside its box (x0, y0, x1, y1), exclusive ends, boxes (N, 4), or inside
+    the union of its boxes, (N, M, 4) with padding rows x1 < x0: (N,) in [0, 1] (0 for a map with
+    no positive value)."""
     positive = np.clip(maps, 0, None)
-    inside = np.zeros(len(maps))
-    for n, (x0, y0, x1, y1) in enumerate(np.asarray(boxes)):
-        inside[n] = positive[n, y0:y1, x0:x1].sum()
+    inside = (positive * box_masks(np.asarray(boxes), maps.shape[1:])).reshape(len(maps), -1).sum(axis=1)
     total = positive.reshape(len(maps), -1).sum(axis=1)
     return np.divide(inside, total, out=np.zeros(len(maps)), where=total > 0)
 
@@ -285,7 +294,7 @@ def sobel_edges(images: torch.Tensor) -> torch.Tensor:
 class FaithfulnessEvaluator:
     """Faithfulness and pointing scores of one method's maps, accumulated over batches.
 
-    accumulate(net, images, classes, maps, masks, boxes) for each batch, then compute() for the
+    accumulate(net, images, classes, maps, truth) for each batch, then compute() for the
     means: deletion and insertion AUC (in [0, 1]), ROAD MoRF / LeRF probabilities per percentage
     (on the first `road_images` images accumulated), average drop (in %) and increase (% of
     images), pointing game (% of hits) and energy pointing game (mean share, in %); and the per-image scores and mean curves behind them.
@@ -302,7 +311,11 @@ class FaithfulnessEvaluator:
         values = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         self.parts.setdefault(name, []).append(values)
 
-    def accumulate(self, net, images, classes, maps, masks, boxes) -> None:
+    def accumulate(self, net, images, classes, maps, truth) -> None:
+        """truth: the images' localization.GroundTruth; the pointing game uses its masks (the union
+        of its boxes when it has none), the energy game its boxes."""
+        boxes = localization.exclusive_boxes(truth)
+        masks = truth.masks if truth.masks is not None else box_masks(boxes, maps.shape[1:])
         maps_t = torch.as_tensor(np.ascontiguousarray(maps), device=images.device, dtype=images.dtype)
         start = baseline_images(images, self.baseline, self.mean, self.std)
         self.add("deletion", removal_curves(net, images, classes, maps_t, self.steps, start))

@@ -28,6 +28,24 @@ THRESHOLD_STEP = 0.01  # the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP:
 CENTER_SIGMA = 0.25  # the centered baseline's Gaussian: its standard deviation as a share of the image side
 
 
+@dataclass
+class GroundTruth:
+    """The ground truth of N images, at the resolution their maps are scored at (H, W):
+
+    boxes: int64 (N, M, 4), up to M boxes (x0, y0, x1, y1) per image; rows of -1 are padding (an
+        image with fewer boxes: such a row overlaps no box). inclusive False: x1, y1 are the last pixel + 1 (this repo's
+        cluttered set); True: x1, y1 are the last pixel itself and widths are x1 - x0 + 1, as
+        wsolevaluation's metadata and IoU count them (CUB, ILSVRC).
+    masks: bool (N, H, W) or None (no masks: no PxAP); ignore: bool (N, H, W) or None, pixels that
+        PxAP leaves out (OpenImages' ignore regions).
+    """
+
+    boxes: np.ndarray
+    masks: np.ndarray | None = None
+    ignore: np.ndarray | None = None
+    inclusive: bool = False
+
+
 def threshold_sweep(step: float = THRESHOLD_STEP) -> np.ndarray:
     """The thresholds 0, step, 2 * step, ... below 1, rounded to 6 decimals: (T,) floats in [0, 1)."""
     return np.round(np.arange(0, 1, step), 6)
@@ -35,6 +53,10 @@ def threshold_sweep(step: float = THRESHOLD_STEP) -> np.ndarray:
 
 DEFAULT_THRESHOLDS = threshold_sweep()
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 averages over these
+BOX_CONVENTIONS = {  # LocalizationEvaluator.compute()'s "box_convention", by GroundTruth.inclusive
+    False: "exclusive ends, boxes of 8-connected components of map > t",
+    True: "inclusive ends (+1 widths) and wsolevaluation's boxes (8-bit map > int(255 t), cv2 contours)",
+}
 
 
 def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -133,48 +155,122 @@ def boxes_from_maps(maps: np.ndarray, threshold: float = CAM_THRESHOLD) -> np.nd
     return largest_component_boxes(*component_boxes(maps > threshold), count=len(maps))
 
 
-def box_iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU in [0, 1] of boxes (..., 4) with others (..., 4), broadcast; empty boxes give 0."""
+def box_iou(boxes: np.ndarray, others: np.ndarray, inclusive: bool = False) -> np.ndarray:
+    """IoU in [0, 1] of boxes (..., 4) with others (..., 4), broadcast. inclusive False: exclusive
+    ends (width x1 - x0), empty boxes give 0; True: wsolevaluation's calculate_multiple_iou
+    (evaluation.py lines 73-91): widths, heights and the intersection's sides are x1 - x0 + 1, so
+    (0, 0, 0, 0) is the pixel at the origin, and a union <= 0 gives 0."""
     boxes, others = np.asarray(boxes, dtype=np.float64), np.asarray(others, dtype=np.float64)
-    width = np.clip(np.minimum(boxes[..., 2], others[..., 2]) - np.maximum(boxes[..., 0], others[..., 0]), 0, None)
-    height = np.clip(np.minimum(boxes[..., 3], others[..., 3]) - np.maximum(boxes[..., 1], others[..., 1]), 0, None)
+    one = 1.0 if inclusive else 0.0
+    width = np.clip(np.minimum(boxes[..., 2], others[..., 2]) - np.maximum(boxes[..., 0], others[..., 0]) + one, 0, None)
+    height = np.clip(np.minimum(boxes[..., 3], others[..., 3]) - np.maximum(boxes[..., 1], others[..., 1]) + one, 0, None)
     intersection = width * height
-    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    other_area = (others[..., 2] - others[..., 0]) * (others[..., 3] - others[..., 1])
+    area = (boxes[..., 2] - boxes[..., 0] + one) * (boxes[..., 3] - boxes[..., 1] + one)
+    other_area = (others[..., 2] - others[..., 0] + one) * (others[..., 3] - others[..., 1] + one)
     union = area + other_area - intersection
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
 
 
+def best_iou(boxes: np.ndarray, truth_boxes: np.ndarray, inclusive: bool = False) -> np.ndarray:
+    """IoU of each box (K, 4) with the best-matching of its image's true boxes (K, M, 4), padding
+    rows (x1 < x0) left out, as wsolevaluation's multiple_iou.max(1) (evaluation.py line 265): (K,)."""
+    ious = box_iou(np.asarray(boxes)[:, None], truth_boxes, inclusive)
+    ious[truth_boxes[..., 2] < truth_boxes[..., 0]] = 0.0
+    return ious.max(axis=1) if ious.shape[1] else np.zeros(len(ious))
+
+
+def as_boxes(boxes: np.ndarray) -> np.ndarray:
+    """True boxes as int64 (N, M, 4): one box per image (N, 4) becomes (N, 1, 4)."""
+    boxes = np.asarray(boxes, dtype=np.int64)
+    return boxes[:, None] if boxes.ndim == 2 else boxes
+
+
+def to_inclusive(truth: GroundTruth) -> GroundTruth:
+    """The same ground truth with inclusive box ends (x1 - 1, y1 - 1; padding stays padding)."""
+    if truth.inclusive:
+        return truth
+    boxes = as_boxes(truth.boxes).copy()
+    valid = boxes[..., 2] >= boxes[..., 0]
+    boxes[..., 2:] -= valid[..., None]
+    return GroundTruth(boxes, truth.masks, truth.ignore, inclusive=True)
+
+
+def exclusive_boxes(truth: GroundTruth) -> np.ndarray:
+    """truth's boxes as int64 (N, M, 4) with exclusive ends (x1 + 1, y1 + 1 when inclusive), padding kept."""
+    boxes = as_boxes(truth.boxes).copy()
+    if truth.inclusive:
+        boxes[..., 2:] += (boxes[..., 2] >= boxes[..., 0])[..., None]
+    return boxes
+
+
 def sweep_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For maps (N, H, W), gt_boxes (N, 4) and each threshold of (T,): the IoU with the ground truth
-    of the largest component's box, and the best IoU of any component's box, as float (N, T)
-    arrays (0 where nothing is on)."""
-    count = len(maps)
+    """For maps (N, H, W), true boxes (N, 4) or (N, M, 4) (exclusive ends) and each threshold of
+    (T,): the IoU with the best-matching true box of the largest component's box, and the best IoU
+    of any component's box, as float (N, T) arrays (0 where nothing is on)."""
+    count, gt_boxes = len(maps), as_boxes(gt_boxes)
     largest, best = np.zeros((count, len(thresholds))), np.zeros((count, len(thresholds)))
     for t, threshold in enumerate(thresholds):
         owner, boxes, areas = component_boxes(maps > threshold)
         if len(owner) == 0:
             break  # higher thresholds keep fewer pixels
-        ious = box_iou(boxes, gt_boxes[owner])
-        np.maximum.at(best[:, t], owner, ious)
-        largest[:, t] = box_iou(largest_component_boxes(owner, boxes, areas, count), gt_boxes)
+        np.maximum.at(best[:, t], owner, best_iou(boxes, gt_boxes[owner]))
+        largest[:, t] = best_iou(largest_component_boxes(owner, boxes, areas, count), gt_boxes)
+    return largest, best
+
+
+def contour_boxes(heat: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """wsolevaluation's boxes of one map (H, W) in [0, 1] at one threshold (evaluation.py lines
+    130-159, compute_bboxes_from_scoremaps): the map as uint8 by truncation (heat * 255), on where
+    it is > int(threshold * its max) (cv2 THRESH_BINARY), the contours of cv2.findContours
+    (RETR_TREE: holes' contours too, CHAIN_APPROX_SIMPLE), each one's boundingRect as
+    (x, y, x + w, y + h) with x1, y1 clipped to W - 1, H - 1 (inclusive ends). Returns (the box of
+    every contour (K, 4), the box of the largest by cv2.contourArea (4,)); with no contour both are
+    the box (0, 0, 0, 0)."""
+    height, width = heat.shape
+    image = (np.asarray(heat, dtype=np.float64) * 255).astype(np.uint8)
+    _, on = cv2.threshold(image, int(threshold * np.max(image)), 255, cv2.THRESH_BINARY)
+    contours = cv2.findContours(on, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if len(contours) == 0:
+        empty = np.zeros((1, 4), dtype=np.int64)
+        return empty, empty[0]
+    boxes = np.array([cv2.boundingRect(contour) for contour in contours], dtype=np.int64)
+    boxes[:, 2:] += boxes[:, :2]
+    boxes[:, 2] = np.minimum(boxes[:, 2], width - 1)
+    boxes[:, 3] = np.minimum(boxes[:, 3], height - 1)
+    return boxes, boxes[max(range(len(contours)), key=lambda i: cv2.contourArea(contours[i]))]
+
+
+def sweep_ious_inclusive(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """sweep_ious as wsolevaluation computes it for inclusive true boxes (N, M, 4): boxes from
+    contour_boxes, IoUs from box_iou(inclusive=True), the best over the true boxes and (for the
+    second array) over the contours. One OpenCV call per map and threshold: slower."""
+    count, gt_boxes = len(maps), as_boxes(gt_boxes)
+    largest, best = np.zeros((count, len(thresholds))), np.zeros((count, len(thresholds)))
+    for n in range(count):
+        for t, threshold in enumerate(thresholds):
+            boxes, biggest = contour_boxes(maps[n], threshold)
+            ious = best_iou(np.vstack([biggest[None], boxes]), np.broadcast_to(gt_boxes[n], (len(boxes) + 1,
+                                                                                            *gt_boxes.shape[1:])), True)
+            largest[n, t], best[n, t] = ious[0], ious[1:].max()
     return largest, best
 
 
 class LocalizationEvaluator:
     """Localization metrics accumulated over batches of maps, wsolevaluation style.
 
-    accumulate(maps, gt_boxes, gt_masks, correct) for each batch, then compute() for:
+    accumulate(maps, truth, correct) for each batch, then compute() for:
     - top1_loc: % of images whose class is predicted right and whose box at `cam_threshold`
-      (largest component) has IoU >= 0.5 with the ground truth; gt_known_loc: the same without
+      (largest component) has IoU >= 0.5 with the best-matching true box; gt_known_loc: the same without
       the class condition (the maps given must be those of the true class);
     - max_box_acc: the best over thresholds of the % of images whose largest-component box has
       IoU >= 0.5 (MaxBoxAcc of Choe et al.);
     - max_box_acc_v2: the mean over IoU 0.3, 0.5, 0.7 of the best over thresholds of the % of
       images for which the box of any component has that IoU (MaxBoxAccV2);
     - pxap: the area under the pixel precision-recall curve of (map > t) against the masks, over
-      all pixels of all images (PxAP).
-    All in [0, 100]. Thresholds are the sweep of (map > t), by default 0.00, 0.01, ..., 0.99.
+      all pixels of all images but the ignored ones (PxAP; None when the ground truth has no masks).
+    All in [0, 100]; box_convention says which boxes and IoU (see accumulate). Thresholds are the
+    sweep of (map > t), by default 0.00, 0.01, ..., 0.99.
     """
 
     def __init__(self, thresholds: np.ndarray = DEFAULT_THRESHOLDS, cam_threshold: float = CAM_THRESHOLD):
@@ -189,27 +285,48 @@ class LocalizationEvaluator:
         self.negative_on = np.zeros(len(self.thresholds), dtype=np.int64)  # other pixels with map > t
         self.positives = 0
         self.top1_by_threshold = np.zeros(len(self.thresholds), dtype=np.int64)  # right class and largest box IoU >= 0.5
+        self.without_masks = 0  # images accumulated without masks: then no PxAP
+        self.inclusive: bool | None = None  # the box convention of the ground truth accumulated
 
-    def accumulate(self, maps: np.ndarray, gt_boxes: np.ndarray, gt_masks: np.ndarray, correct: np.ndarray) -> None:
-        """maps float (N, H, W) in [0, 1]; gt_boxes int (N, 4); gt_masks bool (N, H, W);
-        correct bool (N,): whether the image's class was predicted right (for top1_loc)."""
-        maps, gt_boxes, gt_masks = np.asarray(maps), np.asarray(gt_boxes), np.asarray(gt_masks, dtype=bool)
-        largest, best = sweep_ious(maps, gt_boxes, self.thresholds)  # (N, T)
-        boxes = boxes_from_maps(maps, self.cam_threshold)
+    def accumulate(self, maps: np.ndarray, truth: GroundTruth, correct: np.ndarray) -> None:
+        """maps float (N, H, W) in [0, 1]; truth: the images' GroundTruth (boxes (N, M, 4), masks
+        and ignore (N, H, W) or None); correct bool (N,): whether the image's class was predicted
+        right (for top1_loc). An image's box counts when its IoU with the best-matching true box
+        reaches the IoU threshold (>=, as wsolevaluation). truth.inclusive: boxes and IoU exactly as
+        wsolevaluation's BoxEvaluator (contour_boxes, box_iou(inclusive=True)); else this repo's
+        (8-connected components, exclusive ends). PxAP leaves out the ignored pixels; without masks
+        it is not measured (None)."""
+        maps, gt_boxes = np.asarray(maps), as_boxes(truth.boxes)
+        if self.inclusive is None:
+            self.inclusive = bool(truth.inclusive)
+        elif self.inclusive != bool(truth.inclusive):
+            raise ValueError("ground truth with inclusive and exclusive boxes accumulated together")
+        if truth.inclusive:
+            largest, best = sweep_ious_inclusive(maps, gt_boxes, self.thresholds)  # (N, T)
+            boxes = np.stack([contour_boxes(heat, self.cam_threshold)[1] for heat in maps]) if len(maps) else gt_boxes[:, 0]
+        else:
+            largest, best = sweep_ious(maps, gt_boxes, self.thresholds)  # (N, T)
+            boxes = boxes_from_maps(maps, self.cam_threshold)
+        correct = np.asarray(correct, dtype=bool)
         iou_levels = np.asarray(IOU_THRESHOLDS)
         self.largest_hits += (largest[:, :, None] >= iou_levels).sum(0)
         self.any_hits += (best[:, :, None] >= iou_levels).sum(0)
-        located = box_iou(boxes, gt_boxes) >= 0.5
+        located = best_iou(boxes, gt_boxes, truth.inclusive) >= 0.5
         self.gt_known_hits += int(located.sum())
-        self.top1_hits += int((located & np.asarray(correct, dtype=bool)).sum())
-        self.top1_by_threshold += ((largest >= 0.5) & np.asarray(correct, dtype=bool)[:, None]).sum(0)
+        self.top1_hits += int((located & correct).sum())
+        self.top1_by_threshold += ((largest >= 0.5) & correct[:, None]).sum(0)
         self.count += len(maps)
+        if truth.masks is None:
+            self.without_masks += len(maps)
+            return
+        masks = np.asarray(truth.masks, dtype=bool)
+        scored = np.ones_like(masks) if truth.ignore is None else ~np.asarray(truth.ignore, dtype=bool)
         # pixel counts above each threshold: a value above exactly k thresholds is on for the first k
         levels = np.searchsorted(self.thresholds, maps, side="left")  # thresholds strictly below each value
-        for on, pixels in ((self.positive_on, levels[gt_masks]), (self.negative_on, levels[~gt_masks])):
+        for on, pixels in ((self.positive_on, levels[masks & scored]), (self.negative_on, levels[~masks & scored])):
             histogram = np.bincount(pixels, minlength=len(self.thresholds) + 1)
             on += np.cumsum(histogram[::-1])[::-1][1:]  # on[t] = #pixels above more than t thresholds
-        self.positives += int(gt_masks.sum())
+        self.positives += int((masks & scored).sum())
 
     def compute(self) -> dict:
         """The metrics in % and the curves behind them (per threshold)."""
@@ -232,7 +349,8 @@ class LocalizationEvaluator:
             "max_box_acc_v2_by_iou": {
                 str(iou): float(any_accuracy[:, i].max()) for i, iou in enumerate(IOU_THRESHOLDS)
             },
-            "pxap": float(100 * (recall_drop * precision).sum()),
+            "pxap": None if self.without_masks else float(100 * (recall_drop * precision).sum()),
+            "box_convention": BOX_CONVENTIONS[bool(self.inclusive)],
             "curves": {
                 "thresholds": self.thresholds.tolist(),
                 "top1_loc": (100 * self.top1_by_threshold / self.count).tolist(),

@@ -165,7 +165,7 @@ MODELS = {"cnn": cnn_features, "resnet18_small": resnet18_features, "vgg16_gap":
 def check_model_name(name: str) -> None:
     """UserError unless build_model knows `name`: one of MODELS or of torchvision_names(); for
     torchvision's other classifiers the error says why CAM does not apply."""
-    if name in MODELS or name in torchvision_models.torchvision_names():
+    if name in MODELS or name in torchvision_models.torchvision_names() or name in torchvision_models.WSOL_ONLY:
         return
     if name in torchvision.models.list_models(module=torchvision.models):
         raise UserError(torchvision_models.cam_refusal(name))
@@ -187,7 +187,8 @@ def torchvision_weights(name: str, weights: str):
 def build_model(name: str, num_classes: int, in_channels: int, **options) -> GapNet:
     """A GapNet by name: this repo's 'cnn', 'resnet18_small', 'vgg16_gap' (options go to the feature
     builder: cnn: width, pools, convs, head, dilation; vgg16_gap: max_pools), or one of
-    torchvision_models.torchvision_names() (options: weights, download; see
+    torchvision_models.torchvision_names() (options: weights, download, and wsol, large_feature_map
+    for wsolevaluation's CAM backbones of resnet*, inception_v3 and vgg16; see
     torchvision_models.torchvision_trunk)."""
     check_model_name(name)
     if name not in MODELS:

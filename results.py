@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 import faithfulness
+import localization
 from methods import Method
 
 GROUPS = ("localization", "faithfulness", "sanity")  # evaluate_cam.py's groups, each a record of MethodResult
@@ -38,9 +39,10 @@ class LocalizationResult:
     max_box_acc_threshold: float
     max_box_acc_v2: float
     max_box_acc_v2_by_iou: dict[str, float]
-    pxap: float
+    pxap: float | None  # None: the ground truth has no masks
     curves: dict[str, list[float]]
     operating: OperatingPoint | None = None
+    box_convention: str = localization.BOX_CONVENTIONS[False]  # which boxes and IoU (LocalizationEvaluator)
 
 
 @dataclass

@@ -7,7 +7,7 @@
     torchrun --standalone --nproc_per_node=4 train.py # 4 GPUs, DistributedDataParallel (README)
     python train.py --help                            # every hyperparameter with its default
 
-best.pt is the epoch of best accuracy on the --validation split; a run without one chooses it on
+best.pt is the epoch of best accuracy on the validation split (--validation, or the dataset's own: cub, ilsvrc, openimages); a run without one chooses it on
 the test split, records so in best.pt ("best_split"), and the scripts that load it say so. Also
 writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png. Ctrl-C or SIGTERM
 stops after the current step and saves last.pt, from which --resume goes on. A new run refuses a
@@ -44,8 +44,9 @@ import wsol
 from utils import checkpoints, devices, distributed, files, run_folder, seeds
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
-dataset: str = "fashion-mnist"  # fashion-mnist | fashion-mnist-cluttered | mnist | cifar10 | cifar100 | svhn | stl10 | folder
+dataset: str = "fashion-mnist"  # fashion-mnist | fashion-mnist-cluttered | mnist | cifar10 | cifar100 | svhn | stl10 | folder | cub | ilsvrc | openimages
 data_dir: str = "data"  # where datasets are looked for and downloaded to (for folder: its root)
+metadata_dir: str = ""  # cub | ilsvrc | openimages: wsolevaluation's metadata/<NAME>/ ("": <data_dir>/metadata/<NAME>); disk and memory: see wsol_datasets.py
 download: bool = True  # download a dataset that is not on disk
 image_size: int = 0  # resize images to this side; 0: the dataset's own size (folder: 128; cluttered: canvas 64)
 clutter: int = cluttered.CLUTTER_DEFAULTS["clutter"]  # fashion-mnist-cluttered: crops of other items pasted on each canvas
@@ -55,6 +56,8 @@ validation: int = 0  # hold out N training images as a validation split, to choo
 model: str = "cnn"  # cnn | resnet18_small | vgg16_gap, or a torchvision classifier with a GAP + linear head (resnet50, densenet121, ...)
 weights: str = ""  # torchvision models: start from these torchvision weights (DEFAULT, IMAGENET1K_V1, ...; "": random); fc resized to the classes
 backbone_lr: float = 0.1  # with --weights: the pretrained features' peak learning rate, as a fraction of --lr (the new fc's)
+wsol_backbone: bool = False  # resnet*, inception_v3, vgg16: wsolevaluation's CAM backbone of it (finer maps, new head; docs/localization.md)
+large_feature_map: bool = False  # with --wsol_backbone: wsolevaluation's large_feature_map (28x28 maps at 224 px instead of 14x14)
 width: int = models.CNN_DEFAULTS["width"]  # cnn: channels of its first stage (doubled in each of the next two)
 pools: int = models.CNN_DEFAULTS["pools"]  # cnn: 2x2 max pools after its first stages (0-2); its maps are 1/2**pools of the image side
 convs: str = ",".join(map(str, models.CNN_DEFAULTS["convs"]))  # cnn: conv-BN-ReLU blocks in each of its 3 stages
@@ -133,6 +136,9 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
         (cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}"),
     ]
     cli.require(checks)
+    if cfg.validation and data.DATASETS[cfg.dataset].open_validation is not None:
+        raise cli.UserError(f"--validation holds out training images, and {cfg.dataset} has its own validation split "
+                            "(wsolevaluation's val, with boxes or masks): drop --validation")
     if cfg.resume and cfg.overwrite:
         raise cli.UserError("--resume continues the run in --checkpoint_dir and --overwrite replaces it: choose one")
     if "backbone_lr" in given and not cfg.weights and not cfg.resume:
@@ -144,7 +150,8 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
 def model_options(cfg) -> dict:
     """build_model's options for cfg.model."""
     if cfg.model != "cnn":
-        return {}
+        wsol = {"wsol": True} if cfg.wsol_backbone else {}
+        return {**wsol, "large_feature_map": True} if cfg.large_feature_map else wsol
     try:
         convs = tuple(int(count) for count in cfg.convs.split(","))
     except ValueError:
@@ -158,6 +165,9 @@ def check_image_size(cfg) -> None:
     progressive resizing too."""
     spec = data.DATASETS[cfg.dataset]
     size = cfg.image_size or spec.image_size
+    if spec.scored_size and size != spec.scored_size:
+        raise cli.UserError(f"--image_size={size}: {cfg.dataset}'s boxes and masks are scored at {spec.scored_size} x "
+                            f"{spec.scored_size}, as wsolevaluation scores them; drop --image_size")
     if size < spec.min_image_size:
         raise cli.UserError(f"--image_size must be at least {spec.min_image_size} for {cfg.dataset}, got {size}")
     def side(image_size: int) -> int:
@@ -290,7 +300,7 @@ def setup(cfg, given: set[str], device, processes: distributed.Processes, folder
             "rank": processes.rank, "memory_format": devices.memory_format(cfg.channels_last),
             "world_size": processes.world_size}
     evaluated = {split: loaded.loader(split, 2 * cfg.batch_size, **feed)
-                 for split in (["validation"] if cfg.validation else []) + ["test"]}
+                 for split in (["validation"] if loaded.validation is not None else []) + ["test"]}
     steps_per_epoch = len(loaded.loader("train", cfg.batch_size, generator=torch.Generator(), **feed))
     torch.manual_seed(seeds.mix(cfg.seed))
     if checkpoint is not None:  # every weight is in last.pt: no pretrained weights file is read again

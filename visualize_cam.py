@@ -98,10 +98,10 @@ def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[lis
         figure_name = f"cams_seed{pick_seed}.png"
         print(f"picked test images {indices} with --seed={pick_seed}")
     inputs = []
-    true_boxes = getattr(test_set, "boxes", None)
     for i in indices:
         tensor, label = test_set[i]
-        box = true_boxes[i].numpy() if true_boxes is not None else None
+        truth = data.ground_truth(test_set, i, i + 1)  # localization.GroundTruth, None without boxes
+        box = localization.exclusive_boxes(truth)[0] if truth is not None else None  # (M, 4)
         inputs.append((f"cam_test{i:05d}", f"test image {i}", tensor, int(label), box))
     return inputs, figure_name
 
@@ -179,8 +179,8 @@ def write_maps(cfg, output_dir: Path, prefix: str, description: str, picture: np
     if cfg.boxes:
         thickness = max(1, min(picture.shape[:2]) // 112)
         for drawn, box in zip(overlays, localization.boxes_from_maps(heats, cfg.box_threshold)):
-            if true_box is not None:
-                drawing.draw_box(drawn, true_box, (255, 0, 0), thickness)
+            for one in true_box if true_box is not None else []:  # (M, 4); padding rows draw nothing
+                drawing.draw_box(drawn, one, (255, 0, 0), thickness)
             drawing.draw_box(drawn, box, (0, 255, 0), thickness)
     images = {"input": picture, "heatmap": drawing.colorize(heats[0], cfg.colormap), "overlay": overlays[0]}
     for rank, (name, _) in enumerate(predicted[1:], start=2):

@@ -139,7 +139,7 @@ SCRIPTS = sorted(path.name for path in REPO.glob("*.py") if '__name__ == "__main
 
 
 def test_every_script_is_found():
-    assert {"train.py", "visualize_cam.py", "evaluate_cam.py", "benchmark.py"} <= set(SCRIPTS)
+    assert {"train.py", "visualize_cam.py", "evaluate_cam.py", "benchmark.py", "export_wsol.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -149,7 +149,8 @@ def test_every_scripts_help_prints_its_options(script, capsys):
     with pytest.raises(SystemExit) as exit_info:
         module.main(["--help"])
     out = capsys.readouterr().out
-    assert exit_info.value.code == 0 and out.startswith(f"usage: python {script}") and "--device" in out
+    assert exit_info.value.code == 0 and out.startswith(f"usage: python {script}")
+    assert all(f"--{name}" in out for name, *_ in cli.declared_hyperparameters(module))
 
 
 @pytest.mark.slow

@@ -62,9 +62,11 @@ def test_cluttered_dataset_from_the_fashion_mnist_files(tmp_path):
     assert loaded.info.image_size == 48 and loaded.info.channels == 1 and loaded.info.classes[0] == "T-shirt/top"
     assert loaded.info.options == {"clutter": 3, "clutter_size": 10, "clutter_seed": 0}
     test = loaded.test
-    boxes, masks = data.ground_truth(test, 0, 20)
-    assert masks.shape == (20, 48, 48) and boxes.shape == (20, 4) and torch.equal(test.boxes, torch.from_numpy(boxes))
-    assert data.ground_truth(loaded.train, 0, 40)[1].shape == (40, 48, 48)
+    truth = data.ground_truth(test, 0, 20)
+    boxes, masks = truth.boxes, truth.masks
+    assert masks.shape == (20, 48, 48) and boxes.shape == (20, 1, 4) and boxes.dtype == np.int64
+    assert torch.equal(test.boxes, torch.from_numpy(boxes[:, 0])) and truth.ignore is None and not truth.inclusive
+    assert data.ground_truth(loaded.train, 0, 40).masks.shape == (40, 48, 48)
     assert test.targets.tolist() == arrays["t10k"][1].tolist() and loaded.train.targets.tolist() == arrays["train"][1].tolist()
     image, label = test[7]
     assert image.shape == (1, 48, 48) and label == arrays["t10k"][1][7]
@@ -74,7 +76,7 @@ def test_cluttered_dataset_from_the_fashion_mnist_files(tmp_path):
     assert cached == ["test-v3-size48-clutter3x10-seed0.pt", "train-v3-size48-clutter3x10-seed0.pt"]
     again = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48,
                               options={"clutter": 3}).test
-    assert torch.equal(again.images, test.images) and np.array_equal(data.ground_truth(again, 0, 20)[1], masks)
+    assert torch.equal(again.images, test.images) and np.array_equal(data.ground_truth(again, 0, 20).masks, masks)
 
 
 def test_ground_truth_of_a_held_out_split_is_that_of_its_training_canvases(tmp_path):
@@ -83,13 +85,13 @@ def test_ground_truth_of_a_held_out_split_is_that_of_its_training_canvases(tmp_p
     write_mnist_like(tmp_path / "fashion-mnist", train_size=40, test_size=10)
     loaded = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48, options={"clutter": 3})
     held = loaded.hold_out(15)
-    boxes, masks = data.ground_truth(held.validation, 5, 15)
-    whole_boxes, whole_masks = data.ground_truth(loaded.train, 30, 40)
-    assert np.array_equal(boxes, whole_boxes) and np.array_equal(masks, whole_masks)
+    truth, whole = data.ground_truth(held.validation, 5, 15), data.ground_truth(loaded.train, 30, 40)
+    boxes, masks = truth.boxes[:, 0], truth.masks
+    assert np.array_equal(truth.boxes, whole.boxes) and np.array_equal(masks, whole.masks)
     for box, mask in zip(boxes, masks):
         rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
         assert [cols[0], rows[0], cols[-1] + 1, rows[-1] + 1] == box.tolist()
-    assert data.ground_truth(held.validation, 0, 20)[0].shape == (15, 4)  # clipped to the split
+    assert data.ground_truth(held.validation, 0, 20).boxes.shape == (15, 1, 4)  # clipped to the split
     mnist_like = data.load_dataset("fashion-mnist", tmp_path, download=False)
     assert data.ground_truth(mnist_like.test, 0, 5) is None
 

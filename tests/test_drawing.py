@@ -50,7 +50,7 @@ def localization_result(threshold: float = 0.3) -> results.LocalizationResult:
     maps, masks = np.zeros((2, 8, 8)), np.zeros((2, 8, 8), bool)
     maps[:, 2:5, 2:6], masks[:, 2:5, 2:6] = 1, True
     evaluator = localization.LocalizationEvaluator()
-    evaluator.accumulate(maps, np.array([[2, 2, 6, 5]] * 2), masks, np.ones(2, bool))
+    evaluator.accumulate(maps, localization.GroundTruth(np.array([[[2, 2, 6, 5]]] * 2), masks), np.ones(2, bool))
     return results.LocalizationResult(classification_top1=100.0, **evaluator.compute(),
                                       operating=results.OperatingPoint(threshold, 100.0, 100.0))
 

@@ -67,7 +67,7 @@ def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     heats = localization.normalize_maps(localization.upsample_maps(cams[torch.arange(30), labels][:, None], 40))
     evaluator = localization.LocalizationEvaluator()
     correct = (logits.argmax(1) == labels).numpy()
-    evaluator.accumulate(heats[:, 0].numpy(), *data.ground_truth(test_set, 0, 30), correct)
+    evaluator.accumulate(heats[:, 0].numpy(), data.ground_truth(test_set, 0, 30), correct)
     expected = evaluator.compute()
     assert keys(report) == ["cam", "grad_cam", "center"]  # the reading asked is the standard one
     cam = report.methods["cam"].localization
@@ -81,7 +81,7 @@ def test_center_baseline_does_not_depend_on_the_model(trained_cluttered):
     test_set = data.load_dataset("fashion-mnist-cluttered", trained_cluttered / "data", False, 40, {"clutter": 3}).test
     evaluator = localization.LocalizationEvaluator()
     center = np.broadcast_to(localization.centered_gaussian(40, 40), (20, 40, 40))
-    evaluator.accumulate(center, *data.ground_truth(test_set, 0, 20), np.ones(20, bool))
+    evaluator.accumulate(center, data.ground_truth(test_set, 0, 20), np.ones(20, bool))
     assert report.methods["center"].localization.max_box_acc_v2 == evaluator.compute()["max_box_acc_v2"]
 
 

@@ -16,7 +16,8 @@ def box_mask(box, size=64) -> np.ndarray:
 
 def evaluate(maps, boxes, masks, correct, **options) -> dict:
     evaluator = localization.LocalizationEvaluator(**options)
-    evaluator.accumulate(np.asarray(maps, dtype=np.float32), np.asarray(boxes), np.asarray(masks), np.asarray(correct))
+    truth = localization.GroundTruth(localization.as_boxes(boxes), None if masks is None else np.asarray(masks, dtype=bool))
+    evaluator.accumulate(np.asarray(maps, dtype=np.float32), truth, np.asarray(correct))
     return evaluator.compute()
 
 
@@ -142,7 +143,8 @@ def test_accumulating_in_batches_equals_one_pass():
     whole = evaluate(maps, boxes, masks, correct)
     evaluator = localization.LocalizationEvaluator()
     for start in range(0, 6, 4):
-        evaluator.accumulate(maps[start:start + 4], boxes[start:start + 4], masks[start:start + 4], correct[start:start + 4])
+        truth = localization.GroundTruth(boxes[start:start + 4, None], masks[start:start + 4])
+        evaluator.accumulate(maps[start:start + 4], truth, correct[start:start + 4])
     assert evaluator.compute() == whole
 
 
@@ -203,3 +205,59 @@ def test_at_threshold_reads_the_curves_at_the_nearest_threshold_of_the_sweep():
     low, high = localization.at_threshold(metrics, 0.3), localization.at_threshold(metrics, 0.702)
     assert low == {"threshold": 0.3, "top1_loc": 50.0, "gt_known_loc": 50.0}  # the 4x4 box: image 0 only
     assert high == {"threshold": 0.7, "top1_loc": 0.0, "gt_known_loc": 50.0}  # the 2x2 box: image 1, misclassified
+
+
+def test_inclusive_iou_counts_the_last_pixel_by_hand():
+    """wsolevaluation's IoU (calculate_multiple_iou): widths and heights are x1 - x0 + 1."""
+    assert localization.box_iou([0, 0, 1, 1], [1, 1, 2, 2]) == 0.0  # exclusive: two 1x1 boxes apart
+    assert localization.box_iou([0, 0, 1, 1], [1, 1, 2, 2], inclusive=True) == pytest.approx(1 / 7)  # 2x2 boxes, 1 shared
+    assert localization.box_iou([0, 0, 0, 0], [0, 0, 0, 0], inclusive=True) == 1.0  # one pixel, not an empty box
+    assert localization.box_iou([2, 2, 6, 5], [2, 2, 5, 4], inclusive=True) == pytest.approx(12 / 20)
+
+
+def test_the_best_matching_true_box_counts_and_padding_rows_do_not():
+    heat = np.zeros((1, 32, 32), dtype=np.float32)
+    heat[0, 2:5, 2:6] = 1
+    far, near, padding = [20, 20, 30, 30], [2, 2, 6, 5], [0, 0, -1, -1]
+    for inclusive in (False, True):
+        hit = localization.GroundTruth(np.array([[far, near, padding]]), inclusive=inclusive)
+        missed = localization.GroundTruth(np.array([[far, padding, padding]]), inclusive=inclusive)
+        scores = [localization.LocalizationEvaluator() for _ in range(2)]
+        scores[0].accumulate(heat, hit, np.ones(1, bool))
+        scores[1].accumulate(heat, missed, np.ones(1, bool))
+        hit_scores, missed_scores = scores[0].compute(), scores[1].compute()
+        assert hit_scores["gt_known_loc"] == 100.0 and missed_scores["gt_known_loc"] == 0.0
+        assert hit_scores["max_box_acc"] == 100.0 and missed_scores["max_box_acc_v2"] == 0.0
+        assert hit_scores["pxap"] is None  # no masks
+        assert hit_scores["box_convention"] == localization.BOX_CONVENTIONS[inclusive]
+
+
+def test_inclusive_boxes_are_wsolevaluations_contour_boxes_by_hand():
+    """cv2.boundingRect's (x, y, x + w, y + h) reaches one pixel past the region, clipped at W - 1;
+    so a map covering the true pixels [2..5] x [2..4] exactly scores IoU 12 / 20 = 0.6 inclusive."""
+    heat = np.zeros((8, 8), dtype=np.float32)
+    heat[2:5, 2:6] = 1
+    boxes, largest = localization.contour_boxes(heat, 0.5)
+    assert boxes.tolist() == [[2, 2, 6, 5]] and largest.tolist() == [2, 2, 6, 5]
+    heat[:, 5:] = 1  # now touching the right edge: x + w = 8, clipped to 7
+    assert localization.contour_boxes(heat, 0.5)[1].tolist() == [2, 0, 7, 7]
+    assert localization.contour_boxes(np.zeros((8, 8)), 0.1)[1].tolist() == [0, 0, 0, 0]  # nothing on
+    heat = np.zeros((1, 8, 8), dtype=np.float32)
+    heat[0, 2:5, 2:6] = 1
+    truth = localization.to_inclusive(localization.GroundTruth(np.array([[[2, 2, 6, 5]]])))
+    assert truth.boxes.tolist() == [[[2, 2, 5, 4]]] and truth.inclusive
+    evaluator = localization.LocalizationEvaluator()
+    evaluator.accumulate(heat, truth, np.ones(1, bool))
+    scores = evaluator.compute()
+    assert scores["max_box_acc_v2_by_iou"] == {"0.3": 100.0, "0.5": 100.0, "0.7": 0.0}  # 0.6 < 0.7
+    assert scores["max_box_acc_v2"] == pytest.approx(200 / 3)
+
+
+def test_pxap_leaves_ignored_pixels_out():
+    heat = np.zeros((1, 4, 4), dtype=np.float32)
+    heat[0, 0, :2] = 1.0  # two pixels on: one in the mask, one ignored
+    masks, ignore = np.zeros((1, 4, 4), bool), np.zeros((1, 4, 4), bool)
+    masks[0, 0, 0], ignore[0, 0, 1] = True, True
+    evaluator = localization.LocalizationEvaluator()
+    evaluator.accumulate(heat, localization.GroundTruth(np.array([[[0, 0, 1, 1]]]), masks, ignore), np.ones(1, bool))
+    assert evaluator.compute()["pxap"] == pytest.approx(100.0)  # without the ignore mask: 50

@@ -14,12 +14,12 @@ import train
 import visualize_cam
 
 
-def filled(name: str) -> models.GapNet:
+def filled(name: str, **options) -> models.GapNet:
     """build_model(name) made on the meta device and filled cheaply (weights 0.02 sin(...), a
     deterministic pattern of mixed signs, different in each tensor; batch-norm statistics 0 and 1):
     the identity below holds for any weights, and initializing the largest models at random takes
     seconds."""
-    net = models.build_skeleton(name, 5, 3).to_empty(device="cpu")
+    net = models.build_skeleton(name, 5, 3, **options).to_empty(device="cpu")
     with torch.no_grad():
         for index, parameter in enumerate(net.parameters()):
             pattern = torch.arange(parameter.numel(), dtype=torch.float32).mul_(0.7).add_(index).sin_().mul_(0.02)
@@ -180,3 +180,108 @@ def test_visualize_refuses_torchvision_weights_for_this_repos_own_models(tmp_pat
     assert str(error.value) == (f"--weights loads torchvision's pretrained weights, and {name} is this repo's own "
                                 "model; use a torchvision model such as --model=resnet50, or drop --weights")
     assert not (tmp_path / "out").exists()
+
+
+# --- wsolevaluation's CAM backbones (wsol=True; torchvision_models.wsol_trunk) ---
+
+WSOL_BACKBONES = [("resnet50", False, 64), ("resnet50", True, 64), ("inception_v3", False, 96),
+                  ("inception_v3", True, 64), ("vgg16", False, 32), ("vgg16", True, 32)]
+
+
+@pytest.mark.parametrize("name, large_feature_map, size", WSOL_BACKBONES)
+def test_cam_identity_of_the_wsol_backbones(name, large_feature_map, size):
+    net = filled(name, wsol=True, large_feature_map=large_feature_map)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, cams = models.class_activation_maps(net, x)
+        assert torch.allclose(net(x), logits, atol=1e-4, rtol=1e-4)
+    assert cams.shape[:2] == (2, 5) and cams.shape[-1] >= 2
+    assert torch.allclose(logits, cams.mean(dim=(-2, -1)) + net.fc.bias, atol=1e-4, rtol=1e-4)
+    assert net.arch["options"] == {"wsol": True, "large_feature_map": large_feature_map}
+
+
+@pytest.mark.parametrize("name, options, side", [
+    ("resnet50", {}, 7), ("resnet50", {"wsol": True}, 14), ("resnet50", {"wsol": True, "large_feature_map": True}, 28),
+    ("inception_v3", {}, 5), ("inception_v3", {"wsol": True}, 14),
+    ("inception_v3", {"wsol": True, "large_feature_map": True}, 28),
+    ("vgg16", {"wsol": True}, 14), ("vgg16", {"wsol": True, "large_feature_map": True}, 28),
+])
+def test_map_sides_of_the_wsol_backbones_at_224_px(name, options, side):
+    """wsolevaluation's sizes: 14x14 at 224 px (ResNet-50's layer4 at stride 1, VGG16 without pool5,
+    Inception with Mixed_6a at stride 1), 28x28 with large_feature_map."""
+    assert models.map_side(name, 3, 224, **options) == side
+
+
+def test_wsol_backbones_keep_the_right_layers():
+    resnet = models.build_skeleton("resnet50", 10, 3, wsol=True, large_feature_map=True)
+    assert resnet.features.layer3[0].conv2.stride == resnet.features.layer4[0].conv2.stride == (1, 1)
+    assert resnet.features.layer4[0].downsample[0].stride == (1, 1) and resnet.fc.in_features == 2048
+    inception = models.build_skeleton("inception_v3", 10, 3, wsol=True)
+    names = [name for name, _ in inception.features.named_children()]
+    assert names[0] == "Conv2d_1a_3x3" and "transform_input" not in names and "maxpool3" in names
+    assert names[-6:] == ["Mixed_6e", "dropout1", "SPG_A3_1b", "dropout2", "SPG_A3_2b", "dropout3"]
+    assert not any(name.startswith("Mixed_7") for name in names) and inception.fc.in_features == 1024
+    vgg = models.build_skeleton("vgg16", 10, 3, wsol=True)
+    pools = [m for m in vgg.features.features if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 4 and vgg.features.conv6.out_channels == 1024 and vgg.features.conv6.bias is not None
+    vgg28 = models.build_skeleton("vgg16", 10, 3, wsol=True, large_feature_map=True)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in vgg28.features.features) == 3
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("vgg16", {}, "CAM does not apply to vgg16: .*wsol=True"),
+    ("resnet50", {"large_feature_map": True}, "add wsol=True"),
+    ("densenet121", {"wsol": True}, "applies to resnet, .*not densenet121"),
+])
+def test_wsol_options_are_refused_where_they_do_not_apply(name, options, message):
+    with pytest.raises(cli.UserError, match=message):
+        models.build_model(name, 10, 3, **options)
+
+
+def cheap_fake_weights(torch_home, name: str, weights: str) -> dict:
+    """fake_weights without initializing the model: random values (seed 0) of torchvision's shapes,
+    and VGG's 120 M classifier weights as one expanded zero (a file of a few bytes for them)."""
+    with torch.device("meta"):
+        shapes = torchvision.models.get_model(name, **({"init_weights": False} if name == "inception_v3" else {})).state_dict()
+    generator = torch.Generator().manual_seed(0)
+    state = {key: (torch.zeros(1).expand(value.shape) if key.startswith("classifier.") else
+                   torch.randn(value.shape, generator=generator) if value.is_floating_point() else
+                   torch.zeros(value.shape, dtype=value.dtype)) for key, value in shapes.items()}
+    entry = torchvision.models.get_model_weights(name)[weights]
+    folder = torch_home / "hub" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(state, folder / entry.url.rsplit("/", 1)[-1])
+    return state
+
+
+@pytest.mark.parametrize("name, weights, checks", [
+    ("resnet50", "IMAGENET1K_V1", {"conv1.weight": "conv1.weight", "layer4.0.conv2.weight": "layer4.0.conv2.weight"}),
+    ("inception_v3", "IMAGENET1K_V1", {"Conv2d_1a_3x3.conv.weight": "Conv2d_1a_3x3.conv.weight",
+                                       "Mixed_6a.branch3x3.conv.weight": "Mixed_6a.branch3x3.conv.weight",
+                                       "Mixed_6e.branch_pool.bn.running_var": "Mixed_6e.branch_pool.bn.running_var"}),
+    ("vgg16", "IMAGENET1K_V1", {"features.0.weight": "features.0.weight", "features.28.bias": "features.28.bias"}),
+])
+def test_wsol_backbones_load_torchvision_imagenet_weights_offline_and_reload(tmp_path, monkeypatch, name, weights, checks):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    saved = cheap_fake_weights(tmp_path, name, weights)
+    net = models.build_model(name, 200, 3, weights=weights, download=False, wsol=True)
+    state = net.features.state_dict()
+    for ours, theirs in checks.items():
+        assert torch.equal(state[ours], saved[theirs]), ours
+    assert net.fc.out_features == 200 and net.arch["options"] == {"wsol": True, "large_feature_map": False}
+    assert net.arch["weights"] == str(torchvision.models.get_model_weights(name)[weights])
+    path = tmp_path / "model.pt"
+    models.save_checkpoint(path, net)
+    for file in (tmp_path / "hub" / "checkpoints").iterdir():
+        file.unlink()  # the checkpoint alone rebuilds the model
+    loaded, _ = models.load_checkpoint(path)
+    assert loaded.arch == net.arch and torch.equal(loaded.features.state_dict()[next(iter(checks))],
+                                                   saved[next(iter(checks.values()))])
+
+
+def test_train_passes_the_wsol_flags_to_the_model():
+    def options(*args):
+        return train.model_options(cli.parse_hyperparameters(train, ["--model=resnet50", *args]))
+    assert options() == {}
+    assert options("--wsol_backbone") == {"wsol": True}
+    assert options("--wsol_backbone", "--large_feature_map") == {"wsol": True, "large_feature_map": True}

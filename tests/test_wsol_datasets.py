@@ -1,0 +1,319 @@
+"""wsolevaluation's benchmarks (cub, ilsvrc, openimages) read from its metadata layout, and export_wsol.py."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_mnist_like
+from PIL import Image
+
+import data
+import evaluate_cam
+import export_wsol
+import model as models
+import train
+from utils import cli
+
+RNG = np.random.default_rng(0)
+CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross"]
+
+
+def write_image(path: Path, width: int, height: int, suffix_format: str = "JPEG") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(RNG.integers(0, 256, size=(height, width, 3), dtype=np.uint8)).save(path, suffix_format)
+
+
+def write_metadata(folder: Path, split: str, rows: list[tuple], localization: list[str] | None) -> None:
+    """metadata/<NAME>/<split>/ as wsolevaluation writes it; rows are (id, label, (w, h))."""
+    split_dir = folder / split
+    split_dir.mkdir(parents=True, exist_ok=True)
+    (split_dir / "image_ids.txt").write_text("\n".join(row[0] for row in rows) + "\n")
+    (split_dir / "class_labels.txt").write_text("\n".join(f"{row[0]},{row[1]}" for row in rows) + "\n")
+    (split_dir / "image_sizes.txt").write_text("\n".join(f"{row[0]},{row[2][0]},{row[2][1]}" for row in rows) + "\n")
+    if localization is not None:
+        (split_dir / "localization.txt").write_text("\n".join(localization) + ("\n" if localization else ""))
+
+
+def write_cub(root: Path) -> dict:
+    """A small CUB in its layout: images of several sizes and aspect ratios, one val image with two boxes."""
+    sizes = [(500, 333), (300, 450), (224, 224), (640, 480), (120, 200), (333, 250)]
+    splits = {"train": [], "val": [], "test": []}
+    boxes = {}
+    for number, (width, height) in enumerate(sizes * 2):
+        split = ["train", "train", "val", "test"][number % 4]
+        label = number % 2
+        image_id = f"{CUB_CLASSES[label]}/Bird_{number:04d}_{split}.jpg"
+        write_image(root / "CUB" / image_id, width, height)
+        splits[split].append((image_id, label, (width, height)))
+        boxes[image_id] = [(width // 10, height // 8, width - 1 - width // 5, height - 1)]
+    two = splits["val"][1][0]  # the 500 x 333 one
+    boxes[two].append((0, 0, 9, 19))  # a second box
+    metadata = root / "metadata" / "CUB"
+    for split, rows in splits.items():
+        lines = [f"{row[0]},{x0},{y0},{x1},{y1}" for row in rows for x0, y0, x1, y1 in boxes[row[0]]]
+        write_metadata(metadata, split, rows, lines)
+    return {"splits": splits, "boxes": boxes, "metadata": metadata}
+
+
+def write_openimages(root: Path) -> dict:
+    """A small OpenImages: val and test images with instance masks and ignore masks beside them."""
+    splits = {"train": [], "val": [], "test": []}
+    localization = {"train": [], "val": [], "test": []}
+    masks = {}
+    for number, (width, height) in enumerate([(100, 60), (80, 120), (150, 100), (64, 64), (90, 70), (60, 90)]):
+        split = ["train", "val", "test"][number % 3]
+        label = number % 2
+        folder = ["01226z", "0by6g"][label]
+        image_id = f"{split}/{folder}/{number:016x}.jpg"
+        write_image(root / "OpenImages" / image_id, width, height)
+        splits[split].append((image_id, label, (width, height)))
+        first = np.zeros((height, width), dtype=np.uint8)
+        first[height // 6 : height // 2, width // 5 : width // 2] = 255
+        second = np.zeros_like(first)
+        second[2 * height // 3 : height - 2, 3 * width // 5 : width - 3] = 255
+        ignore = np.zeros_like(first)
+        ignore[2 : height - 2, 4 : width - 4] = 255
+        stem = image_id[: -len(".jpg")]
+        paths = [f"{stem}_m{folder}_{index:08x}.png" for index in range(2)]
+        for path, mask in zip(paths + [f"{stem}_ignore.png"], (first, second, ignore)):
+            Image.fromarray(mask).save(root / "OpenImages" / path)
+        localization[split] += [f"{image_id},{paths[0]},{stem}_ignore.png", f"{image_id},{paths[1]},"]
+        masks[image_id] = (first, second, ignore)
+    metadata = root / "metadata" / "OpenImages"
+    for split, rows in splits.items():
+        write_metadata(metadata, split, rows, localization[split] if split != "train" else [])
+    return {"splits": splits, "masks": masks, "metadata": metadata}
+
+
+def nearest_224(mask: np.ndarray) -> np.ndarray:
+    """OpenCV's INTER_NEAREST to 224 x 224, written out: destination pixel d takes source floor(d * src / 224)."""
+    height, width = mask.shape
+    rows = np.minimum(np.floor(np.arange(224) * (height / 224)).astype(int), height - 1)
+    cols = np.minimum(np.floor(np.arange(224) * (width / 224)).astype(int), width - 1)
+    return mask[rows][:, cols]
+
+
+def test_cub_loads_its_three_splits_with_wsolevaluation_transforms(tmp_path):
+    written = write_cub(tmp_path)
+    loaded = data.load_dataset("cub", tmp_path, download=False)
+    assert loaded.info.classes == ("Black_footed_Albatross", "Laysan_Albatross")
+    assert loaded.info.image_size == 224 and loaded.info.mean == data.IMAGENET_MEAN
+    assert [len(loaded.train), len(loaded.validation), len(loaded.test)] == [6, 3, 3]
+    assert list(loaded.validation.targets) == [row[1] for row in written["splits"]["val"]]
+    image, label = loaded.train[0]
+    assert image.shape == (3, 224, 224) and label == 0
+    images, labels = next(iter(loaded.loader("validation", 3, torch.device("cpu"))))
+    assert images.shape == (3, 3, 224, 224) and labels.tolist() == [row[1] for row in written["splits"]["val"]]
+    # evaluation squashes the photo to 224 x 224 (Resize((224, 224))), no center crop, ImageNet normalization
+    image_id = written["splits"]["test"][1][0]
+    photo = Image.open(tmp_path / "CUB" / image_id).convert("RGB").resize((224, 224), Image.BILINEAR)
+    expected = (torch.from_numpy(np.array(photo)).permute(2, 0, 1).float() / 255
+                - torch.tensor(data.IMAGENET_MEAN)[:, None, None]) / torch.tensor(data.IMAGENET_STD)[:, None, None]
+    assert torch.allclose(loaded.test[1][0], expected, atol=0.05)
+    train_transforms = [type(step).__name__ for step in loaded.train.transform.transforms]
+    assert train_transforms[:3] == ["Resize", "RandomCrop", "RandomHorizontalFlip"]
+    assert loaded.train.transform.transforms[0].size == (256, 256)
+    assert loaded.train.boxes is None  # train: image labels only
+
+
+def test_boxes_are_rescaled_to_224_as_wsolevaluation_does(tmp_path):
+    written = write_cub(tmp_path)
+    loaded = data.load_dataset("cub", tmp_path, download=False)
+    truth = data.ground_truth(loaded.validation, 0, 3)
+    assert truth.inclusive and truth.masks is None and truth.ignore is None
+    assert truth.boxes.shape == (3, 2, 4) and truth.boxes.dtype == np.int64
+    # image 1: 500 x 333, box (50, 41, 399, 332) -> int(v * 224 / side): by hand
+    assert written["boxes"][written["splits"]["val"][1][0]][0] == (50, 41, 399, 332)
+    assert truth.boxes[1, 0].tolist() == [22, 27, 178, 223]  # 50*224/500=22.4, 41*224/333=27.6, 178.75, 223.3
+    assert truth.boxes[1, 1].tolist() == [0, 0, 4, 12]  # the second box (0, 0, 9, 19): 4.03, 12.78
+    assert (truth.boxes[[0, 2], 1] == -1).all()  # one box: the second row is padding
+    for row, (image_id, _, (width, height)) in enumerate(written["splits"]["val"]):
+        for column, box in enumerate(written["boxes"][image_id]):
+            scale = np.array([224 / width, 224 / height] * 2)
+            assert truth.boxes[row, column].tolist() == [int(v) for v in np.array(box) * scale]
+
+
+def test_openimages_masks_are_the_union_and_the_ignore_region(tmp_path):
+    written = write_openimages(tmp_path)
+    loaded = data.load_dataset("openimages", tmp_path, download=False)
+    assert loaded.info.classes == ("01226z", "0by6g")
+    truth = loaded.validation.ground_truth(np.arange(2))
+    assert truth.boxes.shape == (2, 0, 4) and truth.masks.shape == truth.ignore.shape == (2, 224, 224)
+    for row, (image_id, _, _) in enumerate(written["splits"]["val"]):
+        first, second, ignore = written["masks"][image_id]
+        union = nearest_224(first > 127) | nearest_224(second > 127)
+        assert np.array_equal(truth.masks[row], union)
+        assert np.array_equal(truth.ignore[row], nearest_224(ignore > 127) & ~union)
+        assert truth.ignore[row].any() and not (truth.ignore[row] & truth.masks[row]).any()
+    assert np.array_equal(loaded.test.ground_truth(slice(0, 1)).masks[0],
+                          loaded.test.ground_truth([0]).masks[0])
+
+
+def error_of(function) -> str:
+    with pytest.raises(cli.DatasetError) as caught:
+        function()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_missing_image_is_named_with_its_root(tmp_path):
+    written = write_cub(tmp_path)
+    missing = written["splits"]["test"][1][0]
+    (tmp_path / "CUB" / missing).unlink()
+    loaded = data.load_dataset("cub", tmp_path, download=False)
+    message = error_of(lambda: next(iter(loaded.loader("test", 2, torch.device("cpu")))))
+    assert missing in message and str(tmp_path / "CUB") in message
+    (tmp_path / "CUB" / written["splits"]["train"][0][0]).unlink()  # the first: found at load time
+    assert "not found under" in error_of(lambda: data.load_dataset("cub", tmp_path, download=False))
+
+
+def test_another_datasets_metadata_is_refused(tmp_path):
+    write_cub(tmp_path)
+    write_openimages(tmp_path)
+    cub_metadata = tmp_path / "metadata" / "CUB"
+    message = error_of(lambda: data.load_dataset("ilsvrc", tmp_path, False, options={"metadata_dir": str(cub_metadata)}))
+    assert "another dataset's metadata" in message and "ILSVRC" in message
+    open_metadata = tmp_path / "metadata" / "OpenImages"
+    message = error_of(lambda: data.load_dataset("ilsvrc", tmp_path, False, options={"metadata_dir": str(open_metadata)}))
+    assert "another dataset's metadata" in message
+    message = error_of(lambda: data.load_dataset("cub", tmp_path, False, options={"metadata_dir": str(open_metadata)}))
+    assert "another dataset's metadata" in message
+    # the whole metadata/ folder works too: its CUB/ is found
+    assert len(data.load_dataset("cub", tmp_path, False, options={"metadata_dir": str(tmp_path / "metadata")}).test) == 3
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+@pytest.mark.parametrize("how", ["missing", "empty"])
+def test_a_split_without_boxes_is_refused(tmp_path, split, how):
+    written = write_cub(tmp_path)
+    path = written["metadata"] / split / "localization.txt"
+    path.unlink() if how == "missing" else path.write_text("")
+    message = error_of(lambda: data.load_dataset("cub", tmp_path, download=False))
+    assert str(path) in message and how in message and "boxes" in message
+
+
+def test_boxes_metadata_for_a_masks_dataset_is_refused(tmp_path):
+    written = write_openimages(tmp_path)
+    (written["metadata"] / "val" / "localization.txt").write_text(f"{written['splits']['val'][0][0]},1,2,3,4\n")
+    assert "fields" in error_of(lambda: data.load_dataset("openimages", tmp_path, download=False))
+
+
+def test_a_mask_of_another_size_is_refused(tmp_path):
+    written = write_openimages(tmp_path)
+    image_id = written["splits"]["test"][0][0]
+    mask_path = tmp_path / "OpenImages" / f"{image_id[:-4]}_m01226z_00000001.png"
+    Image.fromarray(np.zeros((10, 12), dtype=np.uint8)).save(mask_path)
+    loaded = data.load_dataset("openimages", tmp_path, download=False)
+    message = error_of(lambda: loaded.test.ground_truth([0]))
+    assert str(mask_path) in message and "12x10" in message
+
+
+def test_an_image_in_two_splits_is_refused(tmp_path):
+    written = write_cub(tmp_path)
+    shared = written["splits"]["train"][2]
+    write_metadata(written["metadata"], "test", written["splits"]["test"] + [shared],
+                   [f"{row[0]},1,1,5,5" for row in written["splits"]["test"] + [shared]])
+    message = error_of(lambda: data.load_dataset("cub", tmp_path, download=False))
+    assert shared[0] in message and "train" in message and "test" in message
+
+
+def test_a_large_metadata_folder_loads_without_opening_images(tmp_path, monkeypatch):
+    """100,000 ILSVRC-style training ids: only the metadata is read, no image is opened (only the
+    first of each split is looked for), quickly."""
+    count = 100_000
+    metadata = tmp_path / "metadata" / "ILSVRC"
+    train = [(f"train/n{label:08d}/n{label:08d}_{number}.JPEG", label, (500, 375))
+             for number, label in enumerate(np.arange(count) % 1000)]
+    val = [(f"val2/{label}/{label}.jpeg", label, (400, 300)) for label in range(3)]
+    test = [(f"val/ILSVRC2012_val_{number:08d}.JPEG", number, (640, 480)) for number in range(1, 4)]
+    write_metadata(metadata, "train", train, [])
+    for split, rows in (("val", val), ("test", test)):
+        write_metadata(metadata, split, rows, [f"{row[0]},1,2,30,40" for row in rows])
+    for rows in (train, val, test):
+        (tmp_path / "ILSVRC" / rows[0][0]).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "ILSVRC" / rows[0][0]).write_bytes(b"")  # looked for, never opened
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an image was opened")
+
+    monkeypatch.setattr(Image, "open", refuse)
+    started = time.perf_counter()
+    loaded = data.load_dataset("ilsvrc", tmp_path, download=False)
+    elapsed = time.perf_counter() - started
+    assert len(loaded.train) == count and len(loaded.info.classes) == 1000
+    assert loaded.info.classes[7] == "n00000007"
+    assert isinstance(loaded.train.ids, np.ndarray) and loaded.train.ids.nbytes < 5_000_000
+    assert loaded.split_labels(loaded.train)[:3].tolist() == [0, 1, 2]
+    assert data.ground_truth(loaded.test, 0, 3).boxes.shape == (3, 1, 4)
+    assert elapsed < 10, elapsed
+
+
+def test_export_wsol_writes_the_cluttered_set_that_cub_loads_back(tmp_path):
+    write_mnist_like(tmp_path / "data" / "fashion-mnist", train_size=40, test_size=20)
+    output = tmp_path / "wsol"
+    args = [f"--data_dir={tmp_path / 'data'}", f"--output_dir={output}", "--download=false", "--image_size=48",
+            "--clutter=2", "--validation=8"]
+    export_wsol.main(args)
+    source = data.load_dataset("fashion-mnist-cluttered", tmp_path / "data", False, 48, {"clutter": 2}).hold_out(8)
+    loaded = data.load_dataset("cub", output, download=False)
+    assert [len(loaded.train), len(loaded.validation), len(loaded.test)] == [32, 8, 20]
+    assert loaded.info.classes[0] == "T_shirt_top" and len(loaded.info.classes) == 10
+    for split in ("train", "validation", "test"):
+        images, labels, boxes = export_wsol.cluttered_split(source, split)
+        exported = getattr(loaded, split)
+        assert exported.targets.tolist() == labels.tolist()
+        for number in (0, len(labels) - 1):
+            path = output / "CUB" / exported.image_id(number)
+            assert np.array_equal(np.asarray(Image.open(path)), images[number])
+        if split == "train":
+            continue
+        canvases, index, _ = data.unwrap(getattr(source, split))
+        exclusive = (canvases.boxes if index is None else canvases.boxes[index]).numpy()
+        assert np.array_equal(exported.boxes[:, 0], exclusive - [0, 0, 1, 1])  # inclusive: x1 - 1, y1 - 1
+        truth = data.ground_truth(exported, 0, len(exported))
+        assert np.array_equal(truth.boxes[:, 0], np.trunc((exclusive - [0, 0, 1, 1]) * 224 / 48).astype(np.int64))
+    with pytest.raises(cli.UserError, match="--overwrite"):
+        export_wsol.main(args)
+    export_wsol.main(args + ["--overwrite"])
+
+
+def test_export_wsol_help_lists_its_hyperparameters(capsys):
+    with pytest.raises(SystemExit):
+        export_wsol.main(["--help"])
+    assert "--validation" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_py_trains_on_cub_and_chooses_best_pt_on_its_own_val_split(tmp_path):
+    write_cub(tmp_path / "data")
+    args = [f"--data_dir={tmp_path / 'data'}", "--dataset=cub", "--width=4", "--head=0", "--pools=2",
+            "--epochs=1", "--batch_size=4", "--download=false", "--precision=fp32",
+            f"--checkpoint_dir={tmp_path / 'checkpoints'}", f"--output_dir={tmp_path / 'outputs'}"]
+    row = train.train(cli.parse_hyperparameters(train, args))
+    assert {"validation_accuracy", "test_accuracy"} <= set(row)
+    _, best = models.load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["chosen_on"] == "validation"
+    with pytest.raises(cli.UserError, match="cub has its own validation split"):
+        train.main([*args, "--validation=2", "--overwrite"])
+    with pytest.raises(cli.UserError, match="cub's boxes and masks are scored at 224 x 224, as wsolevaluation"):
+        train.main([*args, "--image_size=32", "--overwrite"])
+    # the report, its thresholds chosen on the val split, and a heat map per test image named by its id
+    heatmaps = tmp_path / "heatmaps"
+    evaluate_cam.main([f"--checkpoint={tmp_path / 'checkpoints' / 'last.pt'}", "--groups=localization",
+                                f"--output_dir={tmp_path / 'report'}", f"--save_heatmaps={heatmaps}"])
+    cam = json.loads((tmp_path / "report" / "localization.json").read_text())
+    assert cam["thresholds_chosen_on"] == "validation"
+    saved = sorted(str(path.relative_to(heatmaps).with_suffix("")) for path in heatmaps.rglob("*.npy"))
+    assert saved == sorted(image_id.removesuffix(".jpg") for image_id, _, _ in written_test_ids(tmp_path))
+    heat = np.load(next(heatmaps.rglob("*.npy")))
+    assert heat.shape == (224, 224) and 0 <= heat.min() and heat.max() <= 1
+
+
+def written_test_ids(root: Path) -> list[tuple]:
+    """The test split's (id, label, size) rows as write_cub wrote them."""
+    rows = (root / "data" / "metadata" / "CUB" / "test" / "image_ids.txt").read_text().split()
+    return [(row, None, None) for row in rows]
