@@ -185,12 +185,14 @@ def write_heatmaps(folder: Path, net, images: torch.Tensor, labels: torch.Tensor
 
 
 def example_images(net, info: data.DatasetInfo, method: methods.Method, images: torch.Tensor, labels: torch.Tensor,
-                   boxes: np.ndarray, picked: list[int], start: int, seed: int) -> list[drawing.Example]:
+                   own: torch.Tensor, boxes: np.ndarray, picked: list[int], start: int, seed: int
+                   ) -> list[drawing.Example]:
     """The examples figure's images at positions `picked` of a batch whose first image is image
-    `start` of the split, each with method's map of the class it predicts (no box yet)."""
+    `start` of the split (own: the model's logits of the batch), each with method's map of the class
+    it predicts (no box yet)."""
     if not picked:
         return []
-    predicted = method.classify(net, images[picked]).argmax(1)
+    predicted = method.classify(net, images[picked], own[picked]).argmax(1)
     heat = method.maps(net, images[picked], predicted, seed).cpu().numpy()
     return [drawing.Example(start + b, drawing.to_rgb_image(images[b], info.mean, info.std), heat[i], boxes[b],
                             info.classes[int(labels[b])], info.classes[int(predicted[i])])
@@ -222,33 +224,33 @@ def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, chosen: li
             evaluators[method.key].accumulate(maps, truth, correct)
             hits[method.key] += int(correct.sum())
         picked = [index - start for index in shown if start <= index < start + len(labels)]
-        examples += example_images(net, loaded.info, methods.examples_method(chosen), images, labels, boxes, picked,
-                                   start, seed)
+        examples += example_images(net, loaded.info, methods.examples_method(chosen), images, labels, own, boxes,
+                                   picked, start, seed)
     return ({key: results.LocalizationResult(classification_top1=100 * hits[key] / count, **evaluator.compute())
              for key, evaluator in evaluators.items()}, examples, count)
 
 
 def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, device, chosen: list[methods.Method],
-             held_out: int) -> list[drawing.Example]:
+             has_validation: bool) -> list[drawing.Example]:
     """The localization group, into report: each method's operating threshold is its best box
     threshold on the validation split when the run held one out (else --cam_threshold). Returns the
     examples figure's images, with the boxes of their maps at that threshold."""
     shown_count = first_images(len(getattr(loaded, cfg.split)), cfg.limit)
     shown = sorted(random.Random(cfg.seed).sample(range(shown_count), min(cfg.examples, shown_count)))
     measured, examples, count = measure(net, loaded, cfg.split, cfg, device, chosen, shown)
-    chosen_on = measured if not held_out or cfg.split == "validation" else measure(
+    chosen_on = measured if not has_validation or cfg.split == "validation" else measure(
         net, loaded, "validation", cfg, device, chosen, [])[0]
     for key, result in measured.items():
         best = chosen_on[key].max_box_acc_threshold
         result.operating = (  # without a validation split: exactly at --cam_threshold, which need not lie on the sweep
-            results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best)) if held_out
+            results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best)) if has_validation
             else results.OperatingPoint(cfg.cam_threshold, result.top1_loc, result.gt_known_loc))
         report.methods[key].localization = result
     operating = measured[methods.examples_method(chosen).key].operating.threshold
     for example in examples:
         example.box = localization.boxes_from_maps(example.heat[None], operating)[0]
     report.images, report.threshold_step = count, cfg.threshold_step
-    report.thresholds_chosen_on = "validation" if held_out else f"--cam_threshold={cfg.cam_threshold}"
+    report.thresholds_chosen_on = "validation" if has_validation else f"--cam_threshold={cfg.cam_threshold}"
     return examples
 
 
@@ -321,7 +323,7 @@ def random_labels_model(cfg, net, checkpoint: dict, device):
     return random_labels_net
 
 
-def load_splits(cfg, checkpoint: dict) -> tuple[data.DatasetInfo, data.LoadedDataset, int]:
+def load_splits(cfg, checkpoint: dict) -> tuple[data.DatasetInfo, data.LoadedDataset, bool]:
     """The checkpoint's dataset: (its description, its splits, whether they hold a validation split:
     held out of the training images as train.py held it out, or the dataset's own, as cub's);
     refused when it has no ground-truth boxes."""
@@ -341,7 +343,7 @@ def load_splits(cfg, checkpoint: dict) -> tuple[data.DatasetInfo, data.LoadedDat
     elif loaded.validation is None and cfg.split == "validation":
         raise cli.UserError(f"{cfg.checkpoint} was trained without a validation split; train with --validation=N "
                             "(for example 5000) to evaluate on held-out training canvases")
-    return info, loaded, int(held_out or loaded.validation is not None)  # the dataset's own val split (wsolevaluation's)
+    return info, loaded, bool(held_out) or loaded.validation is not None  # held out, or the dataset's own (cub's)
 
 
 def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
@@ -355,18 +357,18 @@ def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
     if note := checkpoints.selection_note(cfg.checkpoint, checkpoint):
         print(note)
     random_labels_net = random_labels_model(cfg, net, checkpoint, device)
-    info, loaded, held_out = load_splits(cfg, checkpoint)
+    info, loaded, has_validation = load_splits(cfg, checkpoint)
     output_dir = files.writable_folder(cfg.output_dir, "output_dir")
     chosen = methods.for_reading(localization.MapReading(cfg.normalization, cfg.percentile,
                                                          cfg.flip_maps and data.trained_with_flips(info.name)))
     print(f"evaluating {cfg.checkpoint} on {info.name}'s {cfg.split} split on {device}: {', '.join(groups)}"
-          + ("; operating thresholds chosen on its validation split" if held_out and "localization" in groups else ""))
+          + ("; operating thresholds chosen on its validation split" if has_validation and "localization" in groups else ""))
     started = time.perf_counter()
     report = results.Report(str(cfg.checkpoint), info.as_dict(), cfg.split, groups,
                             {method.key: results.MethodResult(method) for method in chosen})
     examples, cascade = [], {}
     if "localization" in groups:
-        examples = localize(report, net, loaded, cfg, device, chosen, held_out)
+        examples = localize(report, net, loaded, cfg, device, chosen, has_validation)
         report.seconds_localization = round(time.perf_counter() - started, 1)
     if "faithfulness" in groups or "sanity" in groups:
         cascade = explain(report, net, loaded, cfg, device, chosen, random_labels_net)

@@ -170,11 +170,13 @@ def check_image_size(cfg) -> None:
                             f"{spec.scored_size}, as wsolevaluation scores them; drop --image_size")
     if size < spec.min_image_size:
         raise cli.UserError(f"--image_size must be at least {spec.min_image_size} for {cfg.dataset}, got {size}")
+    options = model_options(cfg)
+
     def side(image_size: int) -> int:
-        return models.map_side(cfg.model, spec.channels, image_size, **model_options(cfg))
+        return models.map_side(cfg.model, spec.channels, image_size, **options)
 
     def smallest_giving(maps: int, too_small: int) -> int:
-        return models.smallest_image_size(cfg.model, spec.channels, too_small, maps, **model_options(cfg))
+        return models.smallest_image_size(cfg.model, spec.channels, too_small, maps, **options)
 
     if side(size) < 2:
         raise cli.UserError(f"--image_size={size} gives {cfg.model} maps of {side(size)}x{side(size)}, and CAM needs at least 2x2: "
@@ -189,14 +191,14 @@ def check_image_size(cfg) -> None:
 
 
 def starting_scale(cfg) -> float:
-    """cfg's --progressive_start as a number: auto is the dataset's own (data.DATASETS); 0 for a value
-    that is not a number (refused by validate)."""
+    """cfg's --progressive_start as a number: auto is the dataset's own (data.DATASETS); UserError for
+    a value that is neither auto nor a number."""
     if cfg.progressive_start == "auto":
         return data.DATASETS[cfg.dataset].progressive_start
     try:
         return float(cfg.progressive_start)
     except ValueError:
-        return 0.0
+        raise cli.UserError(f"--progressive_start must be auto or in (0, 1], got {cfg.progressive_start}") from None
 
 
 def first_training_side(cfg) -> int:
