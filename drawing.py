@@ -127,11 +127,12 @@ def threshold_curves_figure(rows: list[tuple[str, "LocalizationResult"]], path: 
         box_axis.axvline(result.operating.threshold, color=line.get_color(), alpha=0.6, linestyle="--")
     box_axis.set(xlabel="threshold on the normalized map", ylabel="box accuracy at IoU 0.5 (%)",
                  title="box accuracy against the threshold", ylim=(0, 100))
-    pixel_axis.set(xlabel="pixel recall", ylabel="pixel precision", title="pixel precision-recall",
-                   xlim=(0, 1), ylim=(0, 1.02))
+    pixel_axis.set(xlabel="pixel recall", ylabel="pixel precision", xlim=(0, 1), ylim=(0, 1.02),
+                   title="pixel precision-recall" + ("" if pixel_axis.lines else " (no masks: no PxAP)"))
     for axis in (box_axis, pixel_axis):
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        if axis.lines:
+            axis.legend(fontsize=8)
     save_figure(figure, path)
 
 

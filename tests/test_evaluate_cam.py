@@ -259,3 +259,32 @@ def test_any_int_seed_works(trained_cluttered, tmp_path):
             "--road_images=1"]))
     assert reports[2**64].as_json()["methods"] == reports[0].as_json()["methods"]
     assert reports[-1].methods["random"].faithfulness.images == 2
+
+
+def test_save_heatmaps_writes_the_standard_cam_of_each_image_and_refuses_another_runs_folder(trained_cluttered, tmp_path):
+    checkpoint = trained_cluttered / "checkpoints/best.pt"
+    args = [f"--checkpoint={checkpoint}", f"--output_dir={tmp_path / 'report'}", "--groups=localization", "--limit=6",
+            f"--save_heatmaps={tmp_path / 'maps'}"]
+    evaluate_cam.main(args)
+    saved = sorted((tmp_path / "maps").rglob("*.npy"))
+    assert [str(path.relative_to(tmp_path / "maps")) for path in saved] == [f"test/{i:06d}.npy" for i in range(6)]
+    net, _ = models.load_checkpoint(checkpoint)
+    loaded = data.load_dataset("fashion-mnist-cluttered", trained_cluttered / "data", False, 40, {"clutter": 3})
+    images, labels = next(iter(loaded.loader("test", 6, torch.device("cpu"))))
+    expected = localization.cam_heat_maps(net, images, localization.STANDARD_READING, labels[:, None])[2][:, 0]
+    assert np.allclose(np.stack([np.load(path) for path in saved]), expected.numpy(), atol=1e-6)
+    evaluate_cam.main(args)  # the same run again: its own folder is taken
+    with pytest.raises(cli.UserError, match="holds .npy heat maps of another run"):
+        evaluate_cam.main([*args[:-2], "--limit=3", args[-1]])
+
+
+def test_inclusive_boxes_score_the_cluttered_set_as_wsolevaluation_would(trained_cluttered, tmp_path):
+    base = [f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", "--groups=localization", "--limit=20"]
+    exclusive = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*base, f"--output_dir={tmp_path / 'a'}"]))
+    inclusive = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
+        *base, f"--output_dir={tmp_path / 'b'}", "--inclusive_boxes"]))
+    assert "inclusive" in inclusive.methods["cam"].localization.box_convention
+    assert "inclusive" not in exclusive.methods["cam"].localization.box_convention
+    assert "inclusive" in (tmp_path / "b" / "localization.md").read_text()
+    # the masks do not change with the box convention, nor does pixel precision-recall
+    assert inclusive.methods["cam"].localization.pxap == pytest.approx(exclusive.methods["cam"].localization.pxap)
