@@ -112,6 +112,7 @@ def test_a_command_line_error_is_one_line_and_exit_1(trained_cluttered, tmp_path
 
 
 
+@pytest.mark.slow
 def test_operating_thresholds_are_chosen_on_the_validation_split(trained_cluttered, tmp_path):
     """A run trained with --validation: each method's top-1 and GT-known loc on test are read at its
     best box threshold on the held-out training canvases, and --split=validation reports those."""
@@ -135,6 +136,7 @@ def test_validation_split_needs_a_run_trained_with_one(trained_cluttered):
         evaluate(trained_cluttered, "--split=validation")
 
 
+@pytest.mark.slow
 def test_all_groups_side_by_side(trained_cluttered, tmp_path):
     """The default groups: one summary row per method with localization, faithfulness and sanity
     scores, a data randomization model compared, the curves in the JSON and the two new figures."""
@@ -203,6 +205,7 @@ def test_the_random_labels_model_is_not_the_model_itself(trained_cluttered, tmp_
     assert not (tmp_path / "report").exists()
 
 
+@pytest.mark.slow
 def test_a_report_replaces_the_earlier_one_whole(trained_cluttered, tmp_path):
     """A run with fewer groups deletes the figures of the earlier run's other groups (and no other
     file), names what it wrote, and an empty --groups touches nothing."""
@@ -278,6 +281,7 @@ def test_save_heatmaps_writes_the_standard_cam_of_each_image_and_refuses_another
         evaluate_cam.main([*args[:-2], "--limit=3", args[-1]])
 
 
+@pytest.mark.slow
 def test_inclusive_boxes_score_the_cluttered_set_as_wsolevaluation_would(trained_cluttered, tmp_path):
     base = [f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", "--groups=localization", "--limit=20"]
     exclusive = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*base, f"--output_dir={tmp_path / 'a'}"]))

@@ -254,6 +254,7 @@ def cheap_fake_weights(torch_home, name: str, weights: str) -> dict:
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, weights, checks", [
     ("resnet50", "IMAGENET1K_V1", {"conv1.weight": "conv1.weight", "layer4.0.conv2.weight": "layer4.0.conv2.weight"}),
     ("inception_v3", "IMAGENET1K_V1", {"Conv2d_1a_3x3.conv.weight": "Conv2d_1a_3x3.conv.weight",
