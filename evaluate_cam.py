@@ -174,11 +174,10 @@ def heatmaps_folder(cfg, split: str) -> Path | None:
     return folder
 
 
-def write_heatmaps(folder: Path, net, images: torch.Tensor, labels: torch.Tensor, ids: list[str]) -> None:
-    """The map wsolevaluation is given: the true class's CAM, standard reading (raw, min-max), at the
-    scored resolution, float64 in [0, 1], as folder/<id without extension>.npy."""
-    heat = localization.cam_heat_maps(net, images, localization.STANDARD_READING, labels[:, None])[2][:, 0]
-    for image_id, one in zip(ids, heat.cpu().numpy().astype(np.float64)):
+def write_heatmaps(folder: Path, cam_maps: np.ndarray, ids: list[str]) -> None:
+    """The maps wsolevaluation is given: cam_maps (N, H, W), the true class's CAM, standard reading
+    (raw, min-max), at the scored resolution, as float64 in [0, 1] in folder/<id without extension>.npy."""
+    for image_id, one in zip(ids, cam_maps.astype(np.float64)):
         path = folder / (str(Path(image_id).with_suffix("")) + ".npy")
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, np.clip(one, 0.0, 1.0))
@@ -215,14 +214,14 @@ def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, chosen: li
         truth = data.ground_truth(dataset, start, start + len(labels))
         truth = localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
         boxes = localization.exclusive_boxes(truth)
-        if heatmaps:
-            write_heatmaps(heatmaps, net, images, labels, image_ids(dataset, split, start, start + len(labels)))
         own, seed = methods.model_logits(net, images), seeds.mix(cfg.seed, start)
         for method in measured:
             correct = (method.classify(net, images, own).argmax(1) == labels).cpu().numpy()
             maps = method.maps(net, images, labels, seed).cpu().numpy()
             evaluators[method.key].accumulate(maps, truth, correct)
             hits[method.key] += int(correct.sum())
+            if heatmaps and method.key == methods.CAM.key:  # the standard CAM of the true class, as computed
+                write_heatmaps(heatmaps, maps, image_ids(dataset, split, start, start + len(labels)))
         picked = [index - start for index in shown if start <= index < start + len(labels)]
         examples += example_images(net, loaded.info, methods.examples_method(chosen), images, labels, own, boxes,
                                    picked, start, seed)

@@ -17,7 +17,6 @@ from utils.cli import DatasetError
 from utils.files import atomic_output
 
 IDX_PAIRS = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
-IDX_FILES = [name for pair in IDX_PAIRS for name in pair]
 # where a system package puts a dataset's .gz files, and the Debian package that does ("": none known)
 SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"), "dataset-fashion-mnist"),
                "mnist": (Path("/usr/share/datasets/mnist"), "")}
