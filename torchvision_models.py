@@ -162,6 +162,15 @@ def wsol_trunk(name: str, net: nn.Module, num_classes: int, large_feature_map: b
     raise UserError(f"wsol=True (wsolevaluation's CAM backbone) applies to {', '.join(WSOL_FAMILIES)}, not {name}")
 
 
+def head_rate_layers(name: str) -> tuple[str, ...]:
+    """The children of wsol_trunk(name)'s features that wsolevaluation trains at its classifier's
+    learning rate (lr x lr_classifier_ratio; main.py _set_optimizer, _FEATURE_PARAM_LAYER_PATTERNS),
+    beside fc: ResNet's layer4, Inception's two 3x3 head convs, VGG's conv6."""
+    if name.startswith(("resnet", "resnext", "wide_resnet")):
+        return ("layer4",)
+    return {"inception_v3": ("SPG_A3_1b", "SPG_A3_2b"), "vgg16": ("conv6",)}[name]
+
+
 def torchvision_names() -> list[str]:
     """torchvision's classifiers that become GapNets here (GAP + one linear head), by name."""
     return [name for name in torchvision.models.list_models(module=torchvision.models) if name.startswith(GAP_FAMILIES)]

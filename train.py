@@ -39,6 +39,7 @@ from tqdm import tqdm
 import cluttered
 import data
 import model as models
+import torchvision_models
 import training
 import wsol
 from utils import checkpoints, devices, distributed, files, run_folder, seeds
@@ -55,7 +56,7 @@ subset: int = 0  # use only N images of each split (0: all), for quick checks: t
 validation: int = 0  # hold out N training images as a validation split, to choose hyperparameters on: the last N (folder: stratified by class, fixed by --seed)
 model: str = "cnn"  # cnn | resnet18_small | vgg16_gap, or a torchvision classifier with a GAP + linear head (resnet50, densenet121, ...)
 weights: str = ""  # torchvision models: start from these torchvision weights (DEFAULT, IMAGENET1K_V1, ...; "": random); fc resized to the classes
-backbone_lr: float = 0.1  # with --weights: the pretrained features' peak learning rate, as a fraction of --lr (the new fc's)
+backbone_lr: float = 0.1  # with --weights: the pretrained features' peak learning rate, as a fraction of --lr (the new layers': fc, and with --wsol_backbone those wsolevaluation trains at its head's rate)
 wsol_backbone: bool = False  # resnet*, inception_v3, vgg16: wsolevaluation's CAM backbone of it (finer maps, new head; docs/localization.md)
 large_feature_map: bool = False  # with --wsol_backbone: wsolevaluation's large_feature_map (28x28 maps at 224 px instead of 14x14)
 width: int = models.CNN_DEFAULTS["width"]  # cnn: channels of its first stage (doubled in each of the next two)
@@ -68,7 +69,8 @@ batch_size: int = 128  # images per step (per process under torchrun: N processe
 lr: float = 0.2  # peak learning rate of SGD with Nesterov momentum
 momentum: float = 0.9  # SGD momentum
 weight_decay: float = 5e-4  # L2 penalty on all weights
-schedule: str = "onecycle"  # learning-rate schedule, stepped every batch: onecycle | cosine | constant
+schedule: str = "onecycle"  # learning-rate schedule, stepped every batch: onecycle | cosine | step | constant
+decay_every: int = 30  # --schedule=step: epochs between the x0.1 decays of the lr (wsolevaluation's lr_decay_frequency)
 label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
 hide_patch: int = 0  # Hide-and-Seek: hide cells of this many pixels a side of each training image (0: off; wsol.py)
 hide_probability: float = 0.5  # Hide-and-Seek: the chance that each cell is hidden
@@ -93,7 +95,7 @@ resume: bool = False  # continue the run in checkpoint_dir/last.pt with its save
 overwrite: bool = False  # start a new run in a checkpoint_dir that holds an earlier run's checkpoints, replacing them
 # ------------------------------------------------------------------------------------------------
 
-SCHEDULES = ("onecycle", "cosine", "constant")
+SCHEDULES = ("onecycle", "cosine", "step", "constant")
 # What --resume may change when given: where and how the saved run goes on, not what it computes.
 RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume",
                     "overwrite")
@@ -114,6 +116,7 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
         (cfg.head >= 0, f"--head must be >= 0, got {cfg.head}"),
         (cfg.dilation >= 1, f"--dilation must be at least 1, got {cfg.dilation}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
+        (cfg.decay_every >= 1, f"--decay_every must be at least 1, got {cfg.decay_every}"),
         (0 < starting_scale(cfg) <= 1, f"--progressive_start must be auto or in (0, 1], got {cfg.progressive_start}"),
         (0 <= cfg.align_start <= 1, f"--align_start must be in [0, 1], got {cfg.align_start}"),
         (0 < cfg.progressive_until <= 1, f"--progressive_until must be in (0, 1], got {cfg.progressive_until}"),
@@ -144,6 +147,9 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
     if "backbone_lr" in given and not cfg.weights and not cfg.resume:
         raise cli.UserError("--backbone_lr sets the learning rate of pretrained features, and this run has no --weights: "
                             "add --weights=DEFAULT (with a torchvision --model), or drop --backbone_lr")
+    if "decay_every" in given and cfg.schedule != "step":
+        raise cli.UserError(f"--decay_every sets the epochs between the decays of --schedule=step, and this run has "
+                            f"--schedule={cfg.schedule}: add --schedule=step, or drop --decay_every")
     check_image_size(cfg)
 
 
@@ -285,6 +291,19 @@ class Run:
         return "validation" if "validation" in self.evaluated else "test"
 
 
+def parameter_groups(cfg, net: models.GapNet) -> list[dict]:
+    """SGD's parameter groups: all at --lr; with --weights, the pretrained features at --lr x
+    --backbone_lr and the new layers at --lr: fc, and with --wsol_backbone the layers that
+    wsolevaluation trains at its classifier's rate (torchvision_models.head_rate_layers)."""
+    if not cfg.weights:
+        return [{"params": list(net.parameters())}]
+    fast = torchvision_models.head_rate_layers(cfg.model) if cfg.wsol_backbone else ()
+    layers = list(net.features.named_children())
+    trunk = [parameter for name, layer in layers if name not in fast for parameter in layer.parameters()]
+    new = [parameter for name, layer in layers if name in fast for parameter in layer.parameters()]
+    return [{"params": trunk, "lr": cfg.lr * cfg.backbone_lr}, {"params": new + list(net.fc.parameters())}]
+
+
 def setup(cfg, given: set[str], device, processes: distributed.Processes, folder: run_folder.RunFolder) -> Run:
     """The Run of cfg: checks the folders, loads the data, builds or resumes the model."""
     checkpoint, cfg = processes.agree(lambda: check_folders(cfg, given, processes, folder))
@@ -312,11 +331,10 @@ def setup(cfg, given: set[str], device, processes: distributed.Processes, folder
         net = models.build_model(cfg.model, len(loaded.info.classes), loaded.info.channels, **model_options(cfg),
                                  **pretrained)
     net = net.to(device, memory_format=devices.memory_format(cfg.channels_last))
-    groups = ([{"params": net.features.parameters(), "lr": cfg.lr * cfg.backbone_lr}, {"params": net.fc.parameters()}]
-              if cfg.weights else net.parameters())
-    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                                weight_decay=cfg.weight_decay)
-    scheduler = training.make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch)
+    optimizer = torch.optim.SGD(parameter_groups(cfg, net), lr=cfg.lr, momentum=cfg.momentum,
+                                nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    scheduler = training.make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
+                                        cfg.decay_every * steps_per_epoch)
     train_net = net
     if processes.world_size > 1:
         train_net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)

@@ -34,9 +34,11 @@ class EpochPosition:
     seconds: float = 0.0
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int):
-    """The learning-rate schedule (onecycle | cosine | constant) over total_steps, stepped every batch;
-    onecycle peaks at each parameter group's own lr."""
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, decay_steps: int = 0):
+    """The learning-rate schedule (onecycle | cosine | step | constant) over total_steps, stepped every
+    batch; onecycle peaks at each parameter group's own lr. step: every group's lr times 0.1 after
+    each decay_steps steps, as wsolevaluation's adjust_learning_rate does every lr_decay_frequency
+    epochs (decay_steps = that many epochs' steps)."""
     if schedule == "onecycle":
         # A quarter of the steps warm up; in short runs 1.5 steps, since OneCycleLR divides by zero when
         # its warm-up is exactly 1 step (total_steps == 4) or the whole run.
@@ -45,6 +47,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps:
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=warmup)
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=decay_steps, gamma=0.1)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 

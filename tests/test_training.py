@@ -76,3 +76,16 @@ def test_onecycle_runs_any_number_of_steps_and_peaks_at_lr(total_steps):
     if total_steps == 100:
         assert max(rates) == pytest.approx(0.4) and rates[-1] < 0.001
 
+
+
+def test_step_schedule_decays_tenfold_after_each_decay_steps_as_wsolevaluation():
+    trunk, head = torch.zeros(1, requires_grad=True), torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([{"params": [trunk], "lr": 0.001}, {"params": [head]}], lr=0.01)
+    scheduler = training.make_scheduler(optimizer, "step", total_steps=12, decay_steps=4)  # 3 epochs of 4 steps
+    rates = []
+    for _ in range(12):
+        rates.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:4] == [[0.001, 0.01]] * 4  # every group keeps its own rate, the head's 10x the trunk's
+    assert rates[4:8] == [pytest.approx([1e-4, 1e-3])] * 4 and rates[8:] == [pytest.approx([1e-5, 1e-4])] * 4
