@@ -524,11 +524,15 @@ class LoadedDataset:
 
 
 def load_dataset(
-    name: str, root: str | Path = "data", download: bool = True, image_size: int = 0, options: dict | None = None
+    name: str, root: str | Path = "data", download: bool = True, image_size: int = 0, options: dict | None = None,
+    read_as: DatasetInfo | None = None,
 ) -> LoadedDataset:
     """Train and test sets of a dataset by name; image_size 0 keeps the dataset's own size (a
     generated dataset is made at image_size). options override the dataset's own settings
-    (DatasetSpec.options, e.g. {"clutter": 4}); unknown ones are an error.
+    (DatasetSpec.options, e.g. {"clutter": 4}); unknown ones are an error. read_as: another
+    dataset's description (a checkpoint's), whose channels and normalization the images are read
+    with (evaluate_cam.py --dataset: the cluttered set exported by export_wsol.py, read through cub);
+    the ground truth is then scored at the images' side.
 
     Raises DatasetError if the name is unknown or the files are neither in root nor downloadable.
     """
@@ -541,14 +545,19 @@ def load_dataset(
     settings = {**spec.options, **(options or {})}
     size = image_size or spec.image_size
     resize = not spec.generated and (size != spec.image_size or not spec.fixed_size)
-    normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
+    channels, mean, std = (spec.channels, spec.mean, spec.std) if read_as is None else (
+        read_as.channels, read_as.mean, read_as.std)
+    convert = [T.Grayscale(channels)] if channels != spec.channels else []  # exact for gray images stored as RGB
+    normalize = [T.ToTensor(), T.Normalize(mean, std)]
     transforms = {
-        "train": T.Compose(([T.Resize(size)] if resize and not spec.augment.resizes else [])
+        "train": T.Compose(convert + ([T.Resize(size)] if resize and not spec.augment.resizes else [])
                            + spec.augment.transforms(size) + normalize),
-        "test": T.Compose(([] if not resize else [T.Resize((size, size))] if spec.squash
-                           else [T.Resize(size), T.CenterCrop(size)]) + normalize),
+        "test": T.Compose(convert + ([] if not resize else [T.Resize((size, size))] if spec.squash
+                                     else [T.Resize(size), T.CenterCrop(size)]) + normalize),
     }
     extra = {"size": size, **settings} if spec.generated else settings
+    if spec.scored_size and read_as is not None:
+        extra = {**extra, "scored_size": size}
     splits = {}
     openers = {split: functools.partial(spec.open, root, split == "train", transform)
                for split, transform in transforms.items()}
@@ -569,9 +578,10 @@ def load_dataset(
     classes = tuple(splits["train"].classes)
     if tuple(splits["test"].classes) != classes:
         raise DatasetError(f"{root}/train and {root}/test must hold the same class folders")
-    info = DatasetInfo(name, classes, spec.channels, size, spec.mean, spec.std, settings)
+    info = DatasetInfo(name, classes, channels, size, mean, std, settings)
     return LoadedDataset(splits["train"], splits["test"], info, spec.augment,
-                         in_memory=spec.tensors is not None and not resize, class_ordered=spec.class_ordered,
+                         in_memory=spec.tensors is not None and not resize and read_as is None,
+                         class_ordered=spec.class_ordered,
                          tensors=spec.tensors, validation=splits.get("validation"))
 
 

@@ -102,11 +102,13 @@ def examples_figure(examples: list[Example], path: Path, scale: int = 4) -> None
         truth = localization.as_boxes(np.asarray(example.truth)[None])[0]  # (M, 4), padding rows x1 < x0
         for true_box in truth[truth[:, 2] >= truth[:, 0]]:
             draw_box(drawn, true_box * scale, (255, 0, 0))
-        draw_box(drawn, example.box * scale, (0, 255, 0))
-        iou = localization.best_iou(example.box[None], truth[None])[0]
+        scored = ""
+        if example.box is not None:  # None: the ground truth has masks only, and no box is scored
+            draw_box(drawn, example.box * scale, (0, 255, 0))
+            scored = f"\nIoU {localization.best_iou(example.box[None], truth[None])[0]:.2f}"
         axis.imshow(drawn)
         mark = "" if example.true == example.predicted else " (wrong)"
-        axis.set_title(f"#{example.index} {example.predicted}{mark}\nIoU {iou:.2f}", fontsize=8)
+        axis.set_title(f"#{example.index} {example.predicted}{mark}{scored}", fontsize=8)
         axis.axis("off")
     for axis in axes[len(examples):]:
         axis.axis("off")
@@ -120,13 +122,14 @@ def threshold_curves_figure(rows: list[tuple[str, "LocalizationResult"]], path: 
     box_axis, pixel_axis = figure.subplots(1, 2)
     for name, result in rows:
         curves = result.curves
-        line, = box_axis.plot(curves["thresholds"], curves["box_acc_largest_iou0.5"], label=name)
-        box_axis.axvline(result.max_box_acc_threshold, color=line.get_color(), alpha=0.3, linestyle=":")
+        if result.max_box_acc is not None:  # a dataset with boxes
+            line, = box_axis.plot(curves["thresholds"], curves["box_acc_largest_iou0.5"], label=name)
+            box_axis.axvline(result.max_box_acc_threshold, color=line.get_color(), alpha=0.3, linestyle=":")
+            box_axis.axvline(result.operating.threshold, color=line.get_color(), alpha=0.6, linestyle="--")
         if result.pxap is not None:  # a dataset with masks
             pixel_axis.plot(curves["pixel_recall"], curves["pixel_precision"], label=f"{name} (PxAP {result.pxap:.1f})")
-        box_axis.axvline(result.operating.threshold, color=line.get_color(), alpha=0.6, linestyle="--")
     box_axis.set(xlabel="threshold on the normalized map", ylabel="box accuracy at IoU 0.5 (%)",
-                 title="box accuracy against the threshold", ylim=(0, 100))
+                 title="box accuracy against the threshold" + ("" if box_axis.lines else " (no boxes)"), ylim=(0, 100))
     pixel_axis.set(xlabel="pixel recall", ylabel="pixel precision", xlim=(0, 1), ylim=(0, 1.02),
                    title="pixel precision-recall" + ("" if pixel_axis.lines else " (no masks: no PxAP)"))
     for axis in (box_axis, pixel_axis):

@@ -5,7 +5,9 @@
     python evaluate_cam.py --split=validation                 # choose a reading (--normalization ...) here
     python evaluate_cam.py --help                             # every hyperparameter with its default
 
-The checkpoint's dataset must carry ground-truth boxes and masks (fashion-mnist-cluttered). For
+The checkpoint's dataset must carry ground-truth boxes and masks (fashion-mnist-cluttered, cub,
+ilsvrc, openimages), or --dataset names another with the checkpoint's classes (export_wsol.py's
+folder read through cub or openimages scores as the built-in set does with --inclusive_boxes). For
 CAM read the standard way (raw, min-max: the published tables' row), for CAM read as
 --normalization / --percentile / --flip_maps say (localization.cam_heat_maps), for Grad-CAM on the
 same model and for a centered Gaussian baseline (the methods of methods.py's registry that
@@ -53,7 +55,9 @@ split: str = "test"  # test | validation (the held-out training canvases of a ru
 normalization: str = localization.RECIPE_READING.normalization  # the read CAM row: minmax | max | ivr (localization.normalize_maps)
 percentile: float = localization.RECIPE_READING.percentile  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
 flip_maps: bool = localization.RECIPE_READING.flip  # the read CAM row: average in the CAMs of the mirror image, mirrored back
+dataset: str = ""  # "": the checkpoint's; or one with boxes and its classes, read with its channels, size and normalization (cub on an export_wsol.py folder)
 data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoint was trained with
+metadata_dir: str = ""  # cub | ilsvrc | openimages: wsolevaluation's metadata/<NAME>/ ("": the checkpoint's, or <data_dir>/metadata/<NAME>)
 download: bool = True  # download the source dataset if it is not on disk
 batch_size: int = 250  # images per batch
 limit: int = 0  # evaluate the first N images of each split only, in every group (0: all of them)
@@ -104,6 +108,8 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
     ]
     cli.require(checks)
     cli.check_choice("split", cfg.split, SPLITS)
+    if cfg.dataset:
+        cli.check_choice("dataset", cfg.dataset, data.DATASETS)
     cli.check_choice("normalization", cfg.normalization, localization.NORMALIZATIONS)
     cli.check_choice("baseline", cfg.baseline, faithfulness.BASELINES)
     groups = chosen_groups(cfg)
@@ -242,12 +248,13 @@ def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, devic
     for key, result in measured.items():
         best = chosen_on[key].max_box_acc_threshold
         result.operating = (  # without a validation split: exactly at --cam_threshold, which need not lie on the sweep
-            results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best)) if has_validation
+            None if result.max_box_acc is None  # no boxes (OpenImages): no box at any threshold to score
+            else results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best)) if has_validation
             else results.OperatingPoint(cfg.cam_threshold, result.top1_loc, result.gt_known_loc))
         report.methods[key].localization = result
-    operating = measured[methods.examples_method(chosen).key].operating.threshold
+    operating = measured[methods.examples_method(chosen).key].operating
     for example in examples:
-        example.box = localization.boxes_from_maps(example.heat[None], operating)[0]
+        example.box = None if operating is None else localization.boxes_from_maps(example.heat[None], operating.threshold)[0]
     report.images, report.threshold_step = count, cfg.threshold_step
     report.thresholds_chosen_on = "validation" if has_validation else f"--cam_threshold={cfg.cam_threshold}"
     return examples
@@ -292,10 +299,13 @@ def explain(report: results.Report, net, loaded: data.LoadedDataset, cfg, device
     return sanity.examples
 
 
-def cam_iou_vs_deletion(report: results.Report, cam_maps: np.ndarray, boxes: np.ndarray, cam_threshold: float) -> float:
+def cam_iou_vs_deletion(report: results.Report, cam_maps: np.ndarray, boxes: np.ndarray, cam_threshold: float
+                        ) -> float | None:
     """The Spearman correlation across images of the standard CAM's box IoU (at its operating
     threshold; --cam_threshold without the localization group) with its deletion AUC."""
     cam = report.methods[methods.CAM.key]
+    if not (boxes[..., 2] >= boxes[..., 0]).any():
+        return None  # no true boxes (OpenImages' masks): no box IoU to correlate
     threshold = cam.localization.operating.threshold if cam.localization else cam_threshold
     ious = localization.best_iou(localization.boxes_from_maps(cam_maps, threshold), boxes)
     deletion = np.asarray(cam.faithfulness.per_image["deletion_auc"])
@@ -323,20 +333,31 @@ def random_labels_model(cfg, net, checkpoint: dict, device):
 
 
 def load_splits(cfg, checkpoint: dict) -> tuple[data.DatasetInfo, data.LoadedDataset, bool]:
-    """The checkpoint's dataset: (its description, its splits, whether they hold a validation split:
-    held out of the training images as train.py held it out, or the dataset's own, as cub's);
-    refused when it has no ground-truth boxes."""
+    """The checkpoint's dataset, or --dataset read as the checkpoint reads images: (the checkpoint's
+    description, the splits, whether they hold a validation split: held out of the training images
+    as train.py held it out, or the dataset's own, as cub's); refused when it has no ground-truth boxes."""
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
-    loaded = data.load_dataset(
-        info.name, cfg.data_dir or checkpoint["hyperparameters"]["data_dir"], cfg.download, info.image_size,
-        info.options,
-    )
+    name = cfg.dataset or info.name
+    own = name == info.name
+    options = dict(info.options) if own else {}
+    if cfg.metadata_dir:
+        if "metadata_dir" not in data.DATASETS[name].options:
+            raise cli.UserError(f"--metadata_dir is the metadata folder of cub, ilsvrc and openimages, not of {name}: "
+                                "drop it, or pass --dataset=cub|ilsvrc|openimages")
+        options["metadata_dir"] = cfg.metadata_dir
+    loaded = data.load_dataset(name, cfg.data_dir or checkpoint["hyperparameters"]["data_dir"], cfg.download,
+                               info.image_size, options, read_as=None if own else info)
+    if not own and len(loaded.info.classes) != len(info.classes):
+        raise cli.UserError(f"--dataset={name} in {cfg.data_dir} has {len(loaded.info.classes)} classes and "
+                            f"{cfg.checkpoint} was trained on {len(info.classes)} ({info.name}); pass a dataset "
+                            "with the checkpoint's classes in its label order (export_wsol.py writes the cluttered set's)")
     if data.ground_truth(loaded.test, 0, 1) is None:
+        where = f"{cfg.checkpoint} was trained on {name}, whose" if own else f"--dataset={name}: its"
         raise cli.UserError(
-            f"{cfg.checkpoint} was trained on {info.name}, whose test set has no ground-truth boxes; "
-            "evaluate a checkpoint trained with --dataset=fashion-mnist-cluttered, cub, ilsvrc or openimages"
+            f"{where} test set has no ground-truth boxes; evaluate a checkpoint trained with "
+            "--dataset=fashion-mnist-cluttered, cub, ilsvrc or openimages, or pass --dataset with boxes"
         )
-    held_out = checkpoint["hyperparameters"].get("validation", 0)
+    held_out = checkpoint["hyperparameters"].get("validation", 0) if own else 0
     if held_out:
         loaded = loaded.hold_out(held_out, seeds.mix(checkpoint["hyperparameters"]["seed"]))  # as train.py held it out
     elif loaded.validation is None and cfg.split == "validation":
@@ -360,10 +381,10 @@ def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
     output_dir = files.writable_folder(cfg.output_dir, "output_dir")
     chosen = methods.for_reading(localization.MapReading(cfg.normalization, cfg.percentile,
                                                          cfg.flip_maps and data.trained_with_flips(info.name)))
-    print(f"evaluating {cfg.checkpoint} on {info.name}'s {cfg.split} split on {device}: {', '.join(groups)}"
+    print(f"evaluating {cfg.checkpoint} on {loaded.info.name}'s {cfg.split} split on {device}: {', '.join(groups)}"
           + ("; operating thresholds chosen on its validation split" if has_validation and "localization" in groups else ""))
     started = time.perf_counter()
-    report = results.Report(str(cfg.checkpoint), info.as_dict(), cfg.split, groups,
+    report = results.Report(str(cfg.checkpoint), loaded.info.as_dict(), cfg.split, groups,
                             {method.key: results.MethodResult(method) for method in chosen})
     examples, cascade = [], {}
     if "localization" in groups:
@@ -384,14 +405,18 @@ def markdown_table(report: results.Report) -> str:
         "| method | top-1 cls | threshold | top-1 loc | GT-known loc | MaxBoxAcc | MaxBoxAccV2 | (IoU 0.3 / 0.5 / 0.7) | PxAP |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    def cell(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}"
+
     for result in report.measured("localization"):
         scores, operating = result.localization, result.localization.operating
-        by_iou = " / ".join(f"{value:.1f}" for value in scores.max_box_acc_v2_by_iou.values())
-        lines.append(
-            f"| {result.method.name} | {scores.classification_top1:.2f} | {operating.threshold:.2f} | "
-            f"{operating.top1_loc:.2f} | {operating.gt_known_loc:.2f} | {scores.max_box_acc:.2f} | "
-            f"{scores.max_box_acc_v2:.2f} | {by_iou} | {'—' if scores.pxap is None else f'{scores.pxap:.2f}'} |"
-        )
+        threshold, top1_loc, gt_known_loc = (  # no operating point: the ground truth has masks only
+            (operating.threshold, operating.top1_loc, operating.gt_known_loc) if operating else (None, None, None))
+        by_iou = " / ".join(f"{value:.1f}" for value in scores.max_box_acc_v2_by_iou.values()) or "—"
+        lines.append(" | ".join([
+            f"| {result.method.name}", cell(scores.classification_top1), cell(threshold),
+            cell(top1_loc), cell(gt_known_loc), cell(scores.max_box_acc),
+            cell(scores.max_box_acc_v2), by_iou, cell(scores.pxap)]) + " |")
     conventions = sorted({result.localization.box_convention for result in report.measured("localization")})
     return "\n".join(lines) + "\n" + "".join(f"\nBoxes: {convention}.\n" for convention in conventions)
 

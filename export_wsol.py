@@ -1,16 +1,20 @@
-"""Write the cluttered Fashion-MNIST as a WSOL benchmark in wsolevaluation's CUB layout (`--dataset=cub`).
+"""Write the cluttered Fashion-MNIST as a WSOL benchmark in wsolevaluation's CUB or OpenImages layout.
 
     python export_wsol.py                                     # wsol_data/CUB/ and wsol_data/metadata/CUB/
     python train.py --dataset=cub --data_dir=wsol_data         # then train on it like any WSOL benchmark
+    python export_wsol.py --layout=openimages --limit=1000     # masks: wsol_data/OpenImages/, first 1000 a split
+    python evaluate_cam.py --dataset=cub --data_dir=wsol_data  # a cluttered checkpoint, scored through cub
     python export_wsol.py --help                              # every hyperparameter with its default
 
 A checkpoint-free export of `fashion-mnist-cluttered`'s splits: the training canvases go to train,
 the last --validation training canvases (held out as train.py --validation=N holds them out) to val,
-and the test canvases to test. Each canvas is a lossless PNG `<output_dir>/CUB/<NNN.class>/<split>_<n>.png`;
-the metadata (`<output_dir>/metadata/CUB/<split>/` image_ids.txt, class_labels.txt, image_sizes.txt,
-localization.txt) is written as wsolevaluation writes it, its boxes inclusive (the cluttered set's
-exclusive x1, y1 minus 1). `write_split` is the layout itself: it is how to make a WSOL dataset of
-your own images with boxes.
+and the test canvases to test. Each canvas is a lossless PNG. The cub layout writes it as
+`<output_dir>/CUB/<NNN.class>/<split>_<n>.png` and its box, inclusive (the cluttered set's exclusive
+x1, y1 minus 1); the openimages layout as `<output_dir>/OpenImages/<split>/<NNN.class>/<split>_<n>.png`
+with its item mask `..._m<NNN.class>_0.png` (255 on the item) and an empty ignore mask `..._ignore.png`.
+The metadata (`<output_dir>/metadata/<CUB|OpenImages>/<split>/` image_ids.txt, class_labels.txt,
+image_sizes.txt, localization.txt) is written as wsolevaluation writes it. `write_split` is the layout
+itself: it is how to make a WSOL dataset of your own images with boxes or masks.
 """
 
 from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
@@ -28,6 +32,8 @@ from PIL import Image
 
 import cluttered
 import data
+import localization
+import wsol_datasets
 from utils import files
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
@@ -38,9 +44,11 @@ image_size: int = 64  # side of the canvases in pixels (at least 28)
 clutter: int = cluttered.CLUTTER_DEFAULTS["clutter"]  # crops of other items pasted on each canvas
 clutter_size: int = cluttered.CLUTTER_DEFAULTS["clutter_size"]  # side of those crops in pixels (at most 28)
 validation: int = 5000  # the last N training canvases (as train.py --validation=N holds them out) become the val split
+layout: str = "cub"  # cub (boxes: --dataset=cub) | openimages (masks, scored by PxAP: --dataset=openimages)
+limit: int = 0  # write the first N canvases of each split only (0: all of them), for a quick trial
 overwrite: bool = False  # replace an earlier export in output_dir
 
-FOLDER = "CUB"  # wsolevaluation's layout whose ids are <class folder>/<file> and whose localization is boxes
+LAYOUTS = ("cub", "openimages")  # wsol_datasets.FOLDERS names each one's folder
 
 
 def class_folders(classes: list[str]) -> list[str]:
@@ -49,61 +57,85 @@ def class_folders(classes: list[str]) -> list[str]:
             for label, name in enumerate(classes)]
 
 
-def write_split(root: Path, split: str, images: np.ndarray, labels: np.ndarray, boxes: list[np.ndarray],
-                folders: list[str]) -> None:
-    """Write one split in wsolevaluation's CUB layout under root: the images as
-    root/CUB/<folder of its label>/<split>_<n>.png and the metadata as root/metadata/CUB/<split>/.
+def write_split(root: Path, layout: str, split: str, images: np.ndarray, labels: np.ndarray,
+                truth: localization.GroundTruth, folders: list[str]) -> None:
+    """Write one split in wsolevaluation's layout ("cub" or "openimages") under root: the images,
+    the masks of the openimages layout, and the metadata as root/metadata/<CUB|OpenImages>/<split>/.
 
-    images uint8 (N, H, W) or (N, H, W, 3); labels int (N,); boxes: per image an int array (K, 4)
-    of (x0, y0, x1, y1) inclusive (x1, y1 the last pixel of the object), K >= 1 (several lines in
-    localization.txt for several boxes)."""
-    metadata = root / "metadata" / FOLDER / split
+    images uint8 (N, H, W) or (N, H, W, 3); labels int (N,); truth: the images' GroundTruth, its
+    boxes int (N, M, 4) inclusive (x1, y1 the last pixel of the object; rows of -1 pad an image with
+    fewer boxes: one line in localization.txt a box) for cub, its masks bool (N, H, W) for openimages
+    (one mask a image, 255 on the object, and an empty ignore mask)."""
+    folder = wsol_datasets.FOLDERS[layout]
+    metadata = root / "metadata" / folder / split
     metadata.mkdir(parents=True, exist_ok=True)
-    ids, label_lines, size_lines, box_lines = [], [], [], []
-    for number, (image, label, image_boxes) in enumerate(zip(images, labels, boxes)):
-        image_id = f"{folders[int(label)]}/{split}_{number:06d}.png"
-        path = root / FOLDER / image_id
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(path)
+    ids, label_lines, size_lines, localization_lines = [], [], [], []
+    for number, (image, label) in enumerate(zip(images, labels)):
+        class_folder = folders[int(label)]
+        stem = f"{class_folder}/{split}_{number:06d}" if layout == "cub" else f"{split}/{class_folder}/{split}_{number:06d}"
+        image_id = stem + ".png"
+        save_png(root / folder / image_id, image)
         height, width = image.shape[:2]
         ids.append(image_id)
         label_lines.append(f"{image_id},{int(label)}")
         size_lines.append(f"{image_id},{width},{height}")
-        box_lines += [f"{image_id},{x0},{y0},{x1},{y1}" for x0, y0, x1, y1 in np.asarray(image_boxes).tolist()]
+        if layout == "cub":
+            localization_lines += [f"{image_id},{x0},{y0},{x1},{y1}"
+                                   for x0, y0, x1, y1 in truth.boxes[number].tolist() if x1 >= x0]
+        else:
+            mask, ignore = f"{stem}_m{class_folder}_0.png", f"{stem}_ignore.png"
+            save_png(root / folder / mask, np.uint8(truth.masks[number]) * 255)
+            save_png(root / folder / ignore, np.zeros((height, width), dtype=np.uint8))
+            localization_lines.append(f"{image_id},{mask},{ignore}")
     for name, lines in (("image_ids.txt", ids), ("class_labels.txt", label_lines),
-                        ("image_sizes.txt", size_lines), ("localization.txt", box_lines)):
+                        ("image_sizes.txt", size_lines), ("localization.txt", localization_lines)):
         (metadata / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def cluttered_split(loaded: data.LoadedDataset, split: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """(images uint8 (N, S, S), labels int64 (N,), boxes: per image int64 (1, 4) inclusive) of a split
-    of the cluttered set (a Subset of its canvases for train and validation)."""
+def save_png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def cluttered_split(loaded: data.LoadedDataset, split: str, limit: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, localization.GroundTruth]:
+    """(images uint8 (N, S, S), labels int64 (N,), GroundTruth with inclusive boxes (N, 1, 4) and
+    masks bool (N, S, S)) of the first `limit` canvases (0: all) of a split of the cluttered set."""
     dataset = getattr(loaded, split)
+    count = min(limit or len(dataset), len(dataset))
     images, labels = loaded.split_tensors(dataset)
-    canvases, index, _ = data.unwrap(dataset)
-    exclusive = canvases.boxes if index is None else canvases.boxes[index]
-    inclusive = exclusive.numpy() - np.array([0, 0, 1, 1])  # the last pixel itself, as wsolevaluation counts boxes
-    return images[:, 0].numpy(), labels.numpy(), [box[None] for box in inclusive]
+    truth = localization.to_inclusive(data.ground_truth(dataset, 0, count))
+    return images[:count, 0].numpy(), labels[:count].numpy(), truth
 
 
 def export(cfg) -> Path:
     """Make the cluttered set as cfg says and write its three splits; returns the output folder."""
+    cli.check_choice("layout", cfg.layout, LAYOUTS)
+    cli.require([(cfg.limit >= 0, f"--limit must be >= 0, got {cfg.limit}"),
+                 (cfg.validation >= 1, f"--validation must be at least 1 (wsolevaluation's val split chooses "
+                                       f"every threshold), got {cfg.validation}")])
+    folder = wsol_datasets.FOLDERS[cfg.layout]
     output = files.writable_folder(cfg.output_dir, "output_dir")
-    existing = [output / FOLDER, output / "metadata" / FOLDER]
-    if any(path.exists() for path in existing):
-        if not cfg.overwrite:
-            raise cli.UserError(f"{output} already holds an export ({FOLDER}/ or metadata/{FOLDER}/); "
-                                f"pass --overwrite to replace it, or choose another --output_dir")
-        for path in existing:
-            shutil.rmtree(path, ignore_errors=True)
+    existing = [output / folder, output / "metadata" / folder]
+    if any(path.exists() for path in existing) and not cfg.overwrite:
+        raise cli.UserError(f"{output} already holds an export ({folder}/ or metadata/{folder}/); "
+                            f"pass --overwrite to replace it, or choose another --output_dir")
     options = {"clutter": cfg.clutter, "clutter_size": cfg.clutter_size}
     loaded = data.load_dataset("fashion-mnist-cluttered", cfg.data_dir, cfg.download, cfg.image_size, options)
     loaded = loaded.hold_out(cfg.validation)
     folders = class_folders(list(loaded.info.classes))
-    for split, wsol_split in (("train", "train"), ("validation", "val"), ("test", "test")):
-        write_split(output, wsol_split, *cluttered_split(loaded, split), folders)
-    print(f"wrote {output}/{FOLDER}/ and {output}/metadata/{FOLDER}/: "
-          f"python train.py --dataset=cub --data_dir={output}")
+    splits = {wsol_split: cluttered_split(loaded, split, cfg.limit)
+              for split, wsol_split in (("train", "train"), ("validation", "val"), ("test", "test"))}
+    missing = sorted(set(range(len(folders))) - set(splits["train"][1].tolist()))
+    if missing:  # the benchmark's classes are those of its train split's class_labels.txt
+        raise cli.UserError(f"--limit={cfg.limit} leaves class {folders[missing[0]]} out of the train split, and "
+                            f"the export's classes are its train split's: pass a larger --limit (or 0: all)")
+    for path in existing:  # the earlier export goes only once the new one is made and checked
+        shutil.rmtree(path, ignore_errors=True)
+    for wsol_split, (images, labels, truth) in splits.items():
+        write_split(output, cfg.layout, wsol_split, images, labels, truth, folders)
+    print(f"wrote {output}/{folder}/ and {output}/metadata/{folder}/: "
+          f"python train.py --dataset={cfg.layout} --data_dir={output}")
     return output
 
 

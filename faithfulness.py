@@ -218,8 +218,14 @@ def box_energy(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     positive part that lies inside its box (x0, y0, x1, y1), exclusive ends, boxes (N, 4), or inside
     the union of its boxes, (N, M, 4) with padding rows x1 < x0: (N,) in [0, 1] (0 for a map with
     no positive value)."""
+    return energy_inside(maps, box_masks(np.asarray(boxes), maps.shape[1:]))
+
+
+def energy_inside(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """The share of each map's positive part (maps float (N, H, W)) inside its region (bool (N, H, W)):
+    (N,) in [0, 1], 0 for a map with no positive value."""
     positive = np.clip(maps, 0, None)
-    inside = (positive * box_masks(np.asarray(boxes), maps.shape[1:])).reshape(len(maps), -1).sum(axis=1)
+    inside = (positive * regions).reshape(len(maps), -1).sum(axis=1)
     total = positive.reshape(len(maps), -1).sum(axis=1)
     return np.divide(inside, total, out=np.zeros(len(maps)), where=total > 0)
 
@@ -324,7 +330,8 @@ class FaithfulnessEvaluator:
         self.add("drop", drop)
         self.add("increase", increase)
         self.add("pointing", pointing_hits(np.asarray(maps), masks, self.tolerance))
-        self.add("energy", box_energy(np.asarray(maps), boxes))
+        inside = box_masks(boxes, maps.shape[1:]) if localization.has_boxes(truth) else masks  # OpenImages: masks
+        self.add("energy", energy_inside(np.asarray(maps), inside))
         road = slice(0, max(0, min(len(images), self.road_images - self.seen)))  # ROAD's solves are costly
         if road.stop:
             for order, values in road_scores(net, images[road], classes[road], maps_t[road], seed=self.seed).items():

@@ -179,6 +179,12 @@ def best_iou(boxes: np.ndarray, truth_boxes: np.ndarray, inclusive: bool = False
     return ious.max(axis=1) if ious.shape[1] else np.zeros(len(ious))
 
 
+def has_boxes(truth: GroundTruth) -> bool:
+    """Whether any image of truth has a true box (OpenImages' ground truth is masks only)."""
+    boxes = as_boxes(truth.boxes)
+    return bool((boxes[..., 2] >= boxes[..., 0]).any()) if boxes.size else False
+
+
 def as_boxes(boxes: np.ndarray) -> np.ndarray:
     """True boxes as int64 (N, M, 4): one box per image (N, 4) becomes (N, 1, 4)."""
     boxes = np.asarray(boxes, dtype=np.int64)
@@ -286,6 +292,7 @@ class LocalizationEvaluator:
         self.positives = 0
         self.top1_by_threshold = np.zeros(len(self.thresholds), dtype=np.int64)  # right class and largest box IoU >= 0.5
         self.without_masks = 0  # images accumulated without masks: then no PxAP
+        self.with_boxes = 0  # images accumulated with true boxes: none (OpenImages' masks) gives no box metrics
         self.inclusive: bool | None = None  # the box convention of the ground truth accumulated
 
     def accumulate(self, maps: np.ndarray, truth: GroundTruth, correct: np.ndarray) -> None:
@@ -316,6 +323,7 @@ class LocalizationEvaluator:
         self.top1_hits += int((located & correct).sum())
         self.top1_by_threshold += ((largest >= 0.5) & correct[:, None]).sum(0)
         self.count += len(maps)
+        self.with_boxes += int((gt_boxes[..., 2] >= gt_boxes[..., 0]).any(axis=1).sum()) if gt_boxes.size else 0
         if truth.masks is None:
             self.without_masks += len(maps)
             return
@@ -329,17 +337,17 @@ class LocalizationEvaluator:
         self.positives += int((masks & scored).sum())
 
     def compute(self) -> dict:
-        """The metrics in % and the curves behind them (per threshold)."""
+        """The metrics in % and the curves behind them (per threshold). Ground truth without any box
+        (OpenImages' masks) gives None for the box metrics and no box curves, as wsolevaluation
+        reports PxAP only there."""
         if self.count == 0:
             raise ValueError("no images accumulated")
+        if self.with_boxes == 0:
+            return self.pixel_metrics(self.without_boxes_metrics())
         largest_accuracy = 100 * self.largest_hits / self.count  # (T, 3)
         any_accuracy = 100 * self.any_hits / self.count
         middle = IOU_THRESHOLDS.index(0.5)
-        recall = self.positive_on / max(self.positives, 1)
-        predicted = self.positive_on + self.negative_on
-        precision = np.divide(self.positive_on, predicted, out=np.ones(len(predicted)), where=predicted > 0)
-        recall_drop = recall - np.r_[recall[1:], 0.0]  # recall falls as the threshold rises
-        return {
+        return self.pixel_metrics({
             "images": self.count,
             "top1_loc": 100 * self.top1_hits / self.count,
             "gt_known_loc": 100 * self.gt_known_hits / self.count,
@@ -349,17 +357,30 @@ class LocalizationEvaluator:
             "max_box_acc_v2_by_iou": {
                 str(iou): float(any_accuracy[:, i].max()) for i, iou in enumerate(IOU_THRESHOLDS)
             },
-            "pxap": None if self.without_masks else float(100 * (recall_drop * precision).sum()),
             "box_convention": BOX_CONVENTIONS[bool(self.inclusive)],
             "curves": {
                 "thresholds": self.thresholds.tolist(),
                 "top1_loc": (100 * self.top1_by_threshold / self.count).tolist(),
                 "box_acc_largest_iou0.5": largest_accuracy[:, middle].tolist(),
                 **{f"box_acc_any_iou{iou}": any_accuracy[:, i].tolist() for i, iou in enumerate(IOU_THRESHOLDS)},
-                "pixel_precision": precision.tolist(),
-                "pixel_recall": recall.tolist(),
             },
-        }
+        })
+
+    def without_boxes_metrics(self) -> dict:
+        """compute()'s box metrics for ground truth with no box: None, and only the thresholds as curves."""
+        return {"images": self.count, "top1_loc": None, "gt_known_loc": None, "max_box_acc": None,
+                "max_box_acc_threshold": None, "max_box_acc_v2": None, "max_box_acc_v2_by_iou": {},
+                "box_convention": BOX_CONVENTIONS[bool(self.inclusive)], "curves": {"thresholds": self.thresholds.tolist()}}
+
+    def pixel_metrics(self, metrics: dict) -> dict:
+        """metrics with PxAP (None without masks) and the pixel precision-recall curves added."""
+        recall = self.positive_on / max(self.positives, 1)
+        predicted = self.positive_on + self.negative_on
+        precision = np.divide(self.positive_on, predicted, out=np.ones(len(predicted)), where=predicted > 0)
+        recall_drop = recall - np.r_[recall[1:], 0.0]  # recall falls as the threshold rises
+        metrics["pxap"] = None if self.without_masks else float(100 * (recall_drop * precision).sum())
+        metrics["curves"].update(pixel_precision=precision.tolist(), pixel_recall=recall.tolist())
+        return metrics
 
 
 def at_threshold(metrics: dict, threshold: float) -> dict:

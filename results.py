@@ -29,15 +29,16 @@ class OperatingPoint:
 class LocalizationResult:
     """One method's localization scores in % (LocalizationEvaluator.compute()'s: top1_loc and
     gt_known_loc at --cam_threshold, the others over the threshold sweep, and the curves behind
-    them), its top-1 classification accuracy, and its operating point (once chosen)."""
+    them), its top-1 classification accuracy, and its operating point (once chosen; None, as every
+    box metric, where the ground truth has masks only: OpenImages)."""
 
     images: int
     classification_top1: float
-    top1_loc: float
-    gt_known_loc: float
-    max_box_acc: float
-    max_box_acc_threshold: float
-    max_box_acc_v2: float
+    top1_loc: float | None
+    gt_known_loc: float | None
+    max_box_acc: float | None
+    max_box_acc_threshold: float | None
+    max_box_acc_v2: float | None
     max_box_acc_v2_by_iou: dict[str, float]
     pxap: float | None  # None: the ground truth has no masks
     curves: dict[str, list[float]]

@@ -13,7 +13,8 @@ folder `metadata/<NAME>/<split>/` per split (train, val, test), NAME one of CUB,
 `WSOLSplit` is one split: only the metadata is held (ids, labels, sizes, boxes or mask paths), and an
 image file is opened when __getitem__ asks for it, so that DataLoader workers stream them. Its
 `ground_truth(index)` gives a `localization.GroundTruth` at 224 x 224, as wsolevaluation's
-evaluator scores (`_RESIZE_LENGTH` in its evaluation.py): boxes rescaled by its `resize_bbox`,
+evaluator scores (`_RESIZE_LENGTH` in its evaluation.py; evaluate_cam.py --dataset may read them at
+another size, and then scores there): boxes rescaled by its `resize_bbox`,
 masks read and resized by its `load_mask_image` / `get_mask`. data.DATASETS opens the three
 splits with `open_train`, `open_validation` and `open_test`, and checks them with `check_splits`.
 """
@@ -107,8 +108,8 @@ class WSOLSplit(Dataset):
     """
 
     def __init__(self, root: Path, name: str, split: str, transform, metadata_dir: str = "",
-                 localization: bool = True):
-        self.name, self.split, self.transform = name, split, transform
+                 localization: bool = True, scored_size: int = SCORED_SIZE):
+        self.name, self.split, self.transform, self.scored_size = name, split, transform, scored_size
         self.image_root = Path(root) / FOLDERS[name]
         folder = metadata_folder(root, name, metadata_dir)
         self.metadata = folder / split
@@ -188,18 +189,20 @@ class WSOLSplit(Dataset):
         return (self.transform(image) if self.transform else image), int(self.targets[index])
 
     def ground_truth(self, index) -> GroundTruth:
-        """The localization.GroundTruth of the images at index (a slice or N indices), at 224 x 224:
-        CUB, ILSVRC: boxes int64 (N, M, 4) inclusive, rescaled as wsolevaluation's resize_bbox does
-        (each coordinate times 224 / the image side, truncated), rows of -1 for padding, masks None;
-        OpenImages: boxes (N, 0, 4), masks bool (N, 224, 224) the union of the instance masks and
-        ignore bool (N, 224, 224) the ignore region minus them, as its get_mask reads them."""
+        """The localization.GroundTruth of the images at index (a slice or N indices), at S x S, S the
+        scored size (224, wsolevaluation's; the images' side when evaluate_cam.py --dataset reads them
+        at another): CUB, ILSVRC: boxes int64 (N, M, 4) inclusive, rescaled as wsolevaluation's
+        resize_bbox does (each coordinate times S / the image side, truncated), rows of -1 for
+        padding, masks None; OpenImages: boxes (N, 0, 4), masks bool (N, S, S) the union of the
+        instance masks and ignore bool (N, S, S) the ignore region minus them, as its get_mask reads them."""
         positions = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index, dtype=np.int64)
         if self.boxes is None and self.mask_paths is None:
             raise DatasetError(f"the {self.split} split of {self.name} has no boxes or masks (training labels only); "
                                f"score localization on the validation or test split")
         if self.boxes is not None:
-            return GroundTruth(boxes=rescale_boxes(self.boxes[positions], self.sizes[positions]), inclusive=True)
-        masks = np.zeros((len(positions), SCORED_SIZE, SCORED_SIZE), dtype=bool)
+            return GroundTruth(boxes=rescale_boxes(self.boxes[positions], self.sizes[positions], self.scored_size),
+                               inclusive=True)
+        masks = np.zeros((len(positions), self.scored_size, self.scored_size), dtype=bool)
         ignore = np.zeros_like(masks)
         for row, position in enumerate(positions):
             masks[row], ignore[row] = self.read_masks(int(position))
@@ -207,12 +210,12 @@ class WSOLSplit(Dataset):
                            inclusive=True)
 
     def read_masks(self, position: int) -> tuple[np.ndarray, np.ndarray]:
-        """(foreground, ignore) bool (224, 224) of one OpenImages image, as wsolevaluation's get_mask
+        """(foreground, ignore) bool (S, S) of one OpenImages image, as wsolevaluation's get_mask
         makes them: each mask read as grayscale, resized by nearest neighbour (cv2.INTER_NEAREST) to
-        224 x 224 and thresholded at 0.5; foreground the union; ignore the ignore mask minus the
+        S x S (the scored size) and thresholded at 0.5; foreground the union; ignore the ignore mask minus the
         foreground (none where the ignore path is empty)."""
         width, height = self.sizes[position]
-        union = np.zeros((SCORED_SIZE, SCORED_SIZE), dtype=bool)
+        union = np.zeros((self.scored_size, self.scored_size), dtype=bool)
         for mask_path in self.mask_paths[position]:
             union |= self.read_mask(mask_path, width, height) > 0.5
         ignore_path = self.ignore_paths[position]
@@ -220,7 +223,7 @@ class WSOLSplit(Dataset):
         return union, ignore & ~union
 
     def read_mask(self, mask_path: str, width: int, height: int) -> np.ndarray:
-        """A mask file float32 (224, 224), resized as wsolevaluation's load_mask_image does; DatasetError
+        """A mask file float32 (S, S), resized as wsolevaluation's load_mask_image does; DatasetError
         if it is missing, unreadable, or not of its image's size."""
         path = self.image_root / mask_path
         mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
@@ -230,7 +233,7 @@ class WSOLSplit(Dataset):
         if mask.shape != (height, width):
             raise DatasetError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height} "
                                f"(image_sizes.txt); use the masks and metadata of the same OpenImages release")
-        return cv2.resize(np.float32(mask), (SCORED_SIZE, SCORED_SIZE), interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(np.float32(mask), (self.scored_size, self.scored_size), interpolation=cv2.INTER_NEAREST)
 
 
 def rescale_boxes(boxes: np.ndarray, sizes: np.ndarray, length: int = SCORED_SIZE) -> np.ndarray:
@@ -288,15 +291,18 @@ def check_splits(splits: dict[str, WSOLSplit]) -> None:
 
 
 def open_split(name: str):
-    """open(root, train, transform, download, metadata_dir="") of benchmark `name`'s train or test
-    split (DatasetSpec.open); the train split reads no localization.txt."""
-    def open_train_or_test(root: Path, train: bool, transform, download: bool, metadata_dir: str = "") -> WSOLSplit:
-        return WSOLSplit(root, name, "train" if train else "test", transform, metadata_dir, localization=not train)
+    """open(root, train, transform, download, metadata_dir="", scored_size=224) of benchmark `name`'s
+    train or test split (DatasetSpec.open); the train split reads no localization.txt."""
+    def open_train_or_test(root: Path, train: bool, transform, download: bool, metadata_dir: str = "",
+                           scored_size: int = SCORED_SIZE) -> WSOLSplit:
+        return WSOLSplit(root, name, "train" if train else "test", transform, metadata_dir, localization=not train,
+                         scored_size=scored_size)
     return open_train_or_test
 
 
 def open_validation(name: str):
-    """open(root, transform, download, metadata_dir="") of benchmark `name`'s val split (DatasetSpec.open_validation)."""
-    def open_val(root: Path, transform, download: bool, metadata_dir: str = "") -> WSOLSplit:
-        return WSOLSplit(root, name, "val", transform, metadata_dir)
+    """open(root, transform, download, metadata_dir="", scored_size=224) of benchmark `name`'s val
+    split (DatasetSpec.open_validation)."""
+    def open_val(root: Path, transform, download: bool, metadata_dir: str = "", scored_size: int = SCORED_SIZE) -> WSOLSplit:
+        return WSOLSplit(root, name, "val", transform, metadata_dir, scored_size=scored_size)
     return open_val

@@ -292,3 +292,14 @@ def test_inclusive_boxes_score_the_cluttered_set_as_wsolevaluation_would(trained
     assert "inclusive" in (tmp_path / "b" / "localization.md").read_text()
     # the masks do not change with the box convention, nor does pixel precision-recall
     assert inclusive.methods["cam"].localization.pxap == pytest.approx(exclusive.methods["cam"].localization.pxap)
+
+
+def test_another_dataset_must_have_the_checkpoints_classes_and_boxes(trained_cluttered, tmp_path):
+    from test_wsol_datasets import write_cub  # a 2-class CUB; the checkpoint has 10 classes
+    write_cub(tmp_path / "cub")
+    with pytest.raises(cli.UserError, match="--dataset=cub in .* has 2 classes and .* was trained on 10"):
+        evaluate(trained_cluttered, "--dataset=cub", f"--data_dir={tmp_path / 'cub'}", "--download=false")
+    with pytest.raises(cli.UserError, match="--metadata_dir is the metadata folder of cub, ilsvrc and openimages"):
+        evaluate(trained_cluttered, f"--metadata_dir={tmp_path}")
+    with pytest.raises(cli.UserError, match="--dataset='imagenet' is unknown"):
+        evaluate(trained_cluttered, "--dataset=imagenet")

@@ -261,3 +261,20 @@ def test_pxap_leaves_ignored_pixels_out():
     evaluator = localization.LocalizationEvaluator()
     evaluator.accumulate(heat, localization.GroundTruth(np.array([[[0, 0, 1, 1]]]), masks, ignore), np.ones(1, bool))
     assert evaluator.compute()["pxap"] == pytest.approx(100.0)  # without the ignore mask: 50
+
+
+def test_ground_truth_with_masks_only_gives_pxap_and_no_box_metrics():
+    """OpenImages: masks, no boxes; the box metrics are None rather than a 0 that reads as a miss."""
+    maps = np.zeros((2, 8, 8))
+    maps[:, 2:4, 2:4] = 1.0
+    masks = np.zeros((2, 8, 8), dtype=bool)
+    masks[:, 2:4, 2:4] = True
+    truth = localization.GroundTruth(boxes=np.zeros((2, 0, 4), dtype=np.int64), masks=masks,
+                                     ignore=np.zeros_like(masks), inclusive=True)
+    evaluator = localization.LocalizationEvaluator()
+    evaluator.accumulate(maps, truth, np.ones(2, dtype=bool))
+    metrics = evaluator.compute()
+    assert metrics["pxap"] == pytest.approx(100.0)  # the map is the mask
+    assert metrics["max_box_acc_v2"] is None and metrics["top1_loc"] is None and metrics["max_box_acc_v2_by_iou"] == {}
+    assert "box_acc_largest_iou0.5" not in metrics["curves"] and "pixel_recall" in metrics["curves"]
+    assert not localization.has_boxes(truth)

@@ -7,12 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_mnist_like
 from PIL import Image
 
 import data
 import evaluate_cam
-import export_wsol
 import model as models
 import train
 from utils import cli
@@ -250,41 +248,6 @@ def test_a_large_metadata_folder_loads_without_opening_images(tmp_path, monkeypa
     assert loaded.split_labels(loaded.train)[:3].tolist() == [0, 1, 2]
     assert data.ground_truth(loaded.test, 0, 3).boxes.shape == (3, 1, 4)
     assert elapsed < 10, elapsed
-
-
-def test_export_wsol_writes_the_cluttered_set_that_cub_loads_back(tmp_path):
-    write_mnist_like(tmp_path / "data" / "fashion-mnist", train_size=40, test_size=20)
-    output = tmp_path / "wsol"
-    args = [f"--data_dir={tmp_path / 'data'}", f"--output_dir={output}", "--download=false", "--image_size=48",
-            "--clutter=2", "--validation=8"]
-    export_wsol.main(args)
-    source = data.load_dataset("fashion-mnist-cluttered", tmp_path / "data", False, 48, {"clutter": 2}).hold_out(8)
-    loaded = data.load_dataset("cub", output, download=False)
-    assert [len(loaded.train), len(loaded.validation), len(loaded.test)] == [32, 8, 20]
-    assert loaded.info.classes[0] == "T_shirt_top" and len(loaded.info.classes) == 10
-    for split in ("train", "validation", "test"):
-        images, labels, boxes = export_wsol.cluttered_split(source, split)
-        exported = getattr(loaded, split)
-        assert exported.targets.tolist() == labels.tolist()
-        for number in (0, len(labels) - 1):
-            path = output / "CUB" / exported.image_id(number)
-            assert np.array_equal(np.asarray(Image.open(path)), images[number])
-        if split == "train":
-            continue
-        canvases, index, _ = data.unwrap(getattr(source, split))
-        exclusive = (canvases.boxes if index is None else canvases.boxes[index]).numpy()
-        assert np.array_equal(exported.boxes[:, 0], exclusive - [0, 0, 1, 1])  # inclusive: x1 - 1, y1 - 1
-        truth = data.ground_truth(exported, 0, len(exported))
-        assert np.array_equal(truth.boxes[:, 0], np.trunc((exclusive - [0, 0, 1, 1]) * 224 / 48).astype(np.int64))
-    with pytest.raises(cli.UserError, match="--overwrite"):
-        export_wsol.main(args)
-    export_wsol.main(args + ["--overwrite"])
-
-
-def test_export_wsol_help_lists_its_hyperparameters(capsys):
-    with pytest.raises(SystemExit):
-        export_wsol.main(["--help"])
-    assert "--validation" in capsys.readouterr().out
 
 
 @pytest.mark.slow
