@@ -7,8 +7,7 @@
 Training: images/s of full training steps (loading, augmentation, forward, backward, SGD step) on
 the real training set, and the epoch time that implies. Maps, per image, on batches of test images
 in eval mode: the plain forward pass (the floor), CAM of every class from one forward pass, Grad-CAM
-with autograd on the same model, and pytorch-grad-cam's GradCAM when that optional package is
-installed (requirements-optional.txt); for photos, torchvision's ResNet-50 at 224 px (--photo_models).
+with autograd on the same model, and pytorch-grad-cam's GradCAM; for photos, torchvision's ResNet-50 at 224 px (--photo_models).
 Each number is the median of `repeats` timed runs after `warmup` untimed ones. Timings vary between
 machines and runs: compare within one table.
 """
@@ -129,11 +128,8 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
             if round_index >= warmup_runs:
                 seconds[name].append(time.perf_counter() - started)
     timings = {name: 1000 * statistics.median(values) / len(images) for name, values in seconds.items()}
-    try:
-        from pytorch_grad_cam import GradCAM
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    except ImportError:
-        return timings
+    from pytorch_grad_cam import GradCAM  # here: its import costs a second that the other tables need not pay
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     targets = [ClassifierOutputTarget(0)] * len(images)
     with GradCAM(model=net, target_layers=[net.features[-1]]) as library:  # its hooks are removed on exit
         library_seconds = median_seconds(lambda: library(input_tensor=images, targets=targets), device, warmup_runs,
