@@ -6,8 +6,9 @@
 
 Training: images/s of full training steps (loading, augmentation, forward, backward, SGD step) on
 the real training set, and the epoch time that implies. Maps, per image, on batches of test images
-in eval mode: the plain forward pass (the floor), CAM of every class from one forward pass, Grad-CAM
-with autograd on the same model, and pytorch-grad-cam's GradCAM; for photos, torchvision's ResNet-50 at 224 px (--photo_models).
+in eval mode: the plain forward pass (the floor), CAM of every class from one forward pass, and
+Grad-CAM as methods.py's registry makes it (pytorch-grad-cam's GradCAM on the same model, maps at the
+image's size); for photos, torchvision's ResNet-50 at 224 px (--photo_models).
 Each number is the median of `repeats` timed runs after `warmup` untimed ones. Timings vary between
 machines and runs: compare within one table.
 """
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 
 import data
 from utils import devices, files
+import methods
 import model as models
 import torchvision_models
 
@@ -117,7 +119,7 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
         with torch.no_grad():
             models.class_activation_maps(net, images)
 
-    runs = {"forward": forward, "CAM (all classes)": cam, "Grad-CAM": lambda: models.grad_cam(net, images, classes)}
+    runs = {"forward": forward, "CAM (all classes)": cam, "Grad-CAM": lambda: methods.GRAD_CAM.raw(net, images, classes)}
     seconds = {name: [] for name in runs}
     for round_index in range(warmup_runs + timed_runs):
         for name, run in runs.items():
@@ -127,15 +129,7 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
             synchronize(device)
             if round_index >= warmup_runs:
                 seconds[name].append(time.perf_counter() - started)
-    timings = {name: 1000 * statistics.median(values) / len(images) for name, values in seconds.items()}
-    from pytorch_grad_cam import GradCAM  # here: its import costs a second that the other tables need not pay
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    targets = [ClassifierOutputTarget(0)] * len(images)
-    with GradCAM(model=net, target_layers=[net.features[-1]]) as library:  # its hooks are removed on exit
-        library_seconds = median_seconds(lambda: library(input_tensor=images, targets=targets), device, warmup_runs,
-                                         timed_runs)
-    timings["pytorch-grad-cam GradCAM"] = 1000 * library_seconds / len(images)
-    return timings
+    return {name: 1000 * statistics.median(values) / len(images) for name, values in seconds.items()}
 
 
 def test_pass_seconds(net, images: torch.Tensor, passes: int, count: int, cfg, device) -> float:
@@ -258,19 +252,16 @@ def format_row(row: dict) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    library = any("pytorch-grad-cam GradCAM" in row["map_ms_per_image"] for row in rows)
     header = ("| dataset | model | train img/s | epoch (s) | forward ms/img | CAM ms/img | Grad-CAM ms/img | "
-              + ("pytorch-grad-cam ms/img | " if library else "") + "CAM / forward | Grad-CAM / CAM |")
+              "CAM / forward | Grad-CAM / CAM |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for row in rows:
         maps = row["map_ms_per_image"]
-        extra = f"{maps['pytorch-grad-cam GradCAM']:.3f} | " if "pytorch-grad-cam GradCAM" in maps else (
-            "n/a | " if library else "")
         training = (f"{row['train_images_per_second']:.0f} | {row['epoch_seconds']:.0f}"
                     if row["train_images_per_second"] else "n/a | n/a")
         lines.append(
             f"| {row['dataset']} | {row['model']} | {training} | "
-            f"{maps['forward']:.3f} | {maps['CAM (all classes)']:.3f} | {maps['Grad-CAM']:.3f} | {extra}"
+            f"{maps['forward']:.3f} | {maps['CAM (all classes)']:.3f} | {maps['Grad-CAM']:.3f} | "
             f"{row['cam_over_forward']:.3f} | {row['grad_cam_over_cam']:.2f} |"
         )
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from utils.cli import UserError
 from utils.files import atomic_output
 
 if TYPE_CHECKING:
-    from results import FaithfulnessResult, LocalizationResult
+    from results import FaithfulnessResult, LocalizationResult, SanityResult
 
 
 def to_rgb_image(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
@@ -88,6 +88,27 @@ class Example:
     box: np.ndarray | None = None
 
 
+def boxed_overlay(image: np.ndarray, heat: np.ndarray, truth: np.ndarray, box: np.ndarray | None,
+                  scale: int = 4) -> np.ndarray:
+    """uint8 RGB (S H, S W, 3), S = scale: the map (H, W) in [0, 1] over the image (uint8 RGB (H, W, 3)),
+    enlarged pixel for pixel, with the true boxes (4,) or (M, 4) in red (padding rows x1 < x0
+    skipped) and the map's box (4,) in green (None: masks-only ground truth, no box); exclusive ends."""
+    size = (image.shape[1] * scale, image.shape[0] * scale)
+    drawn = overlay(cv2.resize(image, size, interpolation=cv2.INTER_NEAREST),
+                    cv2.resize(heat, size, interpolation=cv2.INTER_NEAREST), alpha=0.45)
+    true_boxes = localization.as_boxes(np.asarray(truth)[None])[0]
+    for true_box in true_boxes[true_boxes[:, 2] >= true_boxes[:, 0]]:
+        draw_box(drawn, true_box * scale, (255, 0, 0))
+    if box is not None:
+        draw_box(drawn, box * scale, (0, 255, 0))
+    return drawn
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """A uint8 RGB image (H, W, 3) encoded as PNG."""
+    return cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
+
+
 def examples_figure(examples: list[Example], path: Path, scale: int = 4) -> None:
     """A grid of images: the map over the image, its box (green) and the true box (red), with the IoU."""
     columns = min(8, len(examples))
@@ -95,17 +116,9 @@ def examples_figure(examples: list[Example], path: Path, scale: int = 4) -> None
     figure = Figure(figsize=(2.1 * columns, 2.4 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, example in zip(axes, examples):
-        size = example.image.shape[0] * scale
-        picture = cv2.resize(example.image, (size, size), interpolation=cv2.INTER_NEAREST)
-        heat = cv2.resize(example.heat, (size, size), interpolation=cv2.INTER_NEAREST)
-        drawn = overlay(picture, heat, alpha=0.45)
+        drawn = boxed_overlay(example.image, example.heat, example.truth, example.box, scale)
         truth = localization.as_boxes(np.asarray(example.truth)[None])[0]  # (M, 4), padding rows x1 < x0
-        for true_box in truth[truth[:, 2] >= truth[:, 0]]:
-            draw_box(drawn, true_box * scale, (255, 0, 0))
-        scored = ""
-        if example.box is not None:  # None: the ground truth has masks only, and no box is scored
-            draw_box(drawn, example.box * scale, (0, 255, 0))
-            scored = f"\nIoU {localization.best_iou(example.box[None], truth[None])[0]:.2f}"
+        scored = "" if example.box is None else f"\nIoU {localization.best_iou(example.box[None], truth[None])[0]:.2f}"
         axis.imshow(drawn)
         mark = "" if example.true == example.predicted else " (wrong)"
         axis.set_title(f"#{example.index} {example.predicted}{mark}{scored}", fontsize=8)
@@ -173,3 +186,26 @@ def cascade_figure(rows: list[tuple[str, dict[str, np.ndarray]]], path: Path) ->
                 axes[row, column].set_title(stage.replace("features.", "conv "), fontsize=7)
         axes[row, 0].set_ylabel(label, fontsize=7)
     save_figure(figure, path)
+
+
+def sanity_curves_figure(rows: list[tuple[str, "SanityResult"]], path: Path) -> None:
+    """Adebayo et al.'s curves: each method's Spearman correlation and SSIM with its trained maps after
+    each stage of the cascade, the mean over its random draws with the standard deviation as error
+    bars; rows: (name, result)."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for name, result in rows:
+        stages = [stage.replace("features.", "conv ") for stage in result.cascade]
+        for axis, score in zip(axes, ("spearman", "ssim")):
+            means = [getattr(scores, score) for scores in result.cascade.values()]
+            deviations = [getattr(scores, f"{score}_std") or 0.0 for scores in result.cascade.values()]
+            axis.errorbar(stages, means, yerr=deviations, label=name, marker="o", markersize=3, capsize=2)
+    for axis, title in zip(axes, ("Spearman rank correlation", "SSIM")):
+        axis.set(xlabel="re-initialized from the top down to", ylabel=f"{title} with the trained maps",
+                 title=f"cascading randomization: {title} (lower passes)")
+        axis.tick_params(axis="x", labelrotation=45, labelsize=7)
+        axis.axhline(0, color="gray", linewidth=0.5)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    save_figure(figure, path)
+

@@ -8,11 +8,12 @@
 The checkpoint's dataset must carry ground-truth boxes and masks (fashion-mnist-cluttered, cub,
 ilsvrc, openimages), or --dataset names another with the checkpoint's classes (export_wsol.py's
 folder read through cub or openimages scores as the built-in set does with --inclusive_boxes). For
-CAM read the standard way (raw, min-max: the published tables' row), for CAM read as
---normalization / --percentile / --flip_maps say (localization.cam_heat_maps), for Grad-CAM on the
-same model and for a centered Gaussian baseline (the methods of methods.py's registry that
-localization applies to) it measures top-1 and GT-known localization
-accuracy, MaxBoxAcc, MaxBoxAccV2 and PxAP (see localization.py). Following Choe et al. (CVPR 2020),
+each method --methods picks from methods.py's registry (CAM read the standard way, raw, min-max: the
+published tables' row; CAM read as --normalization / --percentile / --flip_maps say; pytorch-grad-cam's
+CAM family on the same model; a centered Gaussian baseline) that localization applies to, it measures
+top-1 and GT-known localization accuracy, MaxBoxAcc, MaxBoxAccV2 and PxAP (see localization.py), what
+its maps cost against a plain forward pass, and how far they are from ReLU(CAM)'s (on a GAP network
+Grad-CAM, HiResCAM, XGrad-CAM and ShapleyCAM give its maps). Following Choe et al. (CVPR 2020),
 when the checkpoint was trained with a --validation split, the operating threshold of top-1 and
 GT-known loc is each method's best box threshold on that split (box-labelled canvases of held-out
 training items), never one chosen on the test split; otherwise it is --cam_threshold.
@@ -20,7 +21,8 @@ training items), never one chosen on the test split; otherwise it is --cam_thres
 Writes to outputs/: localization.md (the table), localization.json (the numbers and the curves),
 localization_examples.png (images with their maps, the predicted box in green and the true one in
 red) and localization_thresholds.png (box accuracy against the threshold, pixel precision-recall);
-faithfulness_curves.png and sanity_cascade.png for those groups (drawing.py draws them). The .md
+faithfulness_curves.png for that group, sanity_cascade.png and sanity_curves.png for the sanity
+checks (drawing.py draws them). The .md
 and .json list the files written; a figure of an earlier run that this run does not draw is deleted,
 so none passes for this run's. The numbers are results.py's records; methods get their display names
 only in the tables and figures.
@@ -43,8 +45,9 @@ import torch
 import data
 import drawing
 import faithfulness
+import html_report
 import localization
-import methods
+import methods as registry  # as registry: --methods names the hyperparameter `methods`
 import model as models
 import results
 from utils import checkpoints, devices, files, seeds
@@ -60,10 +63,13 @@ data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoi
 metadata_dir: str = ""  # cub | ilsvrc | openimages: wsolevaluation's metadata/<NAME>/ ("": the checkpoint's, or <data_dir>/metadata/<NAME>)
 download: bool = True  # download the source dataset if it is not on disk
 batch_size: int = 250  # images per batch
+methods: str = "cam,cam_read,grad_cam,center,random,edge"  # which methods every group runs: keys of methods.py's registry (comma-separated), or all (the CAM family: pytorch-grad-cam's 14; several times slower); the default keeps the report's time as it was
+cam_batch_size: int = registry.CAM_BATCH_SIZE  # score_cam and ablation_cam: masked or ablated copies of an image per forward pass (speed and memory only)
 limit: int = 0  # evaluate the first N images of each split only, in every group (0: all of them)
 cam_threshold: float = localization.CAM_THRESHOLD  # box threshold of top-1 and GT-known loc when the run has no validation split
 threshold_step: float = localization.THRESHOLD_STEP  # step of the threshold sweep (0 to 1) of MaxBoxAcc, MaxBoxAccV2 and PxAP
 examples: int = 16  # images shown in localization_examples.png
+gallery: int = 36  # report.html: images of its gallery, each with every method's map, box, IoU and deletion AUC (0: none)
 groups: str = "localization,faithfulness,sanity"  # which reports to make (comma-separated): localization | faithfulness | sanity
 explained: int = 1000  # faithfulness and sanity: the first N images of the split, within --limit (0: all of them)
 steps: int = 16  # deletion and insertion: steps from 0% to 100% of the pixels (at least 2)
@@ -71,6 +77,7 @@ baseline: str = "blur"  # deletion and insertion: what removed pixels become: bl
 road_images: int = 100  # ROAD on the first N explained images (0: none; it solves a linear system per image and step)
 tolerance: float = 0.0  # pointing game: pixels the map's peak may lie from the object
 random_labels_checkpoint: str = ""  # sanity: a run trained with --permute_labels, for the data randomization test
+sanity_seeds: int = 3  # sanity: random draws of the cascading randomization, each re-initializing every stage anew (mean and spread reported)
 seed: int = 0  # which test images the examples figure shows, the random map, ROAD's noise and the cascade (any int)
 output_dir: str = "outputs"  # where the report is written
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
@@ -86,6 +93,7 @@ FLAG_GROUPS = {  # the flags that only some groups use (the others apply to ever
     "percentile": ("localization", "faithfulness"), "flip_maps": ("localization", "faithfulness"),
     "explained": ("faithfulness", "sanity"), "steps": ("faithfulness",), "baseline": ("faithfulness",),
     "road_images": ("faithfulness",), "tolerance": ("faithfulness",), "random_labels_checkpoint": ("sanity",),
+    "sanity_seeds": ("sanity",),
     "inclusive_boxes": ("localization",), "save_heatmaps": ("localization",),
 }
 
@@ -105,8 +113,11 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
                          f"and the baseline's probability, whatever the map), got {cfg.steps}"),
         (cfg.road_images >= 0, f"--road_images must be >= 0, got {cfg.road_images}"),
         (cfg.tolerance >= 0, f"--tolerance must be >= 0, got {cfg.tolerance}"),
+        (cfg.sanity_seeds >= 1, f"--sanity_seeds must be at least 1, got {cfg.sanity_seeds}"),
+        (cfg.cam_batch_size >= 1, f"--cam_batch_size must be at least 1, got {cfg.cam_batch_size}"),
     ]
     cli.require(checks)
+    registry.parse_keys(cfg.methods)
     cli.check_choice("split", cfg.split, SPLITS)
     if cfg.dataset:
         cli.check_choice("dataset", cfg.dataset, data.DATASETS)
@@ -123,6 +134,23 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
             raise cli.UserError(f"--{name} is used by the {' and '.join(users)} group{'s' * (len(users) > 1)}, "
                                 f"which --groups={cfg.groups} leaves out: add {' or '.join(users)} to --groups, "
                                 f"or drop --{name}")
+
+
+def check_methods(cfg, given: set[str], groups: list[str], chosen: list[registry.Method]) -> None:
+    """UserError when a group of --groups measures none of the --methods chosen, when --save_heatmaps
+    has no standard CAM to write, or when --cam_batch_size is given and no chosen method batches."""
+    for group in groups:
+        if not any(method.runs_in(group) for method in chosen):
+            runs = [method.key for method in registry.for_reading(localization.RECIPE_READING) if method.runs_in(group)]
+            raise cli.UserError(f"--methods={cfg.methods} names no method that the {group} group measures; add one of: "
+                                f"{', '.join(runs)}, or leave {group} out of --groups")
+    if cfg.save_heatmaps and registry.CAM not in chosen:
+        raise cli.UserError(f"--save_heatmaps writes the standard CAM's maps, which --methods={cfg.methods} leaves out: "
+                            f"add {registry.CAM.key} to --methods, or drop --save_heatmaps")
+    if "cam_batch_size" in given and not any(method.batch_size for method in chosen):
+        batched = [key for key, (_, kind, _) in registry.LIBRARY.items() if kind in registry.BATCHED]
+        raise cli.UserError(f"--cam_batch_size is used by {' and '.join(batched)}, which --methods={cfg.methods} leaves "
+                            "out: add one of them to --methods, or drop --cam_batch_size")
 
 
 def chosen_groups(cfg) -> list[str]:
@@ -189,7 +217,7 @@ def write_heatmaps(folder: Path, cam_maps: np.ndarray, ids: list[str]) -> None:
         np.save(path, np.clip(one, 0.0, 1.0))
 
 
-def example_images(net, info: data.DatasetInfo, method: methods.Method, images: torch.Tensor, labels: torch.Tensor,
+def example_images(net, info: data.DatasetInfo, method: registry.Method, images: torch.Tensor, labels: torch.Tensor,
                    own: torch.Tensor, boxes: np.ndarray, picked: list[int], start: int, seed: int
                    ) -> list[drawing.Example]:
     """The examples figure's images at positions `picked` of a batch whose first image is image
@@ -204,45 +232,100 @@ def example_images(net, info: data.DatasetInfo, method: methods.Method, images: 
             for i, b in enumerate(picked)]
 
 
-def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, chosen: list[methods.Method], shown: list[int]
-            ) -> tuple[dict[str, results.LocalizationResult], list[drawing.Example], int]:
+def gallery_images(report: results.Report, net, loaded: data.LoadedDataset, cfg, device,
+                   chosen: list[registry.Method]) -> list[html_report.GalleryImage]:
+    """report.html's gallery: cfg.gallery images drawn at random (fixed by --seed) from those the
+    report explained (or localized), each with every method's map of the predicted class over it,
+    the true boxes (red) and the method's box at its operating threshold (green; --cam_threshold
+    where it has none), and per method that box's IoU and, where faithfulness ran, the image's
+    deletion AUC."""
+    dataset = getattr(loaded, cfg.split)
+    pool = report.explained_images or report.images or 0
+    picked = sorted(random.Random(cfg.seed).sample(range(pool), min(cfg.gallery, pool)))
+    if not picked:
+        return []
+    items = [dataset[index] for index in picked]  # (image (C, H, W), label)
+    images = torch.stack([image for image, _ in items]).to(device)
+    truths = [data.ground_truth(dataset, index, index + 1) for index in picked]
+    boxes = [localization.exclusive_boxes(localization.to_inclusive(truth) if cfg.inclusive_boxes else truth)[0]
+             for truth in truths]
+    labels = [int(label) for _, label in items]
+    predicted = registry.model_logits(net, images).argmax(1)
+    gallery = [html_report.GalleryImage(index, loaded.info.classes[label], loaded.info.classes[int(guess)], {}, {}, {})
+               for index, label, guess in zip(picked, labels, predicted)]
+    for method in chosen:
+        result = report.methods[method.key]
+        operating = result.localization and result.localization.operating
+        maps = method.maps(net, images, predicted, seeds.mix(cfg.seed, 0)).cpu().numpy()
+        drawn = localization.boxes_from_maps(maps, operating.threshold if operating else cfg.cam_threshold)
+        deletion = result.faithfulness.per_image["deletion_auc"] if result.faithfulness else []
+        for n, image in enumerate(gallery):
+            has_boxes = bool((boxes[n][:, 2] >= boxes[n][:, 0]).any())
+            image.overlays[method.name] = drawing.png_bytes(drawing.boxed_overlay(
+                drawing.to_rgb_image(images[n], loaded.info.mean, loaded.info.std), maps[n], boxes[n],
+                drawn[n] if has_boxes else None, scale=2))
+            image.iou[method.name] = float(localization.best_iou(drawn[n][None], boxes[n][None])[0]) if has_boxes else None
+            image.deletion_auc[method.name] = float(deletion[image.index]) if image.index < len(deletion) else None
+    return gallery
+
+
+def timed(make):
+    """(make()'s result, the seconds it took), the result brought to the CPU, so that a GPU's queue is waited for."""
+    started = time.perf_counter()
+    result = make().cpu()
+    return result, time.perf_counter() - started
+
+
+def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, chosen: list[registry.Method], shown: list[int]
+            ) -> tuple[dict[str, results.LocalizationResult], list[drawing.Example], int, dict[str, float], float]:
     """The localization group on one split: ({method key: its result, operating point not yet
-    chosen}, the examples figure's images (those at indices `shown`), images measured). Each method
-    maps the true class; its top-1 classification comes from its logits (Method.classify)."""
+    chosen}, the examples figure's images (those at indices `shown`), images measured, {method key:
+    seconds of its maps calls}, seconds of a plain forward pass of the same batches). Each method
+    maps the true class; its top-1 classification comes from its logits (Method.classify), and its
+    maps are compared with ReLU(CAM)'s (registry.relu_cam: LocalizationResult.equals_cam_max_diff)."""
     dataset = getattr(loaded, split)
     count = first_images(len(dataset), cfg.limit)
     thresholds = localization.threshold_sweep(cfg.threshold_step)
     measured = [method for method in chosen if method.runs_in("localization")]
     evaluators = {method.key: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for method in measured}
-    hits, examples = dict.fromkeys(evaluators, 0), []
+    hits, examples, forward_seconds = dict.fromkeys(evaluators, 0), [], 0.0
+    differences, seconds = dict.fromkeys(evaluators, 0.0), dict.fromkeys(evaluators, 0.0)
     heatmaps = heatmaps_folder(cfg, split) if split == cfg.split else None
     for start, images, labels in batches(loaded, split, cfg, device, count):
         truth = data.ground_truth(dataset, start, start + len(labels))
         truth = localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
         boxes = localization.exclusive_boxes(truth)
-        own, seed = methods.model_logits(net, images), seeds.mix(cfg.seed, start)
+        own, seed = registry.model_logits(net, images), seeds.mix(cfg.seed, start)
+        with torch.no_grad():
+            forward_seconds += timed(lambda: net(images))[1]
+        relu_cam = registry.relu_cam(net, images, labels).cpu()
         for method in measured:
             correct = (method.classify(net, images, own).argmax(1) == labels).cpu().numpy()
-            maps = method.maps(net, images, labels, seed).cpu().numpy()
+            maps, took = timed(lambda: method.maps(net, images, labels, seed))
+            seconds[method.key] += took
+            differences[method.key] = max(differences[method.key], float((maps - relu_cam).abs().max()))
+            maps = maps.numpy()
             evaluators[method.key].accumulate(maps, truth, correct)
             hits[method.key] += int(correct.sum())
-            if heatmaps and method.key == methods.CAM.key:  # the standard CAM of the true class, as computed
+            if heatmaps and method.key == registry.CAM.key:  # the standard CAM of the true class, as computed
                 write_heatmaps(heatmaps, maps, image_ids(dataset, split, start, start + len(labels)))
         picked = [index - start for index in shown if start <= index < start + len(labels)]
-        examples += example_images(net, loaded.info, methods.examples_method(chosen), images, labels, own, boxes,
+        examples += example_images(net, loaded.info, registry.examples_method(chosen), images, labels, own, boxes,
                                    picked, start, seed)
-    return ({key: results.LocalizationResult(classification_top1=100 * hits[key] / count, **evaluator.compute())
-             for key, evaluator in evaluators.items()}, examples, count)
+    located = {key: results.LocalizationResult(classification_top1=100 * hits[key] / count, **evaluator.compute(),
+                                               equals_cam_max_diff=differences[key])
+               for key, evaluator in evaluators.items()}
+    return located, examples, count, seconds, forward_seconds
 
 
-def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, device, chosen: list[methods.Method],
+def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.Method],
              has_validation: bool) -> list[drawing.Example]:
     """The localization group, into report: each method's operating threshold is its best box
     threshold on the validation split when the run held one out (else --cam_threshold). Returns the
     examples figure's images, with the boxes of their maps at that threshold."""
     shown_count = first_images(len(getattr(loaded, cfg.split)), cfg.limit)
     shown = sorted(random.Random(cfg.seed).sample(range(shown_count), min(cfg.examples, shown_count)))
-    measured, examples, count = measure(net, loaded, cfg.split, cfg, device, chosen, shown)
+    measured, examples, count, seconds, forward_seconds = measure(net, loaded, cfg.split, cfg, device, chosen, shown)
     chosen_on = measured if not has_validation or cfg.split == "validation" else measure(
         net, loaded, "validation", cfg, device, chosen, [])[0]
     for key, result in measured.items():
@@ -252,7 +335,9 @@ def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, devic
             else results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best)) if has_validation
             else results.OperatingPoint(cfg.cam_threshold, result.top1_loc, result.gt_known_loc))
         report.methods[key].localization = result
-    operating = measured[methods.examples_method(chosen).key].operating
+        report.methods[key].cost = results.Cost(1000 * seconds[key] / count, seconds[key] / forward_seconds)
+    report.forward_ms_per_image = 1000 * forward_seconds / count
+    operating = measured[registry.examples_method(chosen).key].operating
     for example in examples:
         example.box = None if operating is None else localization.boxes_from_maps(example.heat[None], operating.threshold)[0]
     report.images, report.threshold_step = count, cfg.threshold_step
@@ -260,7 +345,7 @@ def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, devic
     return examples
 
 
-def explain(report: results.Report, net, loaded: data.LoadedDataset, cfg, device, chosen: list[methods.Method],
+def explain(report: results.Report, net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.Method],
             random_labels_net) -> dict:
     """The faithfulness and sanity groups of report.groups, into report, on the first cfg.explained
     images of the split (within cfg.limit): each method maps the class the model predicts (the
@@ -273,8 +358,9 @@ def explain(report: results.Report, net, loaded: data.LoadedDataset, cfg, device
         cfg.steps, cfg.baseline, loaded.info.mean, loaded.info.std, cfg.tolerance, cfg.road_images, cfg.seed)
         for method in faithful}
     sanity = faithfulness.SanityEvaluator(
-        {method.key: method for method in chosen if "sanity" in report.groups and method.runs_in("sanity")}, cfg.seed)
-    cam_maps, boxes_seen = [], []
+        {method.key: method for method in chosen if "sanity" in report.groups and method.runs_in("sanity")}, cfg.seed,
+        cfg.sanity_seeds)
+    cam_maps, boxes_seen, started, sanity_seconds = [], [], time.perf_counter(), 0.0
     for start, images, _ in batches(loaded, cfg.split, cfg, device, count):
         with torch.no_grad():
             predicted = net(images).argmax(1)
@@ -283,19 +369,24 @@ def explain(report: results.Report, net, loaded: data.LoadedDataset, cfg, device
         for method in faithful:
             maps = method.maps(net, images, predicted, seeds.mix(cfg.seed, start)).cpu().numpy()
             evaluators[method.key].accumulate(net, images, predicted, maps, truth)
-            cam_maps += [maps] if method.key == methods.CAM.key else []
+            cam_maps += [maps] if method.key == registry.CAM.key else []
         if sanity.methods:
+            sanity_started = time.perf_counter()
             sanity.accumulate(net, images, predicted, random_labels_net)
+            sanity_seconds += time.perf_counter() - sanity_started
     report.explained_images = count
     for key, evaluator in evaluators.items():
         report.methods[key].faithfulness = results.FaithfulnessResult(**evaluator.compute())
     for key, stages in sanity.compute().items():
         report.methods[key].sanity = results.SanityResult.from_stages(stages)
+    if "sanity" in report.groups:
+        report.sanity_seeds, report.seconds_sanity = cfg.sanity_seeds, round(sanity_seconds, 1)
     if "faithfulness" in report.groups:
         report.steps, report.baseline, report.tolerance = cfg.steps, cfg.baseline, cfg.tolerance
         report.road_images = min(cfg.road_images, count)
         report.cam_iou_vs_deletion_spearman = cam_iou_vs_deletion(
-            report, np.concatenate(cam_maps), np.concatenate(boxes_seen), cfg.cam_threshold)
+            report, np.concatenate(cam_maps), np.concatenate(boxes_seen), cfg.cam_threshold) if cam_maps else None
+        report.seconds_faithfulness = round(time.perf_counter() - started - sanity_seconds, 1)
     return sanity.examples
 
 
@@ -303,7 +394,7 @@ def cam_iou_vs_deletion(report: results.Report, cam_maps: np.ndarray, boxes: np.
                         ) -> float | None:
     """The Spearman correlation across images of the standard CAM's box IoU (at its operating
     threshold; --cam_threshold without the localization group) with its deletion AUC."""
-    cam = report.methods[methods.CAM.key]
+    cam = report.methods[registry.CAM.key]
     if not (boxes[..., 2] >= boxes[..., 0]).any():
         return None  # no true boxes (OpenImages' masks): no box IoU to correlate
     threshold = cam.localization.operating.threshold if cam.localization else cam_threshold
@@ -378,22 +469,26 @@ def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
         print(note)
     random_labels_net = random_labels_model(cfg, net, checkpoint, device)
     info, loaded, has_validation = load_splits(cfg, checkpoint)
+    reading = localization.MapReading(cfg.normalization, cfg.percentile,
+                                      cfg.flip_maps and data.trained_with_flips(info.name))
+    chosen = registry.choose(registry.parse_keys(cfg.methods), reading, cfg.cam_batch_size)
+    check_methods(cfg, given, groups, chosen)
     output_dir = files.writable_folder(cfg.output_dir, "output_dir")
-    chosen = methods.for_reading(localization.MapReading(cfg.normalization, cfg.percentile,
-                                                         cfg.flip_maps and data.trained_with_flips(info.name)))
     print(f"evaluating {cfg.checkpoint} on {loaded.info.name}'s {cfg.split} split on {device}: {', '.join(groups)}"
           + ("; operating thresholds chosen on its validation split" if has_validation and "localization" in groups else ""))
     started = time.perf_counter()
     report = results.Report(str(cfg.checkpoint), loaded.info.as_dict(), cfg.split, groups,
-                            {method.key: results.MethodResult(method) for method in chosen})
+                            {method.key: results.MethodResult(method) for method in chosen}, cfg.batch_size,
+                            cfg.cam_batch_size if any(method.batch_size for method in chosen) else None)
     examples, cascade = [], {}
     if "localization" in groups:
         examples = localize(report, net, loaded, cfg, device, chosen, has_validation)
         report.seconds_localization = round(time.perf_counter() - started, 1)
     if "faithfulness" in groups or "sanity" in groups:
         cascade = explain(report, net, loaded, cfg, device, chosen, random_labels_net)
+    gallery = gallery_images(report, net, loaded, cfg, device, chosen) if cfg.gallery else []
     report.seconds = round(time.perf_counter() - started, 1)
-    write_report(report, examples, cascade, output_dir)
+    write_report(report, examples, cascade, gallery, output_dir)
     return report
 
 
@@ -421,28 +516,78 @@ def markdown_table(report: results.Report) -> str:
     return "\n".join(lines) + "\n" + "".join(f"\nBoxes: {convention}.\n" for convention in conventions)
 
 
-def summary_table(report: results.Report) -> str:
-    """One row per method, with the localization, faithfulness and sanity scores that were measured
-    (— where a group was not run or does not apply)."""
-    def cell(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
-        return "—" if value is None else f"{scale * value:.{digits}f}"
+def same_maps_note(report: results.Report) -> str:
+    """The line under the localization table: which methods gave the maps of ReLU(CAM), min-max
+    normalized (registry.relu_cam), on every image, and how far the others' are from them."""
+    located = report.measured("localization")
+    same = [result for result in located if result.localization.equals_cam_max_diff <= registry.SAME_MAPS_TOLERANCE]
+    others = sorted((result for result in located if result not in same),
+                    key=lambda result: result.localization.equals_cam_max_diff)  # the closest first
+    parts = []
+    if same:
+        parts.append(f"{', '.join(result.method.name for result in same)}: the same maps as ReLU(CAM), min-max "
+                     f"normalized, on all {report.images} images (max |diff| "
+                     f"{max(result.localization.equals_cam_max_diff for result in same):.0e})")
+    if others:
+        parts.append(f"the others' differ from those by a max |diff| of {others[0].localization.equals_cam_max_diff:.2f} "
+                     f"({others[0].method.name}) or more")
+    return "; ".join(parts) + "."
 
-    header = ("| method | MaxBoxAccV2 ↑ | PxAP ↑ | pointing game ↑ | energy pointing ↑ | deletion AUC ↓ | insertion AUC ↑ "
-              "| ROAD MoRF ↓ | ROAD LeRF ↑ | average drop ↓ | increase ↑ | cascade: Spearman ↓ | cascade: SSIM ↓ "
-              "| random labels: Spearman ↓ |")
-    lines = [header, "|---" + "|---:" * 13 + "|"]
+
+def percent(value: float | None) -> float | None:
+    return None if value is None else 100 * value
+
+
+SUMMARY_COLUMNS = (  # the summary's columns after the method: (header, how a MethodResult gives its value)
+    ("MaxBoxAccV2 ↑", lambda r: r.localization and r.localization.max_box_acc_v2),
+    ("PxAP ↑", lambda r: r.localization and r.localization.pxap),
+    ("pointing game ↑", lambda r: r.faithfulness and r.faithfulness.pointing_game),
+    ("energy pointing ↑", lambda r: r.faithfulness and r.faithfulness.energy_pointing_game),
+    ("deletion AUC ↓", lambda r: r.faithfulness and 100 * r.faithfulness.deletion_auc),
+    ("insertion AUC ↑", lambda r: r.faithfulness and 100 * r.faithfulness.insertion_auc),
+    ("ROAD MoRF ↓", lambda r: r.faithfulness and percent(r.faithfulness.road_mean("morf"))),
+    ("ROAD LeRF ↑", lambda r: r.faithfulness and percent(r.faithfulness.road_mean("lerf"))),
+    ("average drop ↓", lambda r: r.faithfulness and r.faithfulness.average_drop),
+    ("increase ↑", lambda r: r.faithfulness and r.faithfulness.increase),
+    ("cascade: Spearman ↓", lambda r: r.sanity and r.sanity.last_stage.spearman),
+    ("± sd", lambda r: r.sanity and r.sanity.last_stage.spearman_std),
+    ("cascade: SSIM ↓", lambda r: r.sanity and r.sanity.last_stage.ssim),
+    ("± sd", lambda r: r.sanity and r.sanity.last_stage.ssim_std),
+    ("random labels: Spearman ↓", lambda r: r.sanity and r.sanity.random_labels and r.sanity.random_labels.spearman),
+    ("ms / image", lambda r: r.cost and r.cost.ms_per_image),
+    ("× forward", lambda r: r.cost and r.cost.over_forward),
+)
+SPREAD = "± sd"  # a column that the markdown table writes after the one before it (mean ± sd)
+
+
+def summary_rows(report: results.Report) -> tuple[list[str], list[list]]:
+    """(header, rows): one row per method measured, its name then the SUMMARY_COLUMNS values (float,
+    or None where a group was not run or does not apply); report.html's sortable table."""
+    header = ["method"] + [title for title, _ in SUMMARY_COLUMNS]
+    rows = []
     for result in report.measured():
-        place, faith, sanity = result.localization, result.faithfulness, result.sanity
-        last, other = (sanity.last_stage, sanity.random_labels) if sanity else (None, None)
-        lines.append(" | ".join([
-            f"| {result.method.name}", cell(place and place.max_box_acc_v2), cell(place and place.pxap),
-            cell(faith and faith.pointing_game), cell(faith and faith.energy_pointing_game),
-            cell(faith and faith.deletion_auc, 100), cell(faith and faith.insertion_auc, 100),
-            cell(faith and faith.road_mean("morf"), 100), cell(faith and faith.road_mean("lerf"), 100),
-            cell(faith and faith.average_drop), cell(faith and faith.increase),
-            cell(last and last.spearman, digits=2), cell(last and last.ssim, digits=2),
-            cell(other and other.spearman, digits=2),
-        ]) + " |")
+        values = [value(result) for _, value in SUMMARY_COLUMNS]
+        rows.append([result.method.name] + [None if value is None else float(value) for value in values])
+    return header, rows
+
+
+def summary_table(report: results.Report) -> str:
+    """summary_rows as markdown: the sanity scores as mean ± standard deviation over the cascade's
+    draws, — where a group was not run or does not apply."""
+    header, rows = summary_rows(report)
+    digits = {"cascade: Spearman ↓": 2, "cascade: SSIM ↓": 2, "random labels: Spearman ↓": 2, "ms / image": 2}
+
+    def cell(title: str, value: float | None) -> str:
+        return "—" if value is None else f"{value:.{digits.get(title, 1)}f}"
+
+    shown = [i for i, title in enumerate(header) if title != SPREAD]
+    lines = ["| " + " | ".join(header[i] for i in shown) + " |", "|---" + "|---:" * (len(shown) - 1) + "|"]
+    for row in rows:
+        cells = [row[0]]
+        for i in shown[1:]:
+            spread = i + 1 < len(header) and header[i + 1] == SPREAD and row[i + 1] is not None
+            cells.append(cell(header[i], row[i]) + (f" ± {row[i + 1]:.2f}" if spread else ""))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -457,7 +602,8 @@ def explained_note(report: results.Report) -> str:
         how.append(f"deletion and insertion AUC in % of probability, {report.steps} steps, {report.baseline} "
                    f"baseline; {road}; pointing game within {report.tolerance:g} px of the object")
     if "sanity" in groups:
-        how.append("cascade: after the last stage, the first conv re-initialized")
+        how.append(f"cascade: after the last stage, the first conv re-initialized; mean ± standard deviation over "
+                   f"{report.sanity_seeds} random draw{'s' * (report.sanity_seeds > 1)}")
     note = ("All methods side by side: " + ("localization on the images above; " if "localization" in groups else "")
             + " and ".join(group for group in ("faithfulness", "sanity") if group in groups)
             + f" on the first {report.explained_images} {report.split} images, maps of the predicted class ("
@@ -485,9 +631,19 @@ def cascade_rows(report: results.Report, cascade: dict) -> list[tuple[str, dict[
                    for method in tested if not method.uses_weights]
 
 
-def write_report(report: results.Report, examples: list[drawing.Example], cascade: dict, output_dir: Path) -> None:
-    """Write localization.md, localization.json and the figures of the groups run to output_dir;
-    report.files (set here) lists them. A figure of an earlier report that this one does not
+FIGURE_CAPTIONS = {
+    "localization_examples.png": "Test images: the map, its box at the operating threshold (green) and the true box (red)",
+    "localization_thresholds.png": "Box accuracy against the threshold, and pixel precision-recall",
+    "faithfulness_curves.png": "Deletion and insertion: the class probability as pixels are removed or inserted",
+    "sanity_cascade.png": "Cascading randomization: the maps as the model's stages are re-initialized",
+    "sanity_curves.png": "Cascading randomization: similarity to the trained model's maps, stage by stage",
+}
+
+
+def write_report(report: results.Report, examples: list[drawing.Example], cascade: dict,
+                 gallery: list[html_report.GalleryImage], output_dir: Path) -> None:
+    """Write localization.md, localization.json, the figures of the groups run and report.html (the
+    page to browse: the summary sortable, the gallery, the figures) to output_dir; report.files (set here) lists them. A figure of an earlier report that this one does not
     draw is deleted (these fixed names only), so that no file in the folder passes for this run's."""
     groups = report.groups
     figures = [  # (name, whether this report draws it, how)
@@ -497,16 +653,22 @@ def write_report(report: results.Report, examples: list[drawing.Example], cascad
         ("faithfulness_curves.png", "faithfulness" in groups,
          lambda path: drawing.removal_curves_figure(named(report, "faithfulness"), path)),
         ("sanity_cascade.png", bool(cascade), lambda path: drawing.cascade_figure(cascade_rows(report, cascade), path)),
+        ("sanity_curves.png", "sanity" in groups, lambda path: drawing.sanity_curves_figure(named(report, "sanity"), path)),
     ]
-    report.files = ["localization.md", "localization.json"] + [name for name, drawn, _ in figures if drawn]
+    report.files = ["localization.md", "localization.json", "report.html"] + [name for name, drawn, _ in figures if drawn]
     parts = []
     if "localization" in groups:
         parts.append(
             f"Localization of `{report.checkpoint}` on {report.images} {report.dataset['name']} "
             f"{report.split} images (top-1 / GT-known loc at each method's threshold, chosen with "
-            f"{report.thresholds_chosen_on}; sweep step {report.threshold_step}).\n\n" + markdown_table(report))
+            f"{report.thresholds_chosen_on}; sweep step {report.threshold_step}).\n\n" + markdown_table(report)
+            + "\n" + same_maps_note(report) + f" What each method's maps cost, per image at batch size {report.batch_size} "
+            f"and over a plain forward pass of the same batches ({report.forward_ms_per_image:.2f} ms per image): "
+            "the last columns below.\n")
     if report.explained_images is not None:
         parts.append(explained_note(report) + "\n\n" + summary_table(report))
+    else:
+        parts.append("All methods side by side (the localization group only):\n\n" + summary_table(report))
     parts.append(f"Files of this report: {', '.join(report.files)}.\n")
     text = "\n".join(parts)
     for name, drawn, draw in figures:
@@ -518,6 +680,10 @@ def write_report(report: results.Report, examples: list[drawing.Example], cascad
         temporary.write_text(text)
     with files.atomic_output(output_dir / "localization.json") as temporary:
         temporary.write_text(json.dumps(report.as_json(), indent=1) + "\n")
+    title = f"`{report.checkpoint}` on {report.dataset['name']}'s {report.split} split: {', '.join(groups)}"
+    html_report.write_report_page(
+        output_dir / "report.html", title, [part.split("\n\n")[0] for part in parts[:-1]], *summary_rows(report),
+        gallery, [(FIGURE_CAPTIONS[name], output_dir / name) for name, drawn, _ in figures if drawn])
     print(text, end="")
     print(f"done in {report.seconds:.1f} s; wrote " + ", ".join(str(output_dir / name) for name in report.files))
 

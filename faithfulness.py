@@ -273,10 +273,11 @@ def cascading_randomization(net: nn.Module, maps_of, seed: int = 0) -> list[tupl
     """Adebayo et al.'s cascading model-parameter randomization: re-initialize the stages of
     randomization_stages(net) one after another, from the top, each with PyTorch's default
     initialization (batch norms reset to weight 1, bias 0 and running mean 0, variance 1), and call
-    maps_of(model) after each. Returns [("trained", maps_of(net)), (stage name, maps after it), ...]
-    on a copy: net itself is left as it was. seed: any int (taken modulo 2**64, as torch needs)."""
+    maps_of(model) after each. Returns [(stage name, maps after it), ...], made on a copy in eval
+    mode: net itself is left as it was, and its own maps_of(net) are the trained ones the stages are
+    compared with. seed: any int (taken modulo 2**64, as torch needs); one seed, one random draw."""
     randomized = copy.deepcopy(net).eval()
-    results = [("trained", maps_of(randomized))]
+    results = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seeds.mix(seed))
         for name, modules in randomization_stages(randomized):
@@ -377,57 +378,70 @@ class Explained(Protocol):
 
 
 class SanityEvaluator:
-    """Adebayo et al.'s sanity checks of methods {name: Explained}, accumulated over batches.
+    """Adebayo et al.'s sanity checks of methods {name: Explained}, accumulated over batches of a
+    model in eval mode.
 
     accumulate(net, images, classes, random_labels_net) for each batch, then compute(): for each
     method, the mean similarities (see similarities) of its maps after each stage of the cascading
-    randomization to its trained maps, and (given a model trained on permuted labels) of that
-    model's maps to them. The maps of a method that does not use the weights are made once: every
-    stage has them. `examples` keeps the first `shown` images' maps at each stage, for the cascade
-    figure. A method that passes changes: similarities near 0 once the weights are random."""
+    randomization to its trained maps, over `draws` random draws of the cascade (draw d seeded with
+    seeds.mix(seed, d), the same for every batch: one randomized model per draw), and (given a model
+    trained on permuted labels) of that model's maps to them. The maps of a method that does not use
+    the weights are made once: every stage has them. `examples` keeps the first `shown` images' maps
+    at each stage of the first draw, for the cascade figure. A method that passes changes:
+    similarities near 0 once the weights are random."""
 
-    def __init__(self, methods: dict[str, Explained], seed: int = 0, shown: int = CASCADE_SHOWN):
-        self.methods, self.seed, self.shown = methods, seed, shown
-        self.scores: dict[tuple[str, str], dict[str, list]] = {}
+    def __init__(self, methods: dict[str, Explained], seed: int = 0, draws: int = 1, shown: int = CASCADE_SHOWN):
+        self.methods, self.seed, self.draws, self.shown = methods, seed, draws, shown
+        self.scores: dict[tuple[str, str], dict[int, dict[str, list]]] = {}  # (method, stage) -> draw -> score -> arrays
         self.examples: dict[str, dict[str, np.ndarray]] = {}
-
-    def add(self, method: str, stage: str, values: dict[str, np.ndarray]) -> None:
-        entry = self.scores.setdefault((method, stage), {})
-        for name, array in values.items():
-            entry.setdefault(name, []).append(array)
 
     def maps(self, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, fixed: dict) -> dict:
         """{name: raw maps (N, H, W)} of each method on model, those of the methods in fixed as given there."""
         return {name: fixed[name] if name in fixed else method.raw(model, images, classes)
                 for name, method in self.methods.items()}
 
+    def record(self, stage: str, draw: int, maps: dict, trained: dict, unchanged: dict) -> None:
+        """Score each method's maps at a stage of a draw against its trained maps; unchanged caches
+        the scores of maps equal to the trained ones (the trained stage; every stage of a fixed map)."""
+        for method, method_maps in maps.items():
+            if torch.equal(method_maps, trained[method]):
+                if method not in unchanged:
+                    unchanged[method] = similarities(method_maps, trained[method])
+                values = unchanged[method]
+            else:
+                values = similarities(method_maps, trained[method])
+            entry = self.scores.setdefault((method, stage), {}).setdefault(draw, {})
+            for name, array in values.items():
+                entry.setdefault(name, []).append(array)
+            keep = self.shown - len(self.examples.get(stage, {}).get(method, []))
+            if draw == 0 and stage != RANDOM_LABELS and keep > 0:
+                kept = self.examples.setdefault(stage, {})
+                kept[method] = np.concatenate([kept.get(method, np.zeros((0, *method_maps.shape[1:]))),
+                                               method_maps[:keep].cpu().numpy()])
+
     def accumulate(self, net, images: torch.Tensor, classes: torch.Tensor, random_labels_net=None) -> None:
         fixed = {name: method.raw(net, images, classes) for name, method in self.methods.items()
                  if not method.uses_weights}
-        stages = cascading_randomization(net, lambda model: self.maps(model, images, classes, fixed), self.seed)
-        trained = stages[0][1]
-        unchanged = {}  # a method's scores for maps equal to its trained ones (its trained stage; every stage if fixed)
-        for stage, maps in stages:
-            for method, method_maps in maps.items():
-                if torch.equal(method_maps, trained[method]):
-                    if method not in unchanged:
-                        unchanged[method] = similarities(method_maps, trained[method])
-                    self.add(method, stage, unchanged[method])
-                else:
-                    self.add(method, stage, similarities(method_maps, trained[method]))
-                keep = self.shown - len(self.examples.get(stage, {}).get(method, []))
-                if keep > 0:
-                    kept = self.examples.setdefault(stage, {})
-                    kept[method] = np.concatenate([kept.get(method, np.zeros((0, *method_maps.shape[1:]))),
-                                                   method_maps[:keep].cpu().numpy()])
+        trained, unchanged = self.maps(net, images, classes, fixed), {}
+        self.record("trained", 0, trained, trained, unchanged)
+        for draw in range(self.draws):
+            stages = cascading_randomization(net, lambda model: self.maps(model, images, classes, fixed),
+                                             seeds.mix(self.seed, draw))
+            for stage, maps in stages:
+                self.record(stage, draw, maps, trained, unchanged)
         if random_labels_net is not None:
-            for method, method_maps in self.maps(random_labels_net, images, classes, fixed).items():
-                self.add(method, RANDOM_LABELS, similarities(method_maps, trained[method]))
+            self.record(RANDOM_LABELS, 0, self.maps(random_labels_net, images, classes, fixed), trained, unchanged)
 
     def compute(self) -> dict:
-        """{method: {stage: {"spearman", "spearman_abs", "ssim"} means}}, stages in cascade order."""
+        """{method: {stage: {"spearman", "spearman_abs", "ssim"}: the means over the images, averaged
+        over the draws, and each with "_std": the standard deviation of the per-draw means (None from
+        one draw)}}, stages in cascade order."""
         result: dict[str, dict] = {}
-        for (method, stage), entry in self.scores.items():
-            result.setdefault(method, {})[stage] = {name: float(np.concatenate(values).mean())
-                                                    for name, values in entry.items()}
+        for (method, stage), by_draw in self.scores.items():
+            scores = {}
+            for name in next(iter(by_draw.values())):
+                means = np.array([np.concatenate(entry[name]).mean() for entry in by_draw.values()])
+                scores[name] = float(means.mean())
+                scores[f"{name}_std"] = float(means.std(ddof=1)) if len(means) > 1 else None
+            result.setdefault(method, {})[stage] = scores
         return result

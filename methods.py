@@ -8,13 +8,29 @@ for images (B, C, H, W) as the model takes them and the classes (B,) the maps ex
 for the method's random draws, one per batch); where the sanity checks apply, `raw(net, images,
 classes)` gives the maps they compare, unnormalized (B, H, W). `uses_weights` says whether the maps
 depend on the model's weights (a method that does not is computed once in the cascading
-randomization), `layer` which module it reads (`features`, the last conv maps, for GAP nets) and
-`groups` which of evaluate_cam.py's localization and faithfulness groups measure it (its sanity
-group measures every method with `raw` maps).
+randomization), `layer` which module it reads (`features`, the last conv maps, for GAP nets),
+`library` which pytorch-grad-cam class makes its maps (None: this repo's code) and `groups` which of
+evaluate_cam.py's localization and faithfulness groups measure it (its sanity group measures every
+method with `raw` maps).
+
+The CAM family comes from pytorch-grad-cam (Gildenblat et al., PyPI grad-cam 1.5.7), one entry per
+class of it that explains a classifier's class, each made by `library_method` (see `LIBRARY`, with
+each method's paper; Grad-CAM element-wise, ReLU(gradient x activation) summed, and EigenGrad-CAM are
+the library's own): the class on the GapNet's `features` (FullGrad reads the input and every bias
+instead) with ClassifierOutputTarget of the classes. Its maps are ReLU'd and min-max scaled per image
+at the last conv maps' size, then resized bilinearly to the image's: that is each such method's own
+reading, and its `raw` gives the same maps (the sanity checks compare ranks, and min-max normalized
+maps). Left out: RandomCAM (unseeded weights; `random` is the seeded baseline), FinerCAM (given the
+classes it is Grad-CAM; it otherwise explains the top class against its nearest ones), SegEigenCAM
+(segmentation), DeepFeatureFactorization (concepts, not a class's map) and the meta-methods SESS and
+RefineCAM (a base method over scales or layers). On a GAP + linear
+network Grad-CAM, HiResCAM, XGrad-CAM and ShapleyCAM give the maps of ReLU(CAM) (`relu_cam`), min-max
+normalized, to float precision; evaluate_cam.py measures it on every image it evaluates.
 
 `METHODS` is the registry, in the report's order; `for_reading` adds CAM read as the scripts'
---normalization / --percentile / --flip_maps say, when that differs from the standard reading.
-evaluate_cam.py runs every group over it, so a method added here is measured everywhere:
+--normalization / --percentile / --flip_maps say, when that differs from the standard reading, and
+`choose` picks the methods a --methods flag names (`parse_keys`). evaluate_cam.py runs every group
+over them, so a method added here is measured everywhere once --methods names it (or is all):
 
     def inverted_cam(net, images, classes, seed):
         return 1 - CAM.maps(net, images, classes, seed)
@@ -22,26 +38,35 @@ evaluate_cam.py runs every group over it, so a method added here is measured eve
     register(Method("inverted_cam", "CAM, inverted", inverted_cam))
 """
 
+import contextlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytorch_grad_cam
 import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 import faithfulness
 import localization
 import model as models
+from utils import cli
 
 MapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]  # (net, images, classes, seed)
 RawFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (net, images, classes)
 LogitsFunction = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (net, images) -> (B, num_classes)
+
+CAM_BATCH_SIZE = 64  # Score-CAM and Ablation-CAM: masked or ablated copies of an image per forward pass (speed only)
+SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its maps (float32, the library's 1e-7 guards)
 
 
 @dataclass(frozen=True)
 class Method:
     """One explanation method: see the module's docstring. logits: the logits its top-1
     classification (and the class its example maps show) is read from, when they are not the
-    model's own (CAM read with test-time flips averages the mirror image's in)."""
+    model's own (CAM read with test-time flips averages the mirror image's in). batch_size: for
+    the methods that batch copies of an image (Score-CAM, Ablation-CAM), how many per forward pass."""
 
     key: str
     name: str
@@ -51,6 +76,8 @@ class Method:
     layer: str | None = "features"
     groups: tuple[str, ...] = ("localization", "faithfulness")
     logits: LogitsFunction | None = None
+    library: str | None = None
+    batch_size: int | None = None
 
     def runs_in(self, group: str) -> bool:
         """Whether evaluate_cam.py's group (localization | faithfulness | sanity) measures it."""
@@ -70,23 +97,30 @@ def model_logits(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return models.class_activation_maps(net, images)[0]
 
 
-# --- the shared parts: raw maps at the image's size, and the readings of CAM ---
+# --- the shared parts: raw maps at the image's size, the readings of CAM, and pytorch-grad-cam ---
 
 def upsampled(maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Maps (B, h, w) upsampled bilinearly to the images' size: (B, H, W)."""
     return localization.upsample_maps(maps[:, None], images.shape[-2:])[:, 0]
 
 
-def raw_cam(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """The raw CAM of each image's class (signed, no normalization) at the image's size."""
+def class_cams(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The raw CAM of each image's class (signed, no normalization) at the last conv maps' size: (B, h, w)."""
     with torch.no_grad():
         _, cams = models.class_activation_maps(net, images)
-    return upsampled(cams[torch.arange(len(classes)), classes], images)
+    return cams[torch.arange(len(classes)), classes]
 
 
-def raw_grad_cam(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM of each image's class at the image's size; on a GAP net ReLU(CAM) / (h * w)."""
-    return upsampled(models.grad_cam(net, images, classes)[1], images)
+def raw_cam(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The raw CAM of each image's class (signed, no normalization) at the image's size."""
+    return upsampled(class_cams(net, images, classes), images)
+
+
+def relu_cam(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """ReLU(CAM) of each image's class, upsampled to the image's size and min-max normalized: (B, H, W)
+    in [0, 1]. On a GAP + linear network these are the maps of Grad-CAM (whose channel weights are
+    fc's over h * w), HiResCAM, XGrad-CAM and ShapleyCAM, to float precision."""
+    return localization.normalize_maps(upsampled(class_cams(net, images, classes).relu(), images))
 
 
 def cam_maps(reading: localization.MapReading) -> MapsFunction:
@@ -109,11 +143,80 @@ def describe_reading(reading: localization.MapReading) -> str:
     return "CAM, " + ", ".join(parts + (["flips"] if reading.flip else []))
 
 
-# --- the methods ---
+@contextlib.contextmanager
+def trainable(net: nn.Module):
+    """Within: every parameter of net requires grad (pytorch-grad-cam differentiates the class score
+    with them). On exit, net's train/eval mode and its parameters' requires_grad and .grad are as
+    before: the library's eval() and zero_grad() and the gradients it leaves do not stay."""
+    training = net.training
+    saved = [(parameter, parameter.requires_grad, parameter.grad) for parameter in net.parameters()]
+    try:
+        for parameter, _, _ in saved:
+            parameter.requires_grad_(True)
+        yield
+    finally:
+        net.train(training)
+        for parameter, requires_grad, grad in saved:
+            parameter.requires_grad_(requires_grad)
+            parameter.grad = grad
 
-def grad_cam_maps(net, images, classes, seed):
-    return localization.normalize_maps(raw_grad_cam(net, images, classes))
 
+def library_maps(kind: type, net: nn.Module, images: torch.Tensor, classes: torch.Tensor,
+                 batch_size: int | None = None) -> torch.Tensor:
+    """pytorch-grad-cam's method `kind` (GradCAM, ...) on net.features (FullGrad: on the input and
+    every bias, as it always reads) for the classes (B,) of images (B, C, H, W): its maps (B, H, W)
+    in [0, 1], ReLU'd and min-max scaled per image. The method is built for this call and its hooks
+    released after it; net is left as it was (`trainable`). batch_size: copies per forward pass,
+    for Score-CAM and Ablation-CAM; their progress bars are silenced."""
+    with trainable(net):
+        cam = kind(model=net, target_layers=[] if kind is pytorch_grad_cam.FullGrad else [net.features])
+        try:
+            if batch_size:
+                cam.batch_size = batch_size
+            targets = [ClassifierOutputTarget(c) for c in classes.tolist()]
+            with torch.enable_grad(), contextlib.redirect_stderr(io.StringIO()):
+                maps = cam(input_tensor=images, targets=targets)
+        finally:
+            cam.activations_and_grads.release()
+    return torch.from_numpy(maps).to(images.device)
+
+
+LIBRARY = {  # key: (display name, pytorch-grad-cam class, what it reads), in the report's order, each with its paper
+    "grad_cam": ("Grad-CAM", pytorch_grad_cam.GradCAM, "features"),  # Selvaraju et al., ICCV 2017
+    "hires_cam": ("HiResCAM", pytorch_grad_cam.HiResCAM, "features"),  # Draelos & Carin, arXiv 2011.08891, 2020
+    "xgrad_cam": ("XGrad-CAM", pytorch_grad_cam.XGradCAM, "features"),  # Fu et al., "Axiom-based Grad-CAM", BMVC 2020
+    "shapley_cam": ("ShapleyCAM", pytorch_grad_cam.ShapleyCAM, "features"),  # Cai, arXiv 2501.06261, 2025
+    "grad_cam_plusplus": ("Grad-CAM++", pytorch_grad_cam.GradCAMPlusPlus, "features"),  # Chattopadhay et al., WACV 2018
+    "layer_cam": ("LayerCAM", pytorch_grad_cam.LayerCAM, "features"),  # Jiang et al., IEEE TIP 2021
+    "grad_cam_elementwise": ("Grad-CAM element-wise", pytorch_grad_cam.GradCAMElementWise, "features"),  # the library's
+    "eigen_cam": ("Eigen-CAM", pytorch_grad_cam.EigenCAM, "features"),  # Muhammad & Yeasin, IJCNN 2020
+    "eigen_grad_cam": ("EigenGrad-CAM", pytorch_grad_cam.EigenGradCAM, "features"),  # the library's: Eigen-CAM of g x f
+    "kpca_cam": ("KPCA-CAM", pytorch_grad_cam.KPCA_CAM, "features"),  # Karmani et al., arXiv 2410.00267, 2024
+    "fem": ("FEM", pytorch_grad_cam.FEM, "features"),  # Fuad et al., "Features understanding in 3D CNNs ...", IPTA 2020
+    "full_grad": ("FullGrad", pytorch_grad_cam.FullGrad, "input and biases"),  # Srinivas & Fleuret, NeurIPS 2019
+    "score_cam": ("Score-CAM", pytorch_grad_cam.ScoreCAM, "features"),  # Wang et al., CVPR-W 2020
+    "ablation_cam": ("Ablation-CAM", pytorch_grad_cam.AblationCAM, "features"),  # Desai & Ramaswamy, WACV 2020
+}
+BATCHED = (pytorch_grad_cam.ScoreCAM, pytorch_grad_cam.AblationCAM)  # the classes that take a batch_size
+
+
+def library_method(key: str, batch_size: int = CAM_BATCH_SIZE) -> Method:
+    """The registry's entry of LIBRARY[key]: maps and raw maps from library_maps, its display name
+    and layer; batch_size for the classes that batch (BATCHED)."""
+    name, kind, layer = LIBRARY[key]
+    batch_size = batch_size if kind in BATCHED else None
+
+    def raw(net, images, classes):
+        return library_maps(kind, net, images, classes, batch_size)
+
+    def maps(net, images, classes, seed):
+        return raw(net, images, classes)
+
+    return Method(key, name, maps, raw=raw, layer=layer, library=f"pytorch_grad_cam.{kind.__name__}",
+                  batch_size=batch_size)
+
+
+# --- the baselines ---
 
 def center_maps(net, images, classes, seed):
     """The centered Gaussian (localization.centered_gaussian, sigma localization.CENTER_SIGMA), whatever the image."""
@@ -136,16 +239,18 @@ def edge_maps(net, images, classes, seed):
 
 
 CAM = Method("cam", "CAM (standard: raw, min-max)", cam_maps(localization.STANDARD_READING), raw=raw_cam)
-GRAD_CAM = Method("grad_cam", "Grad-CAM", grad_cam_maps, raw=raw_grad_cam)
+FAMILY = [library_method(key) for key in LIBRARY]  # pytorch-grad-cam's methods
+GRAD_CAM = next(method for method in FAMILY if method.key == "grad_cam")
 CENTER = Method("center", "center baseline", center_maps, uses_weights=False, layer=None)
 RANDOM = Method("random", "random", random_maps, uses_weights=False, layer=None, groups=("faithfulness",))
 EDGE = Method("edge", "edge (Sobel)", edge_maps, raw=edge_raw, uses_weights=False, layer=None, groups=("faithfulness",))
-METHODS: list[Method] = [CAM, GRAD_CAM, CENTER, RANDOM, EDGE]  # the registry, in the report's order
+METHODS: list[Method] = [CAM, *FAMILY, CENTER, RANDOM, EDGE]  # the registry, in the report's order
+READ_CAM = "cam_read"  # the key of CAM read as the scripts' reading flags say (read_cam)
 
 
 def register(method: Method) -> Method:
     """Add a method to the registry (after the others); its key must be new."""
-    if any(known.key == method.key for known in METHODS) or method.key == "cam_read":
+    if any(known.key == method.key for known in METHODS) or method.key == READ_CAM:
         raise ValueError(f"a method with key {method.key!r} is already registered")
     METHODS.append(method)
     return method
@@ -154,7 +259,7 @@ def register(method: Method) -> Method:
 def read_cam(reading: localization.MapReading) -> Method:
     """CAM read as `reading` says, classified with that reading's logits; the sanity checks' raw
     CAM stands for it (a reading does not change the map's ranks)."""
-    return Method("cam_read", describe_reading(reading), cam_maps(reading), logits=cam_logits(reading))
+    return Method(READ_CAM, describe_reading(reading), cam_maps(reading), logits=cam_logits(reading))
 
 
 def for_reading(reading: localization.MapReading) -> list[Method]:
@@ -166,7 +271,32 @@ def for_reading(reading: localization.MapReading) -> list[Method]:
     return [*METHODS[:at], read_cam(reading), *METHODS[at:]]
 
 
+def parse_keys(text: str) -> list[str]:
+    """The keys a --methods flag names: comma-separated registry keys (READ_CAM: CAM as the reading
+    flags say), each once; "all" among them names every one. UserError for an unknown key, or none."""
+    known = [method.key for method in METHODS]
+    known.insert(known.index(CAM.key) + 1, READ_CAM)
+    keys = list(dict.fromkeys(key.strip() for key in text.split(",") if key.strip()))
+    if not keys:
+        raise cli.UserError(f"--methods={text!r} names no method; choose one or more of: {', '.join(known)} "
+                            "(comma-separated), or all")
+    for key in keys:
+        cli.check_choice("methods", key, [*known, "all"])
+    return known if "all" in keys else keys
+
+
+def choose(keys: list[str], reading: localization.MapReading, batch_size: int = CAM_BATCH_SIZE) -> list[Method]:
+    """The methods of keys (parse_keys) in the registry's order, CAM read as `reading` for READ_CAM
+    (the standard CAM when the reading is the standard one), the batching library methods with
+    batch_size copies per forward pass."""
+    wanted = set(keys) | ({CAM.key} if READ_CAM in keys and reading == localization.STANDARD_READING else set())
+    return [library_method(method.key, batch_size) if method.key in LIBRARY and method.batch_size else method
+            for method in for_reading(reading) if method.key in wanted]
+
+
 def examples_method(chosen: list[Method]) -> Method:
-    """The method of the examples figure: CAM as the reading flags say (the standard CAM when they
-    ask for the standard reading)."""
-    return next((method for method in chosen if method.key == "cam_read"), CAM)
+    """The method of the examples figure: CAM as the reading flags say, else the standard CAM, else
+    the first chosen method that the localization group measures."""
+    ranked = sorted((method for method in chosen if method.runs_in("localization")),
+                    key=lambda method: (method.key != READ_CAM, method.key != CAM.key))
+    return ranked[0]

@@ -6,7 +6,8 @@ layer `fc` (K -> num_classes) gives the logits. For class c the CAM is
 
     M_c(x, y) = sum_k fc.weight[c, k] * f_k(x, y),    so    logit_c = mean_xy M_c(x, y) + fc.bias[c].
 
-`class_activation_maps`, right below GapNet, is the one place this is computed. Then come this
+`class_activation_maps`, after GapNet and `gap_network` (which makes any GAP + linear module a
+GapNet, checked), is the one place this is computed. Then come this
 repo's own networks (`MODELS`), `build_model` (which also builds torchvision's GAP classifiers, cut
 by torchvision_models.py) and the checkpoints (files checked by utils/checkpoints.py).
 """
@@ -46,6 +47,103 @@ class GapNet(nn.Module):
         return (logits, features) if with_features else logits
 
 
+class AdaptedGapNet(GapNet):
+    """A GapNet of modules from your own code, made by `gap_network`. build_model cannot rebuild them,
+    so it has no `arch` and no checkpoint: reading its arch, as save_checkpoint does, is a UserError."""
+
+    def __init__(self, features: nn.Module, fc: nn.Linear, source: str):
+        nn.Module.__init__(self)  # not GapNet's, which stores an arch
+        self.features, self.fc, self.source = features, fc, source
+
+    @property
+    def arch(self) -> dict:
+        raise UserError(f"this {self.source} was adapted by model.gap_network and has no checkpoint (build_model "
+                        "cannot rebuild your modules): save its weights with torch.save(net.state_dict(), path)")
+
+
+class MethodTrunk(nn.Module):
+    """A module's method as a trunk, such as timm's net.forward_features: x -> module.method(x)."""
+
+    def __init__(self, module: nn.Module, method: str):
+        super().__init__()
+        self.module, self.method = module, method
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.module, self.method)(x)
+
+
+def gap_network(trunk: nn.Module, fc: nn.Linear, reference: nn.Module | None = None, input_size: int = 224,
+                in_channels: int = 3, tolerance: float = 1e-4) -> GapNet:
+    """Your own classifier as a GapNet, for CAM: `trunk` maps images (B, in_channels, H, W) to the last
+    feature maps (B, K, h, w) (an nn.Module, or a method of one such as timm's net.forward_features), and
+    `fc` (K -> num_classes) is the linear layer that the head applies to their global average.
+
+    Returned in eval mode (reference too is set to eval mode) once a probe batch of 2 random images
+    (in_channels, input_size, input_size) shows that the trunk gives 4-D maps of fc.in_features
+    channels, that the network's logits equal mean(CAM) + fc.bias (class_activation_maps), and, given
+    the original network `reference` (images -> logits), that they equal its logits: the check that its
+    head is GAP + fc and nothing more. Logits agree within `tolerance` relative to the largest logit
+    magnitude (at least 1). UserError naming the check that fails.
+    """
+    source = type(reference if reference is not None else getattr(trunk, "__self__", trunk)).__name__
+    if not isinstance(trunk, nn.Module):
+        owner = getattr(trunk, "__self__", None)
+        if not isinstance(owner, nn.Module):
+            raise UserError(f"the trunk must be an nn.Module or a method of one (such as timm's net.forward_features), "
+                            f"got {type(trunk).__name__}")
+        trunk = MethodTrunk(owner, trunk.__name__)
+    if not isinstance(fc, nn.Linear):
+        raise UserError(f"fc must be the nn.Linear that the head applies to the pooled maps, got {type(fc).__name__}")
+    if fc.bias is None:
+        raise UserError("fc has no bias, which class_activation_maps reads: give it a zero one, which changes no "
+                        "logit (fc.bias = nn.Parameter(torch.zeros(fc.out_features)))")
+    net = AdaptedGapNet(trunk, fc, source).eval()
+    probe = torch.randn(2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(0))
+    probe = probe.to(fc.weight)  # its device and dtype
+    with torch.no_grad():
+        features = probe_output(trunk, probe, "the trunk")
+        if features.dim() != 4:
+            raise UserError(f"the trunk gives shape {tuple(features.shape)} for a probe batch {tuple(probe.shape)}: it "
+                            "must give the last feature maps (B, K, h, w), before the head's pooling")
+        if features.shape[1] != fc.in_features:
+            raise UserError(f"the trunk gives {features.shape[1]} channels but fc takes {fc.in_features} features: "
+                            "fc is not the layer that the head applies to the pooled maps of this trunk")
+        logits, _ = class_activation_maps(net, probe)
+        forward = fc(features.mean(dim=(-2, -1)))  # net(probe), from the maps above
+        if (error := logits_error(forward, logits)) > tolerance:
+            raise UserError(f"the logits differ from mean(CAM) + fc.bias by {error:.2g} (relative): fc is not a plain "
+                            "linear layer, or the trunk is not deterministic in eval mode")
+        if reference is None:
+            return net
+        expected = probe_output(reference.eval(), probe, "the reference")
+        if expected.shape != logits.shape:
+            raise UserError(f"the reference gives shape {tuple(expected.shape)} but trunk and fc give logits of shape "
+                            f"{tuple(logits.shape)}: fc is not the reference's classifier")
+        if (error := logits_error(logits, expected)) > tolerance:
+            raise UserError(f"the adapted network's logits differ from those of the {source} by {error:.2g} (relative, "
+                            f"{tolerance:g} allowed): its head is not global average pooling + fc on the trunk's maps, "
+                            "so CAM does not apply to it as adapted")
+    return net
+
+
+def probe_output(module: nn.Module, probe: torch.Tensor, role: str) -> torch.Tensor:
+    """module(probe) for gap_network's checks; UserError if it fails or gives no tensor."""
+    try:
+        output = module(probe)
+    except (RuntimeError, ValueError) as error:  # how torch says that shapes do not fit
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise UserError(f"{role} fails on a probe batch of shape {tuple(probe.shape)} ({reason}); pass gap_network "
+                        "the input_size and in_channels that it takes") from None
+    if not isinstance(output, torch.Tensor):
+        raise UserError(f"{role} must return a tensor, got {type(output).__name__}")
+    return output
+
+
+def logits_error(logits: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |logits - expected| over the largest |expected| (at least 1): the relative error of logits (B, N)."""
+    return ((logits - expected).abs().max() / expected.abs().max().clamp_min(1)).item()
+
+
 def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (B, num_classes) and the CAMs of every class (B, num_classes, h, w), from one forward pass.
 
@@ -57,27 +155,6 @@ def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor,
     # the sum over k as a 1x1 convolution with fc's weights: the einsum "ck,bkhw->bchw", 1.5x faster on a CPU
     cams = F.conv2d(model.features(x), model.fc.weight[:, :, None, None])
     return cams.mean(dim=(-2, -1)) + model.fc.bias, cams  # the logits, read off the maps
-
-
-def grad_cam(model: GapNet, x: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, num_classes) and the Grad-CAM (Selvaraju et al. 2017) of classes[b] for each
-    image b, (B, h, w), with autograd on the last conv feature maps f = model.features(x):
-
-        alpha_k = mean_xy d logit_c / d f_k(x, y),    map = ReLU(sum_k alpha_k f_k).
-
-    On a GapNet alpha_k = fc.weight[c, k] / (h * w), so the map is ReLU(CAM of c) / (h * w): the
-    same map as CAM up to a ReLU and a scale. Both results are detached; model weights get no grads.
-    """
-    with torch.enable_grad():
-        features = model.features(x)
-        if not features.requires_grad:  # the input and the model are frozen: ask for grads of f alone
-            features.requires_grad_()
-        logits = model.fc(features.mean(dim=(-2, -1)))
-        scores = logits.gather(1, classes.view(-1, 1)).sum()
-        (gradients,) = torch.autograd.grad(scores, features)
-    weights = gradients.mean(dim=(-2, -1))  # (B, K)
-    maps = torch.einsum("bk,bkhw->bhw", weights, features.detach()).relu()
-    return logits.detach(), maps
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> list[nn.Module]:

@@ -44,6 +44,7 @@ class LocalizationResult:
     curves: dict[str, list[float]]
     operating: OperatingPoint | None = None
     box_convention: str = localization.BOX_CONVENTIONS[False]  # which boxes and IoU (LocalizationEvaluator)
+    equals_cam_max_diff: float | None = None  # max |its maps - ReLU(CAM)'s| (methods.relu_cam) over the images
 
 
 @dataclass
@@ -70,11 +71,17 @@ class FaithfulnessResult:
 
 @dataclass
 class Similarities:
-    """Adebayo et al.'s scores of maps against the trained model's (faithfulness.similarities), means."""
+    """Adebayo et al.'s scores of maps against the trained model's (faithfulness.similarities): the
+    means over the images, averaged over the random draws of the cascade (SanityEvaluator's seeds),
+    and the standard deviation of the per-draw means across the draws (None from a single draw: the
+    trained stage, the random-labels model, or --sanity_seeds=1)."""
 
     spearman: float
     spearman_abs: float
     ssim: float
+    spearman_std: float | None = None
+    spearman_abs_std: float | None = None
+    ssim_std: float | None = None
 
 
 @dataclass
@@ -101,21 +108,35 @@ class SanityResult:
 
 
 @dataclass
+class Cost:
+    """What one method's maps cost in the localization group's run: milliseconds per image of its
+    maps calls at the report's batch size, and their time over that of a plain forward pass of the
+    same batches."""
+
+    ms_per_image: float
+    over_forward: float
+
+
+@dataclass
 class MethodResult:
-    """What one method scored in each group that measured it (None: not run, or not applicable)."""
+    """What one method scored in each group that measured it (None: not run, or not applicable),
+    and what its maps cost (timed in the localization group)."""
 
     method: Method
     localization: LocalizationResult | None = None
     faithfulness: FaithfulnessResult | None = None
     sanity: SanityResult | None = None
+    cost: Cost | None = None
 
     def groups(self) -> list[str]:
         """The groups that measured the method."""
         return [group for group in GROUPS if getattr(self, group) is not None]
 
     def as_json(self) -> dict:
-        info = {"name": self.method.name, "layer": self.method.layer, "uses_weights": self.method.uses_weights}
-        return {**info, **{group: asdict(getattr(self, group)) for group in self.groups()}}
+        info = {"name": self.method.name, "layer": self.method.layer, "uses_weights": self.method.uses_weights,
+                "library": self.method.library}
+        measured = {group: asdict(getattr(self, group)) for group in self.groups()}
+        return {**info, **measured, **({"cost": asdict(self.cost)} if self.cost else {})}
 
 
 @dataclass
@@ -128,9 +149,12 @@ class Report:
     split: str
     groups: list[str]
     methods: dict[str, MethodResult]
+    batch_size: int | None = None  # images per batch in every group
+    cam_batch_size: int | None = None  # copies per forward pass of the methods that batch them (None: none chosen)
     images: int | None = None  # localization: the images measured, and how thresholds were chosen
     thresholds_chosen_on: str | None = None
     threshold_step: float | None = None
+    forward_ms_per_image: float | None = None  # localization: a plain forward pass of its batches, the methods' Cost unit
     seconds_localization: float | None = None
     explained_images: int | None = None  # faithfulness and sanity: the images explained
     steps: int | None = None  # faithfulness: its settings
@@ -138,6 +162,9 @@ class Report:
     road_images: int | None = None
     tolerance: float | None = None
     cam_iou_vs_deletion_spearman: float | None = None
+    seconds_faithfulness: float | None = None  # faithfulness: its seconds (the explained images' loading included)
+    sanity_seeds: int | None = None  # sanity: the cascade's random draws, and the group's seconds
+    seconds_sanity: float | None = None
     seconds: float | None = None
     files: list[str] = field(default_factory=list)
 

@@ -4,12 +4,15 @@
     python visualize_cam.py --index=42 --topk=3      # test image 42, CAMs of its 3 most probable classes
     python visualize_cam.py --image=photo.png        # your own image, resized as the checkpoint expects
     python visualize_cam.py --model=resnet50 --weights=DEFAULT --image=photo.jpg --topk=3   # ImageNet's classes, no training
+    python visualize_cam.py --methods=cam,grad_cam,layer_cam,eigen_cam   # methods side by side, predicted class
     python visualize_cam.py --help                   # every hyperparameter with its default
 
 For each image it writes PREFIX_input.png, PREFIX_heatmap.png and PREFIX_overlay.png to outputs/,
-and one figure per run with input | CAM | overlay and the predicted and true classes. The overlays
-show the CAM paper's box of each map in green (largest region above 20% of the normalized map)
-and, for datasets with ground truth (fashion-mnist-cluttered), the true box in red.
+and one figure per run with input | CAM | overlay and the predicted and true classes. With
+--methods, it writes PREFIX_input.png and one PREFIX_<method>_overlay.png per method instead, and
+the figure shows input | each method's overlay, all of the predicted class. The overlays show the
+CAM paper's box of each map in green (largest region above 20% of the normalized map) and, for
+datasets with ground truth (fashion-mnist-cluttered), the true box in red.
 """
 
 from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then ends in one line, not a traceback
@@ -20,6 +23,7 @@ if __name__ == "__main__":
 import random
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -32,8 +36,9 @@ from torchvision import transforms as T
 import data
 import drawing
 import localization
+import methods as registry  # as registry: --methods names the hyperparameter `methods`
 import model as models
-from utils import checkpoints, devices, files
+from utils import checkpoints, devices, files, seeds
 from utils.images import read_user_image
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
@@ -42,6 +47,7 @@ samples: int = 4  # how many random test images to draw
 index: int = -1  # draw this test image instead of random ones (-1: random)
 seed: int = -1  # seed of the random pick; -1: a new pick each run (the seed is printed to repeat it)
 topk: int = 1  # draw the CAMs of the K most probable classes (1: the predicted class only)
+methods: str = ""  # draw these methods' maps of the predicted class side by side: keys of methods.py's registry (comma-separated; cam_read: CAM as --normalization etc. say), or all; "": CAM alone, of the --topk classes
 alpha: float = 0.5  # opacity of the heatmap over the image, in [0, 1]
 colormap: str = "jet"  # OpenCV colormap name: jet, turbo, inferno, viridis, hot, ...
 boxes: bool = True  # draw each map's box (green) and, where the dataset has one, the true box (red)
@@ -76,6 +82,11 @@ def validate(cfg) -> None:
     cli.require(checks)
     cli.check_choice("normalization", cfg.normalization, localization.NORMALIZATIONS)
     drawing.colormap_code(cfg.colormap)
+    if cfg.methods:
+        registry.parse_keys(cfg.methods)
+        if cfg.topk > 1:
+            raise cli.UserError(f"--methods draws each method's map of the predicted class, and --topk={cfg.topk} asks "
+                                "for more classes: drop --topk, or drop --methods to draw CAM of the top classes")
 
 
 def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[list, str]:
@@ -125,16 +136,13 @@ def draw(cfg) -> list[Path]:
     size = cfg.display_size or info.image_size
     reading = localization.MapReading(cfg.normalization, cfg.percentile,
                                       cfg.flip_maps and data.trained_with_flips(info.name))
-    logits, top_classes, heats = localization.cam_heat_maps(net, batch, reading, topk=cfg.topk, size=size)
-    top_probabilities = logits.softmax(dim=1).gather(1, top_classes)  # (B, K)
-    heats = heats.cpu().numpy()
     written, rows = [], []
-    for b, (prefix, description, tensor, label, true_box) in enumerate(inputs):
+    for (prefix, description, tensor, label, true_box), maps in zip(
+            inputs, maps_to_draw(cfg, net, batch, reading, size, info.classes)):
         picture = cv2.resize(drawing.to_rgb_image(tensor, info.mean, info.std), (size, size), interpolation=cv2.INTER_NEAREST)
-        predicted = [(info.classes[c], p) for c, p in zip(top_classes[b].tolist(), top_probabilities[b].tolist())]
         truth = info.classes[label] if label is not None else "unknown"
         box = np.round(true_box * size / info.image_size) if true_box is not None else None
-        written += write_maps(cfg, output_dir, prefix, description, picture, heats[b], predicted, truth, box, rows)
+        written += write_maps(cfg, output_dir, prefix, description, picture, maps, truth, box, rows)
     return finish(written, rows, output_dir / figure_name, output_dir)
 
 
@@ -159,39 +167,78 @@ def draw_pretrained(cfg) -> list[Path]:
     resized = T.Resize(preprocess.resize_size, interpolation=preprocess.interpolation, antialias=True)(photo)
     batch = T.Normalize(preprocess.mean, preprocess.std)(T.functional.to_tensor(resized))[None].to(device)
     reading = localization.MapReading(cfg.normalization, cfg.percentile, cfg.flip_maps)  # ImageNet trains with flips
-    logits, top_classes, heats = localization.cam_heat_maps(net, batch, reading, topk=cfg.topk,
-                                                            size=(photo.height, photo.width))
-    top_probabilities = logits.softmax(dim=1).gather(1, top_classes)
-    predicted = [(classes[c], p) for c, p in zip(top_classes[0].tolist(), top_probabilities[0].tolist())]
+    [maps] = maps_to_draw(cfg, net, batch, reading, (photo.height, photo.width), classes)
     stem = Path(cfg.image).stem
     rows = []
     written = write_maps(cfg, output_dir, f"cam_{stem}_{cfg.model}", Path(cfg.image).name, np.asarray(photo),
-                         heats[0].cpu().numpy(), predicted, "unknown", None, rows)
+                         maps, "unknown", None, rows)
     return finish(written, rows, output_dir / f"cams_{stem}_{cfg.model}.png", output_dir)
 
 
-def write_maps(cfg, output_dir: Path, prefix: str, description: str, picture: np.ndarray, heats: np.ndarray,
-               predicted: list, truth: str, true_box, rows: list) -> list[Path]:
-    """Write PREFIX_input, _heatmap and _overlay PNGs (and one overlay per further class) of one
-    picture (RGB uint8 (H, W, 3)) and its heats (K, H, W) in [0, 1] of the classes `predicted`
-    ([(name, probability)]); appends its figure row to rows and returns the written paths."""
-    overlays = [drawing.overlay(picture, heat, cfg.alpha, cfg.colormap) for heat in heats]
+@dataclass
+class MapsToDraw:
+    """One image's maps to draw: heats (P, H, W) in [0, 1], each one's (file kind, panel title), the
+    title of the first heat's heatmap panel (None: no heatmap drawn) and the predicted class with its
+    probability."""
+
+    heats: np.ndarray
+    panels: list[tuple[str, str]]
+    heatmap_title: str | None
+    predicted: tuple[str, float]
+
+
+def maps_to_draw(cfg, net, batch: torch.Tensor, reading: localization.MapReading, size, class_names) -> list[MapsToDraw]:
+    """The maps of each image of batch (B, C, H, W), at size: CAM of its --topk most probable
+    classes read as `reading` says (overlay, then top2_<class>_overlay, ...), or with --methods each
+    method's map of the predicted class (<key>_overlay)."""
+    if not cfg.methods:
+        logits, top_classes, heats = localization.cam_heat_maps(net, batch, reading, topk=cfg.topk, size=size)
+        probabilities = logits.softmax(dim=1).gather(1, top_classes)  # (B, K)
+        drawn = []
+        for heat, image_classes, image_probabilities in zip(heats.cpu().numpy(), top_classes.tolist(),
+                                                            probabilities.tolist()):
+            predicted = [(class_names[c], p) for c, p in zip(image_classes, image_probabilities)]
+            kinds = ["overlay"] + [f"top{rank}_{re.sub(r'[^A-Za-z0-9]+', '-', name)}_overlay"
+                                   for rank, (name, _) in enumerate(predicted[1:], start=2)]
+            panels = [(kind, f"{name}: {100 * p:.1f}%") for kind, (name, p) in zip(kinds, predicted)]
+            drawn.append(MapsToDraw(heat, panels, f"CAM of {predicted[0][0]}", predicted[0]))
+        return drawn
+    chosen = registry.choose(registry.parse_keys(cfg.methods), reading)
+    probabilities, predicted = registry.model_logits(net, batch).softmax(dim=1).max(dim=1)
+    heats = torch.stack([method.maps(net, batch, predicted, seeds.mix(cfg.seed)).float().cpu() for method in chosen], 1)
+    heats = localization.upsample_maps(heats, size).clamp(0, 1).numpy()  # (B, M, size)
+    return [MapsToDraw(heat, [(f"{method.key}_overlay", f"{method.name}\n{class_names[c]}: {100 * p:.1f}%")
+                              for method in chosen], None, (class_names[c], p))
+            for heat, c, p in zip(heats, predicted.tolist(), probabilities.tolist())]
+
+
+def write_maps(cfg, output_dir: Path, prefix: str, description: str, picture: np.ndarray, maps: MapsToDraw,
+               truth: str, true_box, rows: list) -> list[Path]:
+    """Write PREFIX_input.png, PREFIX_heatmap.png (when maps has a heatmap) and an overlay PNG per
+    heat of one picture (RGB uint8 (H, W, 3)), named as maps' panels say; appends its figure row to
+    rows and returns the written paths."""
+    overlays = [drawing.overlay(picture, heat, cfg.alpha, cfg.colormap) for heat in maps.heats]
     if cfg.boxes:
         thickness = max(1, min(picture.shape[:2]) // 112)
-        for drawn, box in zip(overlays, localization.boxes_from_maps(heats, cfg.box_threshold)):
+        for drawn, box in zip(overlays, localization.boxes_from_maps(maps.heats, cfg.box_threshold)):
             for one in true_box if true_box is not None else []:  # (M, 4); padding rows draw nothing
                 drawing.draw_box(drawn, one, (255, 0, 0), thickness)
             drawing.draw_box(drawn, box, (0, 255, 0), thickness)
-    images = {"input": picture, "heatmap": drawing.colorize(heats[0], cfg.colormap), "overlay": overlays[0]}
-    for rank, (name, _) in enumerate(predicted[1:], start=2):
-        images[f"top{rank}_{re.sub(r'[^A-Za-z0-9]+', '-', name)}_overlay"] = overlays[rank - 1]
+    images, panels = {"input": picture}, []
+    if maps.heatmap_title:
+        images["heatmap"] = drawing.colorize(maps.heats[0], cfg.colormap)
+        panels.append((images["heatmap"], maps.heatmap_title))
+    for (kind, title), drawn in zip(maps.panels, overlays):
+        images[kind] = drawn
+        panels.append((drawn, title))
     written = []
     for kind, rgb in images.items():
         drawing.save_png(output_dir / f"{prefix}_{kind}.png", rgb)
         written.append(output_dir / f"{prefix}_{kind}.png")
-    print(f"{description}: true {truth}, predicted {predicted[0][0]} ({100 * predicted[0][1]:.1f}%) "
+    name, probability = maps.predicted
+    print(f"{description}: true {truth}, predicted {name} ({100 * probability:.1f}%) "
           f"-> {output_dir / prefix}_{{{','.join(images)}}}.png")
-    rows.append((description, truth, picture, images["heatmap"], overlays, predicted))
+    rows.append((f"{description}\ntrue: {truth}", picture, panels))
     return written
 
 
@@ -202,14 +249,13 @@ def finish(written: list[Path], rows: list, figure_path: Path, output_dir: Path)
 
 
 def write_figure(rows: list, path: Path) -> None:
-    """One row per image: input | CAM of the top class | its overlay | overlays of the next classes."""
-    columns = 2 + len(rows[0][4])
+    """One row per image (title, picture, [(image, title)] of its panels): input | CAM of the top
+    class | its overlay | overlays of the next classes; with --methods, input | each method's overlay."""
+    columns = 1 + len(rows[0][2])
     figure = Figure(figsize=(2.6 * columns, 2.9 * len(rows)), layout="constrained")
     axes = figure.subplots(len(rows), columns, squeeze=False)
-    for axis_row, (description, truth, picture, heatmap, overlays, predicted) in zip(axes, rows):
-        panels = [(picture, f"{description}\ntrue: {truth}"), (heatmap, f"CAM of {predicted[0][0]}")]
-        panels += [(image, f"{name}: {100 * p:.1f}%") for image, (name, p) in zip(overlays, predicted)]
-        for axis, (image, title) in zip(axis_row, panels):
+    for axis_row, (heading, picture, panels) in zip(axes, rows):
+        for axis, (image, title) in zip(axis_row, [(picture, heading), *panels]):
             axis.imshow(image)
             axis.set_title(title, fontsize=9)
             axis.axis("off")

@@ -80,3 +80,13 @@ def test_cascade_figure_has_a_row_per_map_and_a_column_per_stage(tmp_path):
     rows = [("image 0", dict.fromkeys(stages, maps)), ("edge (Sobel)\nimage 0", dict.fromkeys(stages, maps))]
     drawing.cascade_figure(rows, tmp_path / "cascade.png")
     assert Image.open(tmp_path / "cascade.png").size == (390, 290)
+
+
+def test_sanity_curves_figure_draws_each_methods_mean_and_spread_per_stage(tmp_path):
+    def stage(mean: float, deviation: float | None) -> results.Similarities:
+        return results.Similarities(mean, abs(mean), mean, deviation, deviation, deviation)
+
+    cam = results.SanityResult({"trained": stage(1.0, None), "fc": stage(0.1, 0.05), "features.0": stage(-0.1, 0.2)})
+    edge = results.SanityResult(dict.fromkeys(("trained", "fc", "features.0"), stage(1.0, 0.0)))
+    drawing.sanity_curves_figure([("CAM", cam), ("edge", edge)], tmp_path / "sanity.png")
+    assert Image.open(tmp_path / "sanity.png").size == (1100, 400)

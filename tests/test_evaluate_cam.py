@@ -30,9 +30,14 @@ def keys(report: results.Report, group: str | None = None) -> list[str]:
     return [result.method.key for result in report.measured(group)]
 
 
+FAMILY = ["grad_cam", "hires_cam", "xgrad_cam", "grad_cam_plusplus", "layer_cam", "eigen_cam"]  # the quick ones
+FAMILY_FLAG = "--methods=" + ",".join(["cam", "cam_read", *FAMILY, "center", "random", "edge"])
+SAME_AS_RELU_CAM = ["grad_cam", "hires_cam", "xgrad_cam"]  # of those
+
+
 def test_report_on_a_cluttered_checkpoint(trained_cluttered):
-    report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5", "--groups=localization")
-    assert report.images == 60 and keys(report) == ["cam", "cam_read", "grad_cam", "center"]
+    report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5", "--groups=localization", FAMILY_FLAG)
+    assert report.images == 60 and keys(report) == ["cam", "cam_read", *FAMILY, "center"]
     for result in report.measured():
         scores = result.localization
         for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
@@ -41,22 +46,33 @@ def test_report_on_a_cluttered_checkpoint(trained_cluttered):
         assert operating.top1_loc <= operating.gt_known_loc <= 100
         assert operating.threshold == localization.CAM_THRESHOLD  # the run has no validation split
         assert len(scores.curves["thresholds"]) == 100
+        assert result.cost.ms_per_image > 0 and result.cost.over_forward > 0
+        same = result.method.key in SAME_AS_RELU_CAM
+        assert (scores.equals_cam_max_diff < 1e-5) if same else (scores.equals_cam_max_diff > 0.01), result.method.key
+    assert report.forward_ms_per_image > 0 and report.batch_size == 25 and report.cam_batch_size is None
     written = sorted(path.name for path in (trained_cluttered / "report").iterdir())
     assert written == ["localization.json", "localization.md", "localization_examples.png",
-                       "localization_thresholds.png"]
+                       "localization_thresholds.png", "report.html"]
+    page = (trained_cluttered / "report" / "report.html").read_text()
+    assert page.count('class="card') == 36 and page.count("data-method=") >= 36 * 9  # the gallery: every method
     written = json.loads((trained_cluttered / "report" / "localization.json").read_text())
     assert written == json.loads(json.dumps(report.as_json()))
-    assert list(written["methods"]) == ["cam", "cam_read", "grad_cam", "center"]
+    assert list(written["methods"]) == ["cam", "cam_read", *FAMILY, "center"]
     assert written["methods"]["cam_read"]["name"] == "CAM, max, flips"
+    assert written["methods"]["layer_cam"]["library"] == "pytorch_grad_cam.LayerCAM"
+    assert written["methods"]["grad_cam"]["cost"]["ms_per_image"] > 0
+    assert written["methods"]["grad_cam"]["localization"]["equals_cam_max_diff"] < 1e-5
     table = (trained_cluttered / "report" / "localization.md").read_text()
     assert f"| {methods.CAM.name} |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
+    assert "\nGrad-CAM, HiResCAM, XGrad-CAM: the same maps as ReLU(CAM), min-max normalized, on all 60 images" in table
+    assert "; the others' differ from those by a max |diff| of " in table and "| ms / image | × forward |" in table
 
 
 def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     """The script's CAM numbers are those of LocalizationEvaluator on the true-class maps, and its
     classification accuracy that of the model, batch size not mattering."""
     report = evaluate(trained_cluttered, "--batch_size=7", "--examples=0", "--limit=30", "--normalization=minmax",
-                      "--flip_maps=false", "--groups=localization")
+                      "--flip_maps=false", "--groups=localization", FAMILY_FLAG)
     net, checkpoint = models.load_checkpoint(trained_cluttered / "checkpoints/best.pt")
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     test_set = data.load_dataset(info.name, trained_cluttered / "data", False, info.image_size, info.options).test
@@ -69,7 +85,7 @@ def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     correct = (logits.argmax(1) == labels).numpy()
     evaluator.accumulate(heats[:, 0].numpy(), data.ground_truth(test_set, 0, 30), correct)
     expected = evaluator.compute()
-    assert keys(report) == ["cam", "grad_cam", "center"]  # the reading asked is the standard one
+    assert keys(report) == ["cam", *FAMILY, "center"]  # the reading asked is the standard one
     cam = report.methods["cam"].localization
     for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
         assert getattr(cam, name) == pytest.approx(expected[name]), name
@@ -147,9 +163,10 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
             parameter.add_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(0)))
     torch.save(checkpoint, tmp_path / "random_labels.pt")
     report = evaluate(trained_cluttered, "--examples=0", "--limit=20", "--explained=12", "--road_images=5",
-                      "--steps=4", "--batch_size=8", f"--random_labels_checkpoint={tmp_path / 'random_labels.pt'}")
-    assert keys(report) == ["cam", "cam_read", "grad_cam", "center", "random", "edge"]
-    assert keys(report, "sanity") == ["cam", "grad_cam", "edge"]
+                      "--steps=4", "--batch_size=8", f"--random_labels_checkpoint={tmp_path / 'random_labels.pt'}",
+                      FAMILY_FLAG)
+    assert keys(report) == ["cam", "cam_read", *FAMILY, "center", "random", "edge"]
+    assert keys(report, "sanity") == ["cam", *FAMILY, "edge"] and report.sanity_seeds == 3
     for result in report.measured():
         scores = result.faithfulness
         assert scores.images == 12 and len(scores.curves["deletion"]) == 5
@@ -158,11 +175,16 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
     edge = report.methods["edge"].sanity
     assert edge.cascade["features.0"].spearman == pytest.approx(1) and edge.last_stage.spearman == pytest.approx(1)
     assert edge.random_labels.ssim == pytest.approx(1)
+    cam = report.methods["cam"].sanity
+    assert cam.last_stage.spearman_std > 0 and cam.cascade["trained"].spearman_std is None
+    assert all(result.cost.ms_per_image > 0 for result in report.measured("localization"))
     assert -1 <= report.cam_iou_vs_deletion_spearman <= 1
     written = sorted(path.name for path in (trained_cluttered / "report").iterdir())
-    assert {"faithfulness_curves.png", "sanity_cascade.png", "localization.json"} <= set(written)
+    assert {"faithfulness_curves.png", "sanity_cascade.png", "sanity_curves.png", "localization.json"} <= set(written)
     table = (trained_cluttered / "report" / "localization.md").read_text()
     assert "| edge (Sobel) |" in table and "deletion AUC" in table and "random labels: Spearman" in table
+    assert f" | {cam.last_stage.spearman:.2f} ± {cam.last_stage.spearman_std:.2f} | " in table
+    assert "mean ± standard deviation over 3 random draws" in table
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -178,11 +200,53 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
     (["--groups=sanity", "--flip_maps=false"], "add localization or faithfulness to --groups"),
     (["--baseline=noise"], "--baseline='noise' is unknown"),
     (["--steps=1"], r"--steps must be at least 2 \(with 1, deletion and insertion both average"),
+    (["--sanity_seeds=0"], "--sanity_seeds must be at least 1, got 0"),
+    (["--groups=localization", "--sanity_seeds=5"], "--sanity_seeds is used by the sanity group"),
+    (["--cam_batch_size=0"], "--cam_batch_size must be at least 1, got 0"),
+    (["--methods=cam,gradcam"], "--methods='gradcam' is unknown; choose one of: cam, cam_read, grad_cam, "),
+    (["--methods=,"], "--methods=',' names no method; choose one or more of"),
+    (["--methods=center,random", "--groups=faithfulness,sanity"],
+     "--methods=center,random names no method that the sanity group measures; add one of: cam, grad_cam, "),
+    (["--methods=random", "--groups=localization"], "add one of: cam, cam_read, grad_cam, "),
+    (["--methods=cam,grad_cam", "--cam_batch_size=8"],
+     "--cam_batch_size is used by score_cam and ablation_cam, which --methods=cam,grad_cam leaves out"),
+    (["--methods=grad_cam", "--groups=localization", "--save_heatmaps=maps"],
+     "--save_heatmaps writes the standard CAM's maps, which --methods=grad_cam leaves out: add cam"),
 ])
 def test_explanation_flags_are_checked(trained_cluttered, flags, message):
     """Through main, which tells evaluate the flags given on the command line."""
     with pytest.raises(cli.UserError, match=message):
         evaluate_cam.main(arguments(trained_cluttered, *flags))
+
+
+def test_methods_choose_what_every_group_runs(trained_cluttered, tmp_path):
+    report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
+        f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--limit=4",
+        "--batch_size=4", "--examples=0", "--explained=2", "--steps=2", "--road_images=0", "--sanity_seeds=1",
+        "--methods=edge,ablation_cam,cam", "--cam_batch_size=16"]))
+    assert keys(report) == ["cam", "ablation_cam", "edge"] and keys(report, "localization") == ["cam", "ablation_cam"]
+    assert keys(report, "sanity") == ["cam", "ablation_cam", "edge"] and report.sanity_seeds == 1
+    assert report.cam_batch_size == 16 and report.methods["ablation_cam"].method.batch_size == 16
+    assert report.methods["cam"].sanity.last_stage.spearman_std is None  # one draw: no spread
+    assert report.methods["ablation_cam"].cost.over_forward > 0 and report.methods["edge"].cost is None
+    assert json.loads((tmp_path / "localization.json").read_text())["cam_batch_size"] == 16
+
+
+@pytest.mark.slow
+def test_every_method_runs_in_every_group(trained_cluttered, tmp_path):
+    report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
+        f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--limit=4",
+        "--batch_size=4", "--examples=2", "--explained=2", "--steps=2", "--road_images=1", "--methods=all"]))
+    family = list(methods.LIBRARY)
+    assert keys(report) == ["cam", "cam_read", *family, "center", "random", "edge"]
+    assert keys(report, "sanity") == ["cam", *family, "edge"]
+    for key in family:
+        result = report.methods[key]
+        assert result.cost.ms_per_image > 0 and 0 <= result.faithfulness.deletion_auc <= 1, key
+        assert -1 <= result.sanity.last_stage.spearman <= 1 and result.sanity.last_stage.spearman_std is not None, key
+    same = [key for key in keys(report, "localization")
+            if report.methods[key].localization.equals_cam_max_diff <= methods.SAME_MAPS_TOLERANCE]
+    assert same == ["grad_cam", "hires_cam", "xgrad_cam", "shapley_cam"]
 
 
 def test_the_random_labels_model_must_be_one(trained_cluttered):
@@ -215,7 +279,8 @@ def test_a_report_replaces_the_earlier_one_whole(trained_cluttered, tmp_path):
     everything = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         *common, "--examples=2", "--explained=4", "--steps=2", "--road_images=0"]))
     assert everything.files == ["localization.md", "localization.json", "localization_examples.png",
-                                   "localization_thresholds.png", "faithfulness_curves.png", "sanity_cascade.png"]
+                                   "localization_thresholds.png", "faithfulness_curves.png", "sanity_cascade.png",
+                                   "sanity_curves.png"]
     (folder / "notes.txt").write_text("mine")
     (folder / "localization_examples.png.bak").write_text("mine too")
     before = {path.name: path.read_bytes() for path in folder.iterdir()}
@@ -241,7 +306,7 @@ def test_a_report_records_only_what_ran(trained_cluttered, tmp_path):
     deletion steps, baseline, ROAD or pointing tolerance it did not use."""
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--groups=sanity",
-        "--limit=5"]))
+        "--limit=5", "--methods=cam,grad_cam,center,edge"]))
     assert report.explained_images == 5 and keys(report) == ["cam", "grad_cam", "edge"]
     assert not {"steps", "baseline", "road_images", "tolerance", "images"} & set(report.as_json())
     table = (tmp_path / "localization.md").read_text()
@@ -260,14 +325,18 @@ def test_any_int_seed_works(trained_cluttered, tmp_path):
             f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path / str(seed)}",
             f"--seed={seed}", "--limit=4", "--batch_size=4", "--examples=2", "--explained=2", "--steps=2",
             "--road_images=1"]))
-    assert reports[2**64].as_json()["methods"] == reports[0].as_json()["methods"]
+    def scores(report):  # the costs are timings, which vary
+        return {key: {name: value for name, value in entry.items() if name != "cost"}
+                for key, entry in report.as_json()["methods"].items()}
+
+    assert scores(reports[2**64]) == scores(reports[0])
     assert reports[-1].methods["random"].faithfulness.images == 2
 
 
 def test_save_heatmaps_writes_the_standard_cam_of_each_image_and_refuses_another_runs_folder(trained_cluttered, tmp_path):
     checkpoint = trained_cluttered / "checkpoints/best.pt"
-    args = [f"--checkpoint={checkpoint}", f"--output_dir={tmp_path / 'report'}", "--groups=localization", "--limit=6",
-            f"--save_heatmaps={tmp_path / 'maps'}"]
+    args = [f"--checkpoint={checkpoint}", f"--output_dir={tmp_path / 'report'}", "--groups=localization", "--methods=cam",
+            "--limit=6", f"--save_heatmaps={tmp_path / 'maps'}"]
     evaluate_cam.main(args)
     saved = sorted((tmp_path / "maps").rglob("*.npy"))
     assert [str(path.relative_to(tmp_path / "maps")) for path in saved] == [f"test/{i:06d}.npy" for i in range(6)]

@@ -6,6 +6,7 @@ from torch import nn
 import faithfulness
 import methods
 import model as models
+from utils import seeds
 
 
 class RegionOnly(nn.Module):
@@ -126,16 +127,17 @@ def test_randomizing_fc_changes_cam_but_not_the_edge_map():
     def raw_maps(model):
         return {method.key: method.raw(model, images, classes) for method in (methods.CAM, methods.EDGE)}
 
-    stages = faithfulness.cascading_randomization(net, raw_maps)
+    trained, stages = raw_maps(net), faithfulness.cascading_randomization(net, raw_maps)
     names = [name for name, _ in stages]
-    assert names[:2] == ["trained", "fc"] and len(names) == 2 + 3  # fc, then the 3 convs from the top
-    trained, after_fc = stages[0][1], stages[1][1]
+    assert names == ["fc", "features.8", "features.4", "features.0"]  # fc, then the 3 convs from the top
+    after_fc = stages[0][1]
     assert not torch.allclose(after_fc["cam"], trained["cam"])
     for _, maps in stages:
         assert torch.equal(maps["edge"], trained["edge"])
     edge_scores = faithfulness.similarities(after_fc["edge"], trained["edge"])
     assert np.allclose(edge_scores["spearman"], 1) and np.allclose(edge_scores["ssim"], 1)
     assert torch.equal(raw_maps(net)["cam"], trained["cam"])  # net itself untouched
+    assert not torch.equal(faithfulness.cascading_randomization(net, raw_maps, seed=1)[-1][1]["cam"], stages[-1][1]["cam"])
 
 
 @pytest.mark.parametrize("seed", [2**64 + 5, 5 - 2**64])
@@ -172,6 +174,37 @@ def test_sanity_evaluator_reports_every_stage_and_the_random_labels_model():
     assert evaluator.examples["fc"]["cam"].shape == (2, 28, 28)
 
 
+def test_sanity_evaluator_averages_its_random_draws_and_reports_their_spread():
+    """Three draws of the cascade, each seeded seeds.mix(seed, draw): each stage's score is the mean
+    of the three per-draw means (over 2 batches of images), its _std their standard deviation; the
+    trained stage and the random-labels model are single draws (no spread). Deterministic."""
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
+    other = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
+    batches = [(torch.randn(3, 1, 16, 16), torch.tensor([0, 1, 2])) for _ in range(2)]
+
+    def evaluate():
+        evaluator = faithfulness.SanityEvaluator({"cam": methods.CAM}, seed=7, draws=3)
+        for images, classes in batches:
+            evaluator.accumulate(net, images, classes, other)
+        return evaluator.compute()["cam"]
+
+    scores = evaluate()
+    assert scores == evaluate()
+    assert list(scores) == ["trained", "fc", "features.8", "features.4", "features.0", faithfulness.RANDOM_LABELS]
+    assert scores["trained"] == {"spearman": 1.0, "spearman_std": None, "spearman_abs": 1.0,
+                                 "spearman_abs_std": None, "ssim": pytest.approx(1.0), "ssim_std": None}
+    assert scores[faithfulness.RANDOM_LABELS]["ssim_std"] is None
+    per_draw = []
+    for draw in range(3):
+        stages = [dict(faithfulness.cascading_randomization(net, lambda model: methods.raw_cam(model, images, classes),
+                                                            seeds.mix(7, draw))) for images, classes in batches]
+        per_draw.append(np.concatenate([faithfulness.similarities(maps["features.0"], methods.raw_cam(net, *batch))
+                                        ["spearman"] for maps, batch in zip(stages, batches)]).mean())
+    assert scores["features.0"]["spearman"] == pytest.approx(np.mean(per_draw))
+    assert scores["features.0"]["spearman_std"] == pytest.approx(np.std(per_draw, ddof=1)) and np.std(per_draw) > 0
+
+
 def test_sanity_evaluator_makes_the_maps_of_a_method_that_does_not_use_the_weights_once():
     """Once per batch, for every stage and the random-labels model; a method that uses the weights
     is asked again at each stage (the trained one, fc and 3 convs) and for the other model."""
@@ -196,11 +229,10 @@ def test_sanity_evaluator_makes_the_maps_of_a_method_that_does_not_use_the_weigh
     assert all(stage["spearman"] == pytest.approx(1) for stage in scores.values())
 
 
-@pytest.mark.oracle
 def test_matches_pytorch_grad_cam_confidence_change_and_road():
     """An independent implementation on the same maps: pytorch-grad-cam's CamMultImageConfidenceChange
     (the softmax score of image x map minus that of the image) and its ROAD imputation."""
-    metrics = pytest.importorskip("pytorch_grad_cam.metrics.cam_mult_image")
+    from pytorch_grad_cam.metrics import cam_mult_image as metrics
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     torch.manual_seed(0)
@@ -214,9 +246,8 @@ def test_matches_pytorch_grad_cam_confidence_change_and_road():
     assert np.allclose(np.clip(-theirs.ravel(), 0, None) / probabilities, drop.numpy(), atol=1e-5)
 
 
-@pytest.mark.oracle
 def test_road_imputation_matches_pytorch_grad_cam():
-    road = pytest.importorskip("pytorch_grad_cam.metrics.road")
+    from pytorch_grad_cam.metrics import road
     image = torch.rand(1, 2, 10, 10, generator=torch.Generator().manual_seed(0)).double()
     removed = torch.rand(1, 10, 10, generator=torch.Generator().manual_seed(1)) < 0.4
     ours = faithfulness.road_impute(image, removed, torch.Generator(), noise=0.0)[0]

@@ -1,7 +1,9 @@
 import json
 
 import pytest
+import pytorch_grad_cam
 import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 from utils import cli
@@ -44,12 +46,76 @@ def test_cam_of_a_1x1_conv_net_is_the_hand_computed_weighted_sum():
     assert torch.allclose(methods.CAM.classify(net, IMAGES), logits, atol=1e-5)
 
 
-def test_grad_cam_of_a_gap_net_is_relu_cam_over_hw():
+def test_grad_cam_of_a_gap_net_is_relu_cam_min_max_normalized():
     net, expected = one_by_one_net(), hand_cams(IMAGES)[torch.arange(3), CLASSES]
-    assert torch.allclose(methods.GRAD_CAM.raw(net, IMAGES, CLASSES), expected.relu() / 36, atol=1e-6)
     maps = methods.GRAD_CAM.maps(net, IMAGES, CLASSES, 0)
+    assert torch.equal(methods.GRAD_CAM.raw(net, IMAGES, CLASSES), maps)  # the library's reading is its own
     assert torch.allclose(maps, localization.normalize_maps(expected.relu()), atol=1e-5)
+    assert torch.allclose(methods.relu_cam(net, IMAGES, CLASSES), maps, atol=1e-6)
     assert maps.min() >= 0 and maps.max() <= 1
+
+
+def torchcam_net() -> models.GapNet:
+    """The tiny model of the torchcam and pytorch-grad-cam issues (torchcam #218, grad-cam #560): a
+    3x3 conv and ReLU (3 -> 6 channels), GAP and a linear layer to 4 classes, seeded weights of both
+    signs."""
+    torch.manual_seed(0)
+    features, fc = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU()), nn.Linear(6, 4)
+    return models.GapNet(features, fc, {"name": "torchcam", "num_classes": 4, "in_channels": 3, "options": {}}).eval()
+
+
+SAME_AS_RELU_CAM = ["grad_cam", "hires_cam", "xgrad_cam", "shapley_cam"]  # on a GAP net, by construction
+UNLIKE_RELU_CAM = ["grad_cam_plusplus", "layer_cam", "grad_cam_elementwise", "eigen_cam", "eigen_grad_cam", "kpca_cam",
+                   "fem", "score_cam", "ablation_cam", "full_grad"]
+
+
+def test_on_a_gap_net_grad_cam_hirescam_xgradcam_and_shapleycam_are_relu_cam_and_the_others_are_not():
+    net, images = torchcam_net(), torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    classes = torch.tensor([0, 1, 2, 3])
+    relu_cam = methods.relu_cam(net, images, classes)
+    registry = {method.key: method for method in methods.METHODS}
+    for key in SAME_AS_RELU_CAM:
+        assert (registry[key].maps(net, images, classes, 0) - relu_cam).abs().max() < methods.SAME_MAPS_TOLERANCE, key
+    for key in UNLIKE_RELU_CAM:
+        assert (registry[key].maps(net, images, classes, 0) - relu_cam).abs().max() > 0.05, key
+    assert (methods.CAM.maps(net, images, classes, 0) - relu_cam).abs().max() > 0.05  # CAM keeps its negative values
+
+
+@pytest.mark.parametrize("name, options, size", [("cnn", {"width": 4}, 28), ("resnet18_small", {}, 16)])
+def test_grad_cam_is_relu_cam_on_this_repos_networks(name, options, size):
+    torch.manual_seed(0)
+    net = models.build_model(name, 5, 1, **options).eval()
+    images, classes = torch.randn(2, 1, size, size), torch.tensor([0, 4])
+    assert (methods.GRAD_CAM.maps(net, images, classes, 0) - methods.relu_cam(net, images, classes)).abs().max() < 1e-5
+    assert all(parameter.grad is None for parameter in net.parameters())  # nothing leaks into the model
+
+
+def library_directly(kind, net, images, classes, **attributes) -> torch.Tensor:
+    """pytorch-grad-cam's `kind` called as its README shows, on net.features (FullGrad: no layers)."""
+    with kind(model=net, target_layers=[] if kind is pytorch_grad_cam.FullGrad else [net.features]) as cam:
+        for name, value in attributes.items():
+            setattr(cam, name, value)
+        return torch.from_numpy(cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes]))
+
+
+@pytest.mark.parametrize("key", list(methods.LIBRARY))
+def test_every_library_method_makes_the_librarys_maps_and_leaves_the_model_as_it_was(key):
+    net, images = torchcam_net(), torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    classes = torch.tensor([3, 0, 1])
+    _, kind, layer = methods.LIBRARY[key]
+    net.fc.weight.grad = torch.ones_like(net.fc.weight)  # gradients and flags of the caller's own
+    net.fc.bias.requires_grad_(False)
+    net.train()
+    method = methods.library_method(key, batch_size=2)
+    ours = method.maps(net, images, classes, 0)
+    assert net.training and not net.fc.bias.requires_grad and torch.equal(net.fc.weight.grad, torch.ones(4, 6))
+    assert all(parameter.grad is None for name, parameter in net.named_parameters() if name != "fc.weight")
+    assert all(not module._forward_hooks and not module._backward_hooks for module in net.modules())  # hooks released
+    assert isinstance(net.features, nn.Sequential)  # Ablation-CAM's swapped layer is back
+    theirs = library_directly(kind, net.eval(), images, classes, **({"batch_size": 2} if method.batch_size else {}))
+    assert ours.shape == (3, 8, 8) and torch.allclose(ours, theirs, atol=1e-6), key
+    assert method.layer == layer and method.library == f"pytorch_grad_cam.{kind.__name__}"
+    assert method.batch_size == (2 if kind in methods.BATCHED else None) and method.runs_in("sanity")
 
 
 def test_cam_read_with_flips_averages_the_mirror_image_in():
@@ -79,18 +145,36 @@ def test_the_baselines_do_not_look_at_the_model():
 
 
 def test_the_registry_and_its_groups():
+    family = list(methods.LIBRARY)
     standard = methods.for_reading(localization.STANDARD_READING)
-    assert [method.key for method in standard] == ["cam", "grad_cam", "center", "random", "edge"]
+    assert [method.key for method in standard] == ["cam", *family, "center", "random", "edge"]
     recipe = methods.for_reading(localization.RECIPE_READING)
-    assert [method.key for method in recipe] == ["cam", "cam_read", "grad_cam", "center", "random", "edge"]
+    assert [method.key for method in recipe] == ["cam", "cam_read", *family, "center", "random", "edge"]
     runs = {group: [method.key for method in recipe if method.runs_in(group)]
             for group in ("localization", "faithfulness", "sanity")}
-    assert runs == {"localization": ["cam", "cam_read", "grad_cam", "center"],
-                    "faithfulness": ["cam", "cam_read", "grad_cam", "center", "random", "edge"],
-                    "sanity": ["cam", "grad_cam", "edge"]}
+    assert runs == {"localization": ["cam", "cam_read", *family, "center"],
+                    "faithfulness": ["cam", "cam_read", *family, "center", "random", "edge"],
+                    "sanity": ["cam", *family, "edge"]}
     assert methods.examples_method(recipe).key == "cam_read" and methods.examples_method(standard) is methods.CAM
+    assert methods.examples_method([methods.RANDOM, methods.GRAD_CAM]) is methods.GRAD_CAM
     with pytest.raises(ValueError, match="a method with key 'grad_cam' is already registered"):
-        methods.register(methods.Method("grad_cam", "another", methods.grad_cam_maps))
+        methods.register(methods.Method("grad_cam", "another", methods.GRAD_CAM.maps))
+
+
+def test_methods_flags_name_registry_keys_or_all():
+    assert methods.parse_keys(" layer_cam, cam,layer_cam ") == ["layer_cam", "cam"]
+    assert methods.parse_keys("all") == [method.key for method in methods.for_reading(localization.RECIPE_READING)]
+    assert methods.parse_keys("cam,all") == methods.parse_keys("all")
+    chosen = methods.choose(["edge", "score_cam", "cam_read", "grad_cam"], localization.RECIPE_READING, batch_size=5)
+    assert [method.key for method in chosen] == ["cam_read", "grad_cam", "score_cam", "edge"]  # the registry's order
+    assert chosen[2].batch_size == 5 and chosen[1] is methods.GRAD_CAM
+    standard = methods.choose(["cam_read"], localization.STANDARD_READING)  # the standard reading is CAM's own
+    assert standard == [methods.CAM]
+    with pytest.raises(cli.UserError, match=r"--methods='gradcam' is unknown; choose one of: cam, cam_read, grad_cam, "
+                                            r".*, edge, all$"):
+        methods.parse_keys("cam,gradcam")
+    with pytest.raises(cli.UserError, match="--methods=' , ' names no method; choose one or more of: cam, cam_read"):
+        methods.parse_keys(" , ")
 
 
 def inverted_cam(net, images, classes, seed):
@@ -106,9 +190,10 @@ def test_a_method_a_user_adds_runs_in_every_group(trained_cluttered, tmp_path, m
     methods.register(methods.Method("inverted_cam", "CAM, inverted", inverted_cam, raw=negated_raw_cam))
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--limit=8",
-        "--batch_size=4", "--examples=0", "--explained=4", "--steps=2", "--road_images=1"]))
+        "--batch_size=4", "--examples=0", "--explained=4", "--steps=2", "--road_images=1", "--methods=cam,inverted_cam"]))
     added, cam = report.methods["inverted_cam"], report.methods["cam"]
-    assert list(report.methods)[-1] == "inverted_cam" and added.groups() == ["localization", "faithfulness", "sanity"]
+    assert list(report.methods) == ["cam", "inverted_cam"]
+    assert added.groups() == ["localization", "faithfulness", "sanity"] and added.cost.ms_per_image > 0
     assert 0 <= added.localization.max_box_acc_v2 <= 100 and added.faithfulness.images == 4
     # a negated map ranks its pixels in reverse, both before and after each stage: the same Spearman as CAM's
     for stage, scores in cam.sanity.cascade.items():

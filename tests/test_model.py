@@ -83,28 +83,6 @@ def test_gradients_flow_through_the_maps():
     assert net.fc.weight.grad is not None and net.features[0].weight.grad is not None
 
 
-def test_grad_cam_by_hand_on_tiny_model():
-    x = torch.tensor([[1.0, -2.0], [3.0, 4.0]]).view(1, 1, 2, 2)
-    # class 1: alpha = w_1 / (h * w) = (-1, 1) / 4, so the map is ReLU(-x + 2x) / 4 = ReLU(x) / 4
-    logits, maps = models.grad_cam(tiny_model(), x, torch.tensor([1]))
-    assert torch.allclose(maps, torch.tensor([[[0.25, 0.0], [0.75, 1.0]]]))
-    assert torch.allclose(logits, torch.tensor([[2 * 1.5 + 0.1, 1.5 - 0.2]]))  # mean(x) = 1.5
-
-
-@pytest.mark.parametrize("name, options, channels, size, side", ARCHITECTURES[:1] + ARCHITECTURES[2:5:2])
-def test_grad_cam_is_relu_of_cam_over_hw_on_gap_models(name, options, channels, size, side):
-    torch.manual_seed(0)
-    net = models.build_model(name, 5, channels, **options).eval()
-    x, classes = torch.randn(3, channels, size, size), torch.tensor([0, 3, 4])
-    with torch.no_grad():
-        _, cams = models.class_activation_maps(net, x)
-    logits, maps = models.grad_cam(net, x, classes)
-    expected = cams[torch.arange(3), classes].relu() / (side * side)
-    assert maps.shape == (3, side, side) and not maps.requires_grad and not logits.requires_grad
-    assert torch.allclose(maps, expected, atol=1e-6, rtol=1e-4)
-    assert all(parameter.grad is None for parameter in net.parameters())  # nothing leaks into the model
-
-
 @pytest.mark.parametrize("name, options, message", [
     ("alexnet", {}, "CAM does not apply to alexnet: its head flattens"),
     ("cnn", {"depth": 3}, "bad options {'depth': 3} for model 'cnn'"),
@@ -165,3 +143,84 @@ def test_dilation_widens_the_third_stage_field_of_view_only():
     assert reach.min().item() == 7 - 4 and reach.max().item() == 7 + 4  # 1 + 1 + 2 pixels each way
     logits, features = net(x.detach(), with_features=True)
     assert torch.allclose(logits, net(x.detach())) and torch.equal(features, net.features(x.detach()))
+
+
+class TinyClassifier(nn.Module):
+    """conv-ReLU trunk (3 -> 8 channels) -> pooling (global average unless given another) -> linear (8 -> 5)."""
+
+    def __init__(self, pool: nn.Module | None = None):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Conv2d(3, 8, kernel_size=3, padding=1), nn.ReLU())
+        self.pool = pool or nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.trunk(x)).flatten(1))
+
+
+def test_gap_network_adapts_your_own_gap_classifier_without_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    original = TinyClassifier()
+    net = models.gap_network(original.trunk, original.fc, reference=original, input_size=16)
+    assert isinstance(net, models.GapNet) and not net.training and not original.training
+    x = torch.randn(3, 3, 12, 20)
+    with torch.no_grad():
+        logits, cams = models.class_activation_maps(net, x)
+        assert cams.shape == (3, 5, 12, 20)
+        assert torch.allclose(logits, original(x), atol=1e-6) and torch.allclose(net(x), original(x), atol=1e-6)
+    with pytest.raises(cli.UserError, match="adapted by model.gap_network and has no checkpoint"):
+        models.save_checkpoint(tmp_path / "adapted.pt", net)
+    assert list(tmp_path.iterdir()) == []
+
+
+REFUSALS = {  # what is wrong with the adapted classifier: the error message
+    "max pooling head": r"differ from those of the TinyClassifier by .*: its head is not global average pooling \+ fc",
+    "pooled trunk": r"the trunk gives shape \(2, 8\) .* must give the last feature maps \(B, K, h, w\)",
+    "channel mismatch": "the trunk gives 8 channels but fc takes 4 features",
+    "not a linear fc": "fc must be the nn.Linear that the head applies to the pooled maps, got Identity",
+    "fc without bias": "fc has no bias",
+    "a plain function": "the trunk must be an nn.Module or a method of one",
+    "wrong input channels": r"the trunk fails on a probe batch of shape \(2, 1, 16, 16\)",
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_gap_network_refuses_what_is_not_gap_and_linear(case):
+    torch.manual_seed(0)
+    original = TinyClassifier(nn.AdaptiveMaxPool2d(1) if case == "max pooling head" else None)
+    trunk, fc, options = original.trunk, original.fc, {"input_size": 16}
+    if case == "pooled trunk":
+        trunk = nn.Sequential(original.trunk, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    elif case == "channel mismatch":
+        fc = nn.Linear(4, 5)
+    elif case == "not a linear fc":
+        fc = nn.Identity()
+    elif case == "fc without bias":
+        fc = nn.Linear(8, 5, bias=False)
+    elif case == "a plain function":
+        trunk = lambda x: original.trunk(x)  # noqa: E731
+    elif case == "wrong input channels":
+        options["in_channels"] = 1
+    with pytest.raises(cli.UserError, match=REFUSALS[case]):
+        models.gap_network(trunk, fc, reference=original, **options)
+
+
+@pytest.mark.oracle
+def test_gap_network_adapts_a_timm_classifier_by_its_forward_features():
+    """timm's ResNet-18 (random weights) adapted as forward_features + get_classifier(): CAM's identity
+    holds and the logits are timm's own; with timm's max pooling head it is refused."""
+    timm = pytest.importorskip("timm", reason="pip install -r requirements-optional.txt")
+    torch.manual_seed(0)
+    original = timm.create_model("resnet18", pretrained=False, num_classes=10)
+    net = models.gap_network(original.forward_features, original.get_classifier(), reference=original, input_size=64)
+    x = torch.randn(3, 3, 96, 64)
+    with torch.no_grad():
+        logits, cams = models.class_activation_maps(net, x)
+        expected = original(x)
+    assert cams.shape == (3, 10, 3, 2)
+    assert torch.allclose(logits, cams.mean(dim=(-2, -1)) + net.fc.bias)
+    assert (logits - expected).abs().max() <= 1e-4 * expected.abs().max()
+    max_pooling = timm.create_model("resnet18", pretrained=False, num_classes=10, global_pool="max")
+    with pytest.raises(cli.UserError, match="differ from those of the ResNet by .*: its head is not global average"):
+        models.gap_network(max_pooling.forward_features, max_pooling.get_classifier(), reference=max_pooling,
+                           input_size=64)

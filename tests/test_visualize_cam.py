@@ -68,6 +68,25 @@ def test_draw_own_image(trained, tmp_path):
     ]
 
 
+def test_draw_methods_side_by_side(trained, capsys):
+    written = draw(trained, "--index=7", "--methods=layer_cam,cam,center", "--display_size=56")
+    names = [path.name for path in written]
+    assert names == ["cam_test00007_input.png", "cam_test00007_cam_overlay.png", "cam_test00007_layer_cam_overlay.png",
+                     "cam_test00007_center_overlay.png", "cams_test7.png"]  # the registry's order
+    assert all(Image.open(path).size == (56, 56) for path in written[:-1])
+    assert Image.open(written[-1]).size[0] > Image.open(draw(trained, "--index=7")[-1]).size[0]  # 4 columns, not 3
+    assert "test image 7: true 7 - seven, predicted 7 - seven" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--methods=cam", "--topk=2"], "--methods draws each method's map of the predicted class, and --topk=2 asks"),
+    (["--methods=cam,layercam"], "--methods='layercam' is unknown; choose one of: cam, cam_read, grad_cam"),
+])
+def test_methods_errors(trained, extra, message):
+    with pytest.raises(cli.UserError, match=message):
+        draw(trained, *extra)
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--index=100"], "--index=100 is out of range: the mnist test set has 100 images"),
     (["--index=-5"], "--index must be a test image index >= 0"),
