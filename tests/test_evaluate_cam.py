@@ -278,7 +278,7 @@ def test_a_report_replaces_the_earlier_one_whole(trained_cluttered, tmp_path):
               "--batch_size=6"]
     everything = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         *common, "--examples=2", "--explained=4", "--steps=2", "--road_images=0"]))
-    assert everything.files == ["localization.md", "localization.json", "localization_examples.png",
+    assert everything.files == ["localization.md", "localization.json", "report.html", "localization_examples.png",
                                    "localization_thresholds.png", "faithfulness_curves.png", "sanity_cascade.png",
                                    "sanity_curves.png"]
     (folder / "notes.txt").write_text("mine")
@@ -289,12 +289,13 @@ def test_a_report_replaces_the_earlier_one_whole(trained_cluttered, tmp_path):
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(
         evaluate_cam, [*common, "--groups=faithfulness", "--explained=4", "--steps=2", "--road_images=0"]))
-    assert report.files == ["localization.md", "localization.json", "faithfulness_curves.png"]
+    assert report.files == ["localization.md", "localization.json", "report.html", "faithfulness_curves.png"]
     assert sorted(path.name for path in folder.iterdir()) == sorted(report.files + ["localization_examples.png.bak",
                                                                                   "notes.txt"])
     assert json.loads((folder / "localization.json").read_text())["files"] == report.files
     table = (folder / "localization.md").read_text()
-    assert table.endswith("Files of this report: localization.md, localization.json, faithfulness_curves.png.\n")
+    assert table.endswith("Files of this report: localization.md, localization.json, report.html, "
+                          "faithfulness_curves.png.\n")
     note = table.split("\n\n")[0]
     assert note.startswith("All methods side by side: faithfulness on the first 4 test images")
     assert "cascade" not in note
