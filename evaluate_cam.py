@@ -253,6 +253,8 @@ def gallery_images(report: results.Report, net, loaded: data.LoadedDataset, cfg,
     predicted = registry.model_logits(net, images).argmax(1)
     gallery = [html_report.GalleryImage(index, loaded.info.classes[label], loaded.info.classes[int(guess)], {}, {}, {})
                for index, label, guess in zip(picked, labels, predicted)]
+    pictures = [drawing.to_rgb_image(image, loaded.info.mean, loaded.info.std) for image in images]  # once per image
+    scored = [bool((image_boxes[:, 2] >= image_boxes[:, 0]).any()) for image_boxes in boxes]  # masks only: no box
     for method in chosen:
         result = report.methods[method.key]
         operating = result.localization and result.localization.operating
@@ -260,11 +262,9 @@ def gallery_images(report: results.Report, net, loaded: data.LoadedDataset, cfg,
         drawn = localization.boxes_from_maps(maps, operating.threshold if operating else cfg.cam_threshold)
         deletion = result.faithfulness.per_image["deletion_auc"] if result.faithfulness else []
         for n, image in enumerate(gallery):
-            has_boxes = bool((boxes[n][:, 2] >= boxes[n][:, 0]).any())
             image.overlays[method.name] = drawing.png_bytes(drawing.boxed_overlay(
-                drawing.to_rgb_image(images[n], loaded.info.mean, loaded.info.std), maps[n], boxes[n],
-                drawn[n] if has_boxes else None, scale=2))
-            image.iou[method.name] = float(localization.best_iou(drawn[n][None], boxes[n][None])[0]) if has_boxes else None
+                pictures[n], maps[n], boxes[n], drawn[n] if scored[n] else None, scale=2))
+            image.iou[method.name] = float(localization.best_iou(drawn[n][None], boxes[n][None])[0]) if scored[n] else None
             image.deletion_auc[method.name] = float(deletion[image.index]) if image.index < len(deletion) else None
     return gallery
 
