@@ -18,6 +18,7 @@ function is deterministic (random draws come from an explicit seed or generator)
 import copy
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
@@ -81,26 +82,55 @@ def baseline_images(images: torch.Tensor, baseline: str, mean: list[float], std:
     raise ValueError(f"unknown baseline {baseline!r}; choose one of {BASELINES}")
 
 
+@dataclass(frozen=True)
+class Unmasked:
+    """What every method's faithfulness scores of a batch share, whatever its maps: the baseline
+    images (N, C, H, W) (baseline_images), and the class probability (N,) of the images and of the
+    baseline: the ends of every deletion and insertion curve."""
+
+    baseline: torch.Tensor
+    probability: torch.Tensor
+    baseline_probability: torch.Tensor
+
+
+def unmasked(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, baseline: torch.Tensor,
+             probability: torch.Tensor | None = None) -> Unmasked:
+    """The Unmasked of a batch: images (N, C, H, W), the classes (N,) explained, the baseline
+    images; probability: the images' class probabilities (N,), when they are at hand."""
+    if probability is None:
+        probability = class_probabilities(net, images, classes)
+    return Unmasked(baseline, probability, class_probabilities(net, baseline, classes))
+
+
+def probabilities_of(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The softmax probability of each image's class from its logits (N, num_classes): (N,) in [0, 1]."""
+    return logits.float().softmax(dim=1).gather(1, classes[:, None])[:, 0]
+
+
 @torch.no_grad()
 def class_probabilities(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """The softmax probability of each image's class: (N,) in [0, 1]."""
-    return net(images).float().softmax(dim=1).gather(1, classes[:, None])[:, 0]
+    return probabilities_of(net(images), classes)
 
 
 @torch.no_grad()
 def removal_curves(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, maps: torch.Tensor, steps: int,
-                   baseline: torch.Tensor, insertion: bool = False) -> torch.Tensor:
+                   baseline: torch.Tensor, insertion: bool = False, ends: Unmasked | None = None) -> torch.Tensor:
     """RISE's deletion (or insertion) curve of each image: the pixels ordered by decreasing map
     value are replaced by the baseline's (or, for insertion, revealed over it) in `steps` equal
     steps, and the class probability is read after each. baseline: images (N, C, H, W) from
-    baseline_images. Returns (N, steps + 1) in [0, 1], from 0% to 100% of the pixels."""
+    baseline_images. ends: the class probabilities of the images and of the baseline (unmasked),
+    which are the curve's two ends whatever the map, when they are at hand. Returns (N, steps + 1)
+    in [0, 1], from 0% to 100% of the pixels."""
+    ends = ends or unmasked(net, images, classes, baseline)
     ranks = pixel_ranks(maps).view(len(maps), 1, *maps.shape[1:])
     pixels = ranks[0].numel()
-    curve = []
-    for step in range(steps + 1):
+    curve = [ends.baseline_probability if insertion else ends.probability]
+    for step in range(1, steps):
         changed = ranks < round(step * pixels / steps)
         shown = torch.where(changed, images, baseline) if insertion else torch.where(changed, baseline, images)
         curve.append(class_probabilities(net, shown, classes))
+    curve.append(ends.probability if insertion else ends.baseline_probability)
     return torch.stack(curve, dim=1)
 
 
@@ -144,7 +174,7 @@ def road_impute(images: torch.Tensor, removed: torch.Tensor, generator: torch.Ge
                 noise: float = ROAD_NOISE) -> torch.Tensor:
     """images (N, C, H, W) with the pixels of removed (N, H, W) (bool) replaced by ROAD's noisy
     linear imputation (see imputation_system) plus Gaussian noise of std `noise`."""
-    out = images.detach().cpu().double().clone()
+    out = images.detach().cpu().to(torch.float64, memory_format=torch.contiguous_format, copy=True)
     draws = torch.randn(out.shape, generator=generator, dtype=torch.float64) * noise
     for n, mask in enumerate(removed.cpu().numpy()):
         if not mask.any():
@@ -176,14 +206,17 @@ def road_scores(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, map
 
 @torch.no_grad()
 def confidence_change(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, maps: torch.Tensor,
-                      mean: list[float], std: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+                      mean: list[float], std: list[float], original: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM++'s test: the image times its map (in pixel space; maps in [0, 1]) is fed to the
     model. Returns (drop (N,) = max(0, y - o) / y in [0, 1], increase bool (N,) = o > y), y the class
-    probability on the image and o on the masked one. Average drop and increase are their means."""
+    probability on the image (original, when it is at hand) and o on the masked one. Average drop
+    and increase are their means."""
     mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
     masked = ((images * std_t + mean_t) * maps[:, None] - mean_t) / std_t
-    original, explained = class_probabilities(net, images, classes), class_probabilities(net, masked, classes)
+    original = class_probabilities(net, images, classes) if original is None else original
+    explained = class_probabilities(net, masked, classes)
     return (original - explained).clamp_min(0) / original.clamp_min(1e-12), explained > original
 
 
@@ -318,16 +351,23 @@ class FaithfulnessEvaluator:
         values = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         self.parts.setdefault(name, []).append(values)
 
-    def accumulate(self, net, images, classes, maps, truth) -> None:
+    def unmasked(self, net, images, classes, probability: torch.Tensor | None = None) -> Unmasked:
+        """This evaluator's Unmasked of a batch (see unmasked): one for all the methods' evaluators
+        of the same settings."""
+        return unmasked(net, images, classes, baseline_images(images, self.baseline, self.mean, self.std), probability)
+
+    def accumulate(self, net, images, classes, maps, truth, ends: Unmasked | None = None) -> None:
         """truth: the images' localization.GroundTruth; the pointing game uses its masks (the union
-        of its boxes when it has none), the energy game its boxes."""
+        of its boxes when it has none), the energy game its boxes. ends: self.unmasked(net, images,
+        classes), when the batch's is at hand (the same scores, two forward passes fewer)."""
         boxes = localization.exclusive_boxes(truth)
         masks = truth.masks if truth.masks is not None else box_masks(boxes, maps.shape[1:])
         maps_t = torch.as_tensor(np.ascontiguousarray(maps), device=images.device, dtype=images.dtype)
-        start = baseline_images(images, self.baseline, self.mean, self.std)
-        self.add("deletion", removal_curves(net, images, classes, maps_t, self.steps, start))
-        self.add("insertion", removal_curves(net, images, classes, maps_t, self.steps, start, insertion=True))
-        drop, increase = confidence_change(net, images, classes, maps_t, self.mean, self.std)
+        ends = ends or self.unmasked(net, images, classes)
+        self.add("deletion", removal_curves(net, images, classes, maps_t, self.steps, ends.baseline, ends=ends))
+        self.add("insertion", removal_curves(net, images, classes, maps_t, self.steps, ends.baseline, insertion=True,
+                                             ends=ends))
+        drop, increase = confidence_change(net, images, classes, maps_t, self.mean, self.std, ends.probability)
         self.add("drop", drop)
         self.add("increase", increase)
         self.add("pointing", pointing_hits(np.asarray(maps), masks, self.tolerance))

@@ -120,7 +120,17 @@ def relu_cam(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> tor
     """ReLU(CAM) of each image's class, upsampled to the image's size and min-max normalized: (B, H, W)
     in [0, 1]. On a GAP + linear network these are the maps of Grad-CAM (whose channel weights are
     fc's over h * w), HiResCAM, XGrad-CAM and ShapleyCAM, to float precision."""
-    return localization.normalize_maps(upsampled(class_cams(net, images, classes).relu(), images))
+    return logits_and_relu_cam(net, images, classes)[1]
+
+
+def logits_and_relu_cam(net: nn.Module, images: torch.Tensor, classes: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """From one forward pass: the model's logits (B, num_classes), as model_logits gives them, and
+    relu_cam's maps (B, H, W) of the classes."""
+    with torch.no_grad():
+        logits, cams = models.class_activation_maps(net, images)
+    chosen = cams[torch.arange(len(classes)), classes]
+    return logits, localization.normalize_maps(upsampled(chosen.relu(), images))
 
 
 def cam_maps(reading: localization.MapReading) -> MapsFunction:

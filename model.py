@@ -12,6 +12,7 @@ repo's own networks (`MODELS`), `build_model` (which also builds torchvision's G
 by torchvision_models.py) and the checkpoints (files checked by utils/checkpoints.py).
 """
 
+import copy
 from collections import OrderedDict
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torch.fx.experimental import optimization
 
 import torchvision_models
 from utils import checkpoints
@@ -155,6 +157,19 @@ def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor,
     # the sum over k as a 1x1 convolution with fc's weights: the einsum "ck,bkhw->bchw", 1.5x faster on a CPU
     cams = F.conv2d(model.features(x), model.fc.weight[:, :, None, None])
     return cams.mean(dim=(-2, -1)) + model.fc.bias, cams  # the logits, read off the maps
+
+
+def folded_batch_norms(model: GapNet) -> GapNet:
+    """A copy of model (in eval mode) for forward passes that only read its logits: every batch norm
+    that follows a convolution folded into it (torch.fx's `fuse`), so the same logits up to float
+    rounding from 1.2x less time on a CPU. model itself, unchanged, where its features cannot be
+    traced (fx). The copy's weights are fixed: a method that changes model's does not change its."""
+    folded = copy.deepcopy(model).eval()
+    try:
+        folded.features = optimization.fuse(folded.features, inplace=True)
+    except Exception:  # noqa: BLE001 -- fx cannot trace every module (data-dependent control flow): no folding
+        return model
+    return folded
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> list[nn.Module]:

@@ -187,6 +187,28 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
     assert "mean ± standard deviation over 3 random draws" in table
 
 
+def test_the_fast_layout_and_folded_batch_norms_change_the_scores_by_float_rounding_only(trained_cluttered, tmp_path):
+    """--channels_last (NHWC) and the faithfulness group's folded batch norms compute the same
+    report as the plain NCHW model, up to float rounding: maps within 1e-5 move no box here, and a
+    pixel whose rank flips between near-equal map values moves a curve by little."""
+    flags = ("--examples=0", "--limit=20", "--explained=12", "--road_images=3", "--steps=4", "--batch_size=8",
+             "--sanity_seeds=1", "--gallery=0", "--methods=cam,cam_read,grad_cam,center,edge")
+    fast = evaluate(trained_cluttered, *flags).as_json()["methods"]
+    plain = evaluate(trained_cluttered, *flags, "--channels_last=false").as_json()["methods"]
+    for key, result in fast.items():
+        if result.get("localization"):
+            for name in ("max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc"):
+                assert result["localization"][name] == plain[key]["localization"][name], (key, name)
+            assert result["localization"]["pxap"] == pytest.approx(plain[key]["localization"]["pxap"], abs=1e-3)
+        for name in ("deletion_auc", "insertion_auc", "average_drop", "pointing_game", "energy_pointing_game"):
+            assert result["faithfulness"][name] == pytest.approx(plain[key]["faithfulness"][name], abs=1e-3), (key, name)
+        assert result["faithfulness"]["road"]["morf"] == pytest.approx(plain[key]["faithfulness"]["road"]["morf"],
+                                                                       abs=1e-3)
+        if result.get("sanity"):
+            for stage, scores in result["sanity"]["cascade"].items():
+                assert scores["spearman"] == pytest.approx(plain[key]["sanity"]["cascade"][stage]["spearman"], abs=1e-3)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--groups=localisation"], "--groups='localisation' is unknown; choose one of: localization, faithfulness, sanity"),
     (["--groups=,"], "--groups=',' names no group; choose one or more of: localization, faithfulness, sanity"),

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 import faithfulness
+import localization
 import methods
 import model as models
 from utils import seeds
@@ -53,6 +54,29 @@ def test_a_map_of_the_region_the_logit_reads_deletes_best_and_its_reverse_worst(
     assert scores["region"][1] > scores["random"][1] > scores["reversed"][1]
     # the region's 6 pixels go in the first step of 8 px: the curve is flat at 0.5 after it
     assert scores["region"][0] == pytest.approx((torch.sigmoid(torch.tensor(7.5)).item() + 0.5) / 16 + 7 * 0.5 / 8)
+
+
+def test_the_curves_ends_shared_by_every_method_give_the_same_scores():
+    """Every deletion curve starts at the image's probability and ends at the baseline's (insertion
+    the reverse), whatever the map: the evaluator given them (evaluate_cam.py computes them once per
+    batch) scores exactly as the one that computes them itself, with two forward passes fewer."""
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    images, classes = torch.randn(3, 1, 16, 16), torch.tensor([0, 1, 2])
+    maps = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1)).numpy()
+    truth = localization.GroundTruth(np.array([[2, 2, 9, 9]] * 3), None, None)
+    scores = []
+    for shared in (False, True):
+        evaluator = faithfulness.FaithfulnessEvaluator(4, "blur", [0.0], [1.0])
+        ends = evaluator.unmasked(net, images, classes) if shared else None
+        calls.clear()
+        evaluator.accumulate(net, images, classes, maps, truth, ends)
+        scores.append((evaluator.compute(), len(calls)))
+    (alone, alone_calls), (given, given_calls) = scores
+    assert given == alone and given_calls == alone_calls - 2  # the image's and the baseline's
+    assert given["curves"]["deletion"][0] == pytest.approx(given["curves"]["insertion"][-1])
 
 
 def test_pixel_ranks_put_the_highest_first_and_ties_in_raster_order():

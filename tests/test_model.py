@@ -83,6 +83,20 @@ def test_gradients_flow_through_the_maps():
     assert net.fc.weight.grad is not None and net.features[0].weight.grad is not None
 
 
+@pytest.mark.parametrize("name, options, channels, size", [("cnn", {"width": 4}, 1, 28), ("resnet18_small", {}, 3, 32)])
+def test_folded_batch_norms_give_the_same_logits_from_a_copy_without_batch_norms(name, options, channels, size):
+    torch.manual_seed(0)
+    net = models.build_model(name, 5, channels, **options)
+    net.train()(torch.randn(16, channels, size, size))  # running statistics that are not the initial ones
+    net.eval()
+    folded = models.folded_batch_norms(net)
+    images = torch.randn(4, channels, size, size)
+    with torch.no_grad():
+        assert torch.allclose(folded(images), net(images), atol=1e-5)
+    assert not any(isinstance(module, nn.BatchNorm2d) for module in folded.modules())
+    assert any(isinstance(module, nn.BatchNorm2d) for module in net.modules())  # the model is left as it was
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("alexnet", {}, "CAM does not apply to alexnet: its head flattens"),
     ("cnn", {"depth": 3}, "bad options {'depth': 3} for model 'cnn'"),
