@@ -352,8 +352,9 @@ def explain(report: results.Report, net, loaded: data.LoadedDataset, cfg, device
     """The faithfulness and sanity groups of report.groups, into report, on the first cfg.explained
     images of the split (within cfg.limit): each method maps the class the model predicts (the
     decision); pointing scores are against the item. The class probabilities that the faithfulness
-    scores read come from the model with its batch norms folded (models.folded_batch_norms). Returns the cascade figure's maps, {stage:
-    {method key: maps (shown, H, W)}} (empty without the sanity group)."""
+    scores read come from the model with its batch norms folded (models.folded_batch_norms).
+    Returns the cascade figure's maps, {stage: {method key: maps (shown, H, W)}} (empty without the
+    sanity group)."""
     dataset = getattr(loaded, cfg.split)
     count = first_images(len(dataset), cfg.explained, cfg.limit)
     faithful = [method for method in chosen if "faithfulness" in report.groups and method.runs_in("faithfulness")]

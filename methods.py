@@ -106,9 +106,15 @@ def upsampled(maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 
 def class_cams(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """The raw CAM of each image's class (signed, no normalization) at the last conv maps' size: (B, h, w)."""
+    return logits_and_class_cams(net, images, classes)[1]
+
+
+def logits_and_class_cams(net: nn.Module, images: torch.Tensor, classes: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """From one forward pass: the model's logits (B, num_classes), as model_logits gives them, and class_cams' maps."""
     with torch.no_grad():
-        _, cams = models.class_activation_maps(net, images)
-    return cams[torch.arange(len(classes)), classes]
+        logits, cams = models.class_activation_maps(net, images)
+    return logits, cams[torch.arange(len(classes)), classes]
 
 
 def raw_cam(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -127,10 +133,8 @@ def logits_and_relu_cam(net: nn.Module, images: torch.Tensor, classes: torch.Ten
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """From one forward pass: the model's logits (B, num_classes), as model_logits gives them, and
     relu_cam's maps (B, H, W) of the classes."""
-    with torch.no_grad():
-        logits, cams = models.class_activation_maps(net, images)
-    chosen = cams[torch.arange(len(classes)), classes]
-    return logits, localization.normalize_maps(upsampled(chosen.relu(), images))
+    logits, cams = logits_and_class_cams(net, images, classes)
+    return logits, localization.normalize_maps(upsampled(cams.relu(), images))
 
 
 def cam_maps(reading: localization.MapReading) -> MapsFunction:

@@ -162,8 +162,7 @@ def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor,
 def folded_batch_norms(model: GapNet) -> GapNet:
     """A copy of model (in eval mode) for forward passes that only read its logits: every batch norm
     that follows a convolution folded into it (torch.fx's `fuse`), so the same logits up to float
-    rounding from 1.2x less time on a CPU. model itself, unchanged, where its features cannot be
-    traced (fx). The copy's weights are fixed: a method that changes model's does not change its."""
+    rounding from 1.2x less time on a CPU; model itself where its features cannot be traced (fx)."""
     folded = copy.deepcopy(model).eval()
     try:
         folded.features = optimization.fuse(folded.features, inplace=True)
