@@ -9,6 +9,9 @@ the real training set, and the epoch time that implies. Maps, per image, on batc
 in eval mode: the plain forward pass (the floor), CAM of every class from one forward pass, and
 Grad-CAM as methods.py's registry makes it (pytorch-grad-cam's GradCAM on the same model, maps at the
 image's size); for photos, torchvision's ResNet-50 at 224 px (--photo_models).
+Peers (--peers, on each dataset's models): the same computation in this repo and in torchcam 0.5
+(CAM, DeletionInsertionMetric; skipped with a note where torchcam is not installed) or
+pytorch-grad-cam (GradCAM, ROAD), on the same model, images, classes, maps and steps, as a ratio.
 Each number is the median of `repeats` timed runs after `warmup` untimed ones. Timings vary between
 machines and runs: compare within one table.
 """
@@ -18,17 +21,22 @@ from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then en
 if __name__ == "__main__":
     cli.quiet_interrupts()
 
+import contextlib
 import json
 import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
 import data
+import faithfulness
 from utils import devices, files
 import methods
 import model as models
@@ -52,6 +60,10 @@ photo_models: str = "resnet50"  # torchvision classifiers whose maps are timed o
 photo_size: int = 224  # side of those inputs
 photo_batch_size: int = 8  # images per batch for those
 photo_repeats: int = 10  # timed rounds for those (after `warmup` untimed ones)
+peers: bool = True  # also time the same computations in torchcam and pytorch-grad-cam, where installed
+peer_images: int = 16  # test images of the peer rows (deletion and insertion, ROAD: one sparse solve per image and step)
+peer_repeats: int = 3  # timed rounds of the peer rows (after one untimed round)
+steps: int = faithfulness.STEPS  # peer rows: deletion and insertion steps from 0% to 100% of the pixels
 output_dir: str = "outputs"  # where benchmark.json is written
 # ------------------------------------------------------------------------------------------------
 
@@ -132,6 +144,103 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
     return {name: 1000 * statistics.median(values) / len(images) for name, values in seconds.items()}
 
 
+@contextlib.contextmanager
+def peer_runs(net, images: torch.Tensor, mean: list[float], std: list[float], steps: int):
+    """Within: the computations that torchcam 0.5 and pytorch-grad-cam 1.5 also implement, each as
+    (computation, this repo's run, peer's name, peer's run or None where it is not installed), on
+    net and images (B, C, H, W), for each image's predicted class: maps, deletion and insertion
+    with `steps` steps to a black baseline, ROAD at faithfulness.ROAD_PERCENTAGES. torchcam's hooks
+    are on net only within."""
+    with torch.no_grad():
+        classes = net(images).argmax(dim=1)
+    black = faithfulness.baseline_images(images, "black", mean, std)
+    maps = methods.CAM.maps(net, images, classes, 0)
+    percentages = faithfulness.ROAD_PERCENTAGES
+
+    def cam():
+        with torch.no_grad():
+            return methods.class_cams(net, images, classes)
+
+    scorer = models.folded_batch_norms(net)  # as evaluate_cam.py scores the curves: the same logits, sooner
+
+    def deletion_and_insertion():
+        logits, cams = methods.logits_and_class_cams(net, images, classes)
+        ends = faithfulness.unmasked(scorer, images, classes, black, faithfulness.probabilities_of(logits, classes))
+        maps = methods.upsampled(cams, images)
+        return [faithfulness.trapezoid_auc(faithfulness.removal_curves(scorer, images, classes, maps, steps, black,
+                                                                       insertion=insertion, ends=ends))
+                for insertion in (False, True)]
+
+    with contextlib.ExitStack() as stack:
+        torchcam_cam = torchcam_deletion_and_insertion = None
+        try:
+            import torchcam.methods
+            import torchcam.metrics
+        except ImportError:
+            pass
+        else:
+            extractor = stack.enter_context(torchcam.methods.CAM(net, target_layer=net.features, fc_layer=net.fc,
+                                                                 input_shape=tuple(images.shape[1:])))
+
+            def torchcam_cam():
+                with torch.no_grad():
+                    return extractor(classes.tolist(), net(images), normalized=False)[0]
+
+            def torchcam_deletion_and_insertion():
+                metric = torchcam.metrics.DeletionInsertionMetric(
+                    extractor, partial(torch.softmax, dim=-1), steps=steps, baseline=black, batch_size=len(images))
+                metric.update(images, class_idx=classes.tolist())
+                return metric.summary()
+
+        yield [("CAM of the class, at the last conv's size", cam, "torchcam CAM", torchcam_cam),
+               ("ReLU(CAM) of the class at the image's size, min-max (Grad-CAM's maps on GAP networks)",
+                lambda: methods.relu_cam(net, images, classes),
+                "pytorch-grad-cam GradCAM", lambda: methods.GRAD_CAM.maps(net, images, classes, 0)),
+               (f"deletion and insertion AUC ({steps} steps, black baseline), maps included", deletion_and_insertion,
+                "torchcam DeletionInsertionMetric", torchcam_deletion_and_insertion),
+               (f"ROAD, MoRF and LeRF at {', '.join(map(str, percentages))}% removed, given maps",
+                lambda: faithfulness.road_scores(scorer, images, classes, maps, percentages),
+                "pytorch-grad-cam ROAD", peer_road(net, images, classes, maps, percentages))]
+
+
+def peer_road(net, images: torch.Tensor, classes: torch.Tensor, maps: torch.Tensor, percentages):
+    """pytorch-grad-cam's ROAD (most and least relevant first) removing the same percentages of the
+    pixels of the same maps (B, H, W) as faithfulness.road_scores (its percentages): a run."""
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes]
+    cams = maps.cpu().numpy()
+
+    def road():  # the library's percentile keeps the pixels below it: removing p% is its percentile 100 - p
+        return [order(100 - p)(images, cams, targets, net, return_diff=False)
+                for p in percentages for order in (ROADMostRelevantFirst, ROADLeastRelevantFirst)]
+
+    return road
+
+
+def peer_timings(runs: list[tuple], device, timed_runs: int, count: int) -> list[dict]:
+    """Each of runs (peer_runs) timed as map_timings does, this repo's and the peer's in turn, after
+    one untimed round: rows {computation, ours_ms, peer, peer_ms (None: not installed), peer_over_ours},
+    milliseconds per image of `count`."""
+    seconds = {name: ([], []) for name, *_ in runs}
+    for round_index in range(1 + timed_runs):
+        for name, ours, _, peer in runs:
+            for run, times in zip((ours, peer), seconds[name]):
+                if run is None:
+                    continue
+                synchronize(device)
+                started = time.perf_counter()
+                run()
+                synchronize(device)
+                if round_index:
+                    times.append(time.perf_counter() - started)
+    rows = []
+    for name, _, peer_name, peer in runs:
+        ours_ms, peer_ms = (1000 * statistics.median(times) / count if times else None for times in seconds[name])
+        rows.append({"computation": name, "ours_ms": round(ours_ms, 3), "peer": peer_name,
+                     "peer_ms": None if peer_ms is None else round(peer_ms, 3),
+                     "peer_over_ours": None if peer_ms is None else round(peer_ms / ours_ms, 2)})
+    return rows
+
+
 def test_pass_seconds(net, images: torch.Tensor, passes: int, count: int, cfg, device) -> float:
     """Seconds that train.py's test pass over count images takes: forward passes in eval mode on
     batches like images (train.py's 2 x batch_size), `passes` times (2 with test-time flips), in
@@ -170,9 +279,12 @@ def run_benchmark(cfg) -> dict:
         raise cli.UserError(f"--dataset_names names no dataset to time --model_names={cfg.model_names} on; name "
                             "one (for example --dataset_names=fashion-mnist), or time photo models only with "
                             "--model_names=")
-    if min(cfg.warmup, cfg.train_warmup) < 0 or min(cfg.repeats, cfg.train_steps, cfg.batch_size, cfg.map_batch_size) < 1:
-        raise cli.UserError("--warmup and --train_warmup must be >= 0, and --repeats, --train_steps, --batch_size "
-                            "and --map_batch_size >= 1")
+    if min(cfg.warmup, cfg.train_warmup) < 0 or min(cfg.repeats, cfg.train_steps, cfg.batch_size, cfg.map_batch_size,
+                                                      cfg.peer_images, cfg.peer_repeats) < 1:
+        raise cli.UserError("--warmup and --train_warmup must be >= 0, and --repeats, --train_steps, --batch_size, "
+                            "--map_batch_size, --peer_images and --peer_repeats >= 1")
+    if cfg.steps < 2:
+        raise cli.UserError(f"--steps must be at least 2, got {cfg.steps}")
     cli.check_choice("precision", cfg.precision, devices.PRECISIONS)
     for name in photo_names:
         if (side := models.map_side(name, 3, cfg.photo_size)) < 2:
@@ -212,6 +324,10 @@ def run_benchmark(cfg) -> dict:
                 "cam_over_forward": round(maps["CAM (all classes)"] / maps["forward"], 3),
                 "grad_cam_over_cam": round(maps["Grad-CAM"] / maps["CAM (all classes)"], 3),
             }
+            if cfg.peers:
+                peer_images = next(iter(loaded.loader("test", cfg.peer_images, device, memory_format=layout)))[0]
+                with peer_runs(net.eval(), peer_images, info.mean, info.std, cfg.steps) as runs:
+                    row["peers"] = peer_timings(runs, device, cfg.peer_repeats, len(peer_images))
             rows.append(row)
             print(format_row(row))
     for name in photo_names:  # CAM on photos: a torchvision classifier at photo_size, maps only
@@ -233,6 +349,9 @@ def run_benchmark(cfg) -> dict:
               "warmup": cfg.warmup, "repeats": cfg.repeats, "rows": rows}
     print()
     print(markdown_table(rows))
+    if any("peers" in row for row in rows):
+        print()
+        print(peer_table(rows))
     path = Path(cfg.output_dir) / "benchmark.json"
     try:
         with files.atomic_output(path) as temporary:
@@ -264,6 +383,19 @@ def markdown_table(rows: list[dict]) -> str:
             f"{maps['forward']:.3f} | {maps['CAM (all classes)']:.3f} | {maps['Grad-CAM']:.3f} | "
             f"{row['cam_over_forward']:.3f} | {row['grad_cam_over_cam']:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def peer_table(rows: list[dict]) -> str:
+    """The peer rows of rows as a markdown table: milliseconds per image, and the peer's time over this repo's."""
+    lines = ["| dataset | model | computation | this repo ms/img | peer | peer ms/img | peer / this repo |",
+             "|---|---|---|---:|---|---:|---:|"]
+    for row in rows:
+        for peer in row.get("peers", []):
+            timed = (f"{peer['peer_ms']:.3f} | {peer['peer_over_ours']:.2f}" if peer["peer_ms"] is not None
+                     else "not installed | n/a")
+            lines.append(f"| {row['dataset']} | {row['model']} | {peer['computation']} | {peer['ours_ms']:.3f} | "
+                         f"{peer['peer']} | {timed} |")
     return "\n".join(lines)
 
 

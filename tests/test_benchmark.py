@@ -1,8 +1,11 @@
 import json
 
 import pytest
+import torch
+from torch import nn
 
 import benchmark
+import model as models
 from utils import cli
 
 
@@ -66,3 +69,52 @@ def test_photo_models_alone_load_no_dataset(tmp_path, monkeypatch):
     args = ["--model_names=", "--photo_models=resnet18", "--photo_size=64", f"--output_dir={tmp_path}"]
     report = benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
     assert [row["model"] for row in report["rows"]] == ["resnet18"]
+
+
+def blob_net_and_images() -> tuple[models.GapNet, torch.Tensor]:
+    """A GAP network whose class c is the mean of input channel c (a 1x1 identity conv, ReLU, fc 10 x
+    identity), and 6 images (3 x 16 x 16) of faint noise with a bright 6x6 square in channel n % 3 at
+    a seeded place: each map finds its square, so deleting it first drops the class probability."""
+    features = nn.Sequential(nn.Conv2d(3, 3, 1, bias=False), nn.ReLU())
+    fc = nn.Linear(3, 3)
+    with torch.no_grad():
+        features[0].weight.copy_(torch.eye(3)[:, :, None, None])
+        fc.weight.copy_(10 * torch.eye(3))
+        fc.bias.zero_()
+    generator = torch.Generator().manual_seed(3)
+    images = 0.1 * torch.randn(6, 3, 16, 16, generator=generator)
+    for n, (y, x) in enumerate(torch.randint(0, 10, (6, 2), generator=generator).tolist()):
+        images[n, n % 3, y:y + 6, x:x + 6] += 3
+    return models.GapNet(features, fc, {"name": "blobs", "num_classes": 3, "in_channels": 3, "options": {}}).eval(), images
+
+
+@pytest.mark.oracle
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")  # pytorch-grad-cam's ROAD, numpy 2
+def test_each_peer_row_times_the_same_computation_as_this_repo():
+    pytest.importorskip("torchcam")
+    net, images = blob_net_and_images()
+    with benchmark.peer_runs(net, images, [0.5] * 3, [0.25] * 3, steps=16) as runs:
+        (_, cam, _, torchcam_cam), (_, maps, _, grad_cam), (_, curves, _, torchcam_curves), (_, road, _, grad_cam_road) = runs
+        assert torch.allclose(cam(), torchcam_cam(), atol=1e-5)
+        assert torch.allclose(maps(), torch.as_tensor(grad_cam()), atol=1e-4)
+        deletion, insertion = curves()
+        theirs = torchcam_curves()
+        assert deletion.mean() < insertion.mean() - 0.2  # the curves see the maps: a wrong ranking would fail
+        assert deletion.mean().item() == pytest.approx(theirs["deletion_auc"], abs=1e-5)
+        assert insertion.mean().item() == pytest.approx(theirs["insertion_auc"], abs=1e-5)
+        ours, library = road(), grad_cam_road()
+        assert len(library) == 2 * len(ours["morf"][0]) == 10  # MoRF and LeRF at each percentage
+    assert not net.features._forward_hooks and not net.features._forward_pre_hooks  # torchcam's hooks are gone
+
+
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")
+def test_peer_rows_print_beside_the_table(tmp_path, fashion_data, capsys):
+    args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--model_names=cnn", "--dataset_names=fashion-mnist",
+            "--batch_size=8", "--map_batch_size=2", "--warmup=0", "--repeats=1", "--train_warmup=1", "--train_steps=2",
+            "--download=false", "--precision=fp32", "--photo_models=", "--peer_images=2", "--peer_repeats=1", "--steps=4"]
+    report = benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
+    peers = report["rows"][0]["peers"]
+    assert [peer["peer"] for peer in peers] == ["torchcam CAM", "pytorch-grad-cam GradCAM",
+                                                "torchcam DeletionInsertionMetric", "pytorch-grad-cam ROAD"]
+    assert all(peer["ours_ms"] > 0 for peer in peers) and peers[1]["peer_over_ours"] > 0
+    assert "| fashion-mnist | cnn | ROAD, MoRF and LeRF at 10, 30, 50, 70, 90% removed" in capsys.readouterr().out
