@@ -13,7 +13,7 @@ def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
     args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--model_names=cnn", "--dataset_names=fashion-mnist",
             "--batch_size=8", "--map_batch_size=4", "--warmup=0", "--repeats=2", "--train_warmup=1", "--train_steps=2",
             "--download=false", "--precision=fp32", "--photo_models=resnet18", "--photo_size=64", "--photo_batch_size=2",
-            "--photo_repeats=1"]
+            "--photo_repeats=1", "--peers=false"]
     report = benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
     row, photo = report["rows"]
     assert photo["model"] == "resnet18" and photo["train_images_per_second"] is None and photo["cam_over_forward"] > 0
