@@ -149,8 +149,9 @@ def peer_runs(net, images: torch.Tensor, mean: list[float], std: list[float], st
     """Within: the computations that torchcam 0.5 and pytorch-grad-cam 1.5 also implement, each as
     (computation, this repo's run, peer's name, peer's run or None where it is not installed), on
     net and images (B, C, H, W), for each image's predicted class: maps, deletion and insertion
-    with `steps` steps to a black baseline, ROAD at faithfulness.ROAD_PERCENTAGES. torchcam's hooks
-    are on net only within."""
+    with `steps` steps to a black baseline, ROAD at faithfulness.ROAD_PERCENTAGES. This repo's runs
+    are evaluate_cam.py's (curves and ROAD scored by the BN-folded copy of net, model.folded_batch_norms).
+    torchcam's hooks are on net only within."""
     with torch.no_grad():
         classes = net(images).argmax(dim=1)
     black = faithfulness.baseline_images(images, "black", mean, std)
