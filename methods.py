@@ -43,6 +43,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pytorch_grad_cam
 import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -181,18 +182,23 @@ def library_maps(kind: type, net: nn.Module, images: torch.Tensor, classes: torc
     every bias, as it always reads) for the classes (B,) of images (B, C, H, W): its maps (B, H, W)
     in [0, 1], ReLU'd and min-max scaled per image. The method is built for this call and its hooks
     released after it; net is left as it was (`trainable`). batch_size: copies per forward pass,
-    for Score-CAM and Ablation-CAM; their progress bars are silenced."""
+    for Score-CAM and Ablation-CAM, which then get one image per call (they loop over the images
+    anyway, and Score-CAM holds every image's masked copies at once: over 24 GiB for 200 canvases);
+    their progress bars are silenced."""
+    chunk = 1 if batch_size else len(images)
     with trainable(net):
         cam = kind(model=net, target_layers=[] if kind is pytorch_grad_cam.FullGrad else [net.features])
         try:
             if batch_size:
                 cam.batch_size = batch_size
-            targets = [ClassifierOutputTarget(c) for c in classes.tolist()]
-            with torch.enable_grad(), contextlib.redirect_stderr(io.StringIO()):
-                maps = cam(input_tensor=images, targets=targets)
+            maps = []
+            for start in range(0, len(images), chunk):
+                targets = [ClassifierOutputTarget(c) for c in classes[start:start + chunk].tolist()]
+                with torch.enable_grad(), contextlib.redirect_stderr(io.StringIO()):
+                    maps.append(cam(input_tensor=images[start:start + chunk], targets=targets))
         finally:
             cam.activations_and_grads.release()
-    return torch.from_numpy(maps).to(images.device)
+    return torch.from_numpy(np.concatenate(maps)).to(images.device)
 
 
 LIBRARY = {  # key: (display name, pytorch-grad-cam class, what it reads), in the report's order, each with its paper
