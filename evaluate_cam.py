@@ -619,6 +619,13 @@ def explained_note(report: results.Report) -> str:
             + " and ".join(group for group in ("faithfulness", "sanity") if group in groups)
             + f" on the first {report.explained_images} {report.split} images, maps of the predicted class ("
             + "; ".join(how) + ").")
+    sanity = report.measured("sanity")
+    if sanity:
+        verdicts = {verdict: [result.method.name for result in sanity if result.sanity.passes_cascade == verdict]
+                    for verdict in (True, False)}
+        note += (f" Passes the cascading randomization (after the last stage, |Spearman| + 2 sd below "
+                 f"{faithfulness.UNCORRELATED:g}): {', '.join(verdicts[True]) or 'none'}; fails: "
+                 f"{', '.join(verdicts[False]) or 'none'}.")
     if report.cam_iou_vs_deletion_spearman is not None:
         note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "
                  f"{report.cam_iou_vs_deletion_spearman:.3f}.")

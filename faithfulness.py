@@ -39,6 +39,7 @@ ROAD_NOISE = 0.01  # ROAD's imputation noise: its standard deviation, in units o
 BLUR_SIGMA, BLUR_SIDE = 5, 224  # the blur baseline: RISE's Gaussian, sigma 5 px on 224 px images, scaled to the side
 CASCADE_SHOWN = 4  # the sanity checks keep the maps of the first 4 images at each stage, for the cascade figure
 RANDOM_LABELS = "random labels"  # the sanity checks' name for the model trained on permuted labels
+UNCORRELATED = 0.2  # a method passes the cascade when |Spearman| + 2 sd over its draws stays below this at the end
 
 
 def trapezoid_auc(curves: torch.Tensor) -> torch.Tensor:

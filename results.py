@@ -106,6 +106,14 @@ class SanityResult:
         """The similarities once every stage is re-initialized."""
         return list(self.cascade.values())[-1]
 
+    @property
+    def passes_cascade(self) -> bool:
+        """Adebayo et al.'s cascading randomization passed: once every stage is re-initialized, the
+        maps are uncorrelated in rank with the trained ones in every draw, read as |mean Spearman| +
+        2 sd over the draws below faithfulness.UNCORRELATED (one draw: its |Spearman| alone)."""
+        last = self.last_stage
+        return abs(last.spearman) + 2 * (last.spearman_std or 0.0) < faithfulness.UNCORRELATED
+
 
 @dataclass
 class Cost:

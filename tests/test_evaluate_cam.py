@@ -185,6 +185,9 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
     assert "| edge (Sobel) |" in table and "deletion AUC" in table and "random labels: Spearman" in table
     assert f" | {cam.last_stage.spearman:.2f} ± {cam.last_stage.spearman_std:.2f} | " in table
     assert "mean ± standard deviation over 3 random draws" in table
+    passing, failing = table.split("Passes the cascading randomization")[1].split(".\n")[0].split("; fails: ")
+    assert "edge (Sobel)" in failing and "edge" not in passing
+    assert ("CAM (standard" in passing) == cam.passes_cascade
 
 
 def test_the_fast_layout_and_folded_batch_norms_change_the_scores_by_float_rounding_only(trained_cluttered, tmp_path):
