@@ -540,8 +540,10 @@ def same_maps_note(report: results.Report) -> str:
                      f"normalized, on all {report.images} images (max |diff| "
                      f"{max(result.localization.equals_cam_max_diff for result in same):.0e})")
     if others:
-        parts.append(f"the others' differ from those by a max |diff| of {others[0].localization.equals_cam_max_diff:.2f} "
-                     f"({others[0].method.name}) or more")
+        closest = others[0].localization.equals_cam_max_diff
+        parts.append(f"the others' maps differ from those by a max |diff| of {closest:.2f} ({others[0].method.name}) "
+                     "or more" if same else f"No method gives the maps of ReLU(CAM), min-max normalized: the closest "
+                     f"differs from them by a max |diff| of {closest:.2f} ({others[0].method.name})")
     return "; ".join(parts) + "."
 
 

@@ -65,7 +65,7 @@ def test_report_on_a_cluttered_checkpoint(trained_cluttered):
     table = (trained_cluttered / "report" / "localization.md").read_text()
     assert f"| {methods.CAM.name} |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
     assert "\nGrad-CAM, HiResCAM, XGrad-CAM: the same maps as ReLU(CAM), min-max normalized, on all 60 images" in table
-    assert "; the others' differ from those by a max |diff| of " in table and "| ms / image | × forward |" in table
+    assert "; the others' maps differ from those by a max |diff| of " in table and "| ms / image | × forward |" in table
 
 
 def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
@@ -255,6 +255,8 @@ def test_methods_choose_what_every_group_runs(trained_cluttered, tmp_path):
     assert report.methods["cam"].sanity.last_stage.spearman_std is None  # one draw: no spread
     assert report.methods["ablation_cam"].cost.over_forward > 0 and report.methods["edge"].cost is None
     assert json.loads((tmp_path / "localization.json").read_text())["cam_batch_size"] == 16
+    assert "\nNo method gives the maps of ReLU(CAM), min-max normalized: the closest" in (
+        tmp_path / "localization.md").read_text()
 
 
 @pytest.mark.slow
