@@ -176,18 +176,34 @@ def trainable(net: nn.Module):
             parameter.grad = grad
 
 
+def cut_below(net: nn.Module, layer: nn.Module):
+    """Differentiate net's outputs at layer's output and no further down: no parameter requires grad
+    and a forward hook, run before any other, makes the output a leaf that does. A method's
+    gradients at that layer are then what they would be, but autograd does not backpropagate
+    through the layers below (Grad-CAM costs about a forward pass instead of three). Returns the
+    hook's handle, to remove."""
+    for parameter in net.parameters():
+        parameter.requires_grad_(False)
+    return layer.register_forward_hook(lambda module, inputs, output: output.detach().requires_grad_(True),
+                                       prepend=True)
+
+
 def library_maps(kind: type, net: nn.Module, images: torch.Tensor, classes: torch.Tensor,
                  batch_size: int | None = None) -> torch.Tensor:
     """pytorch-grad-cam's method `kind` (GradCAM, ...) on net.features (FullGrad: on the input and
     every bias, as it always reads) for the classes (B,) of images (B, C, H, W): its maps (B, H, W)
     in [0, 1], ReLU'd and min-max scaled per image. The method is built for this call and its hooks
-    released after it; net is left as it was (`trainable`). batch_size: copies per forward pass,
-    for Score-CAM and Ablation-CAM, which then get one image per call (they loop over the images
-    anyway, and Score-CAM holds every image's masked copies at once: over 24 GiB for 200 canvases);
-    their progress bars are silenced."""
+    released after it; net is left as it was (`trainable`). A method that reads only net.features
+    and its gradient there gets them through `cut_below` (those that differentiate the input,
+    FullGrad and ShapleyCAM, the whole graph). batch_size: copies per forward pass, for Score-CAM
+    and Ablation-CAM, which then get one image per call (they loop over the images anyway, and
+    Score-CAM holds every image's masked copies at once: over 24 GiB for 200 canvases); their
+    progress bars are silenced."""
     chunk = 1 if batch_size else len(images)
+    layers = [] if kind is pytorch_grad_cam.FullGrad else [net.features]
     with trainable(net):
-        cam = kind(model=net, target_layers=[] if kind is pytorch_grad_cam.FullGrad else [net.features])
+        cam = kind(model=net, target_layers=layers)
+        cut = cut_below(net, net.features) if layers and not cam.compute_input_gradient else None
         try:
             if batch_size:
                 cam.batch_size = batch_size
@@ -198,6 +214,8 @@ def library_maps(kind: type, net: nn.Module, images: torch.Tensor, classes: torc
                     maps.append(cam(input_tensor=images[start:start + chunk], targets=targets))
         finally:
             cam.activations_and_grads.release()
+            if cut is not None:
+                cut.remove()
     return torch.from_numpy(np.concatenate(maps)).to(images.device)
 
 
