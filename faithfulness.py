@@ -264,11 +264,19 @@ def energy_inside(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
 def spearman_correlation(maps: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Spearman rank correlation over the pixels of each pair of maps (N, H, W): (N,) in [-1, 1]
     (ties share their mean rank; 0 where a map is constant)."""
-    first = stats.rankdata(maps.reshape(len(maps), -1), axis=1)
-    second = stats.rankdata(others.reshape(len(others), -1), axis=1)
-    first, second = first - first.mean(1, keepdims=True), second - second.mean(1, keepdims=True)
+    return rank_correlation(centered_ranks(maps), centered_ranks(others))
+
+
+def centered_ranks(maps: np.ndarray) -> np.ndarray:
+    """The ranks of each map's pixels (N, H, W), ties sharing their mean rank, less their mean: (N, H * W)."""
+    ranks = stats.rankdata(maps.reshape(len(maps), -1), axis=1)
+    return ranks - ranks.mean(1, keepdims=True)
+
+
+def rank_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row pair of centered_ranks (N, P): (N,), 0 where a row is constant."""
     norms = np.sqrt((first**2).sum(1) * (second**2).sum(1))
-    return np.divide((first * second).sum(1), norms, out=np.zeros(len(maps)), where=norms > 0)
+    return np.divide((first * second).sum(1), norms, out=np.zeros(len(first)), where=norms > 0)
 
 
 def ssim(maps: np.ndarray, others: np.ndarray, sigma: float = 1.5, data_range: float = 1.0) -> np.ndarray:
@@ -396,15 +404,32 @@ class FaithfulnessEvaluator:
         return result
 
 
-def similarities(maps: torch.Tensor, references: torch.Tensor) -> dict[str, np.ndarray]:
-    """Adebayo et al.'s scores of maps (N, H, W) against references (N, H, W): Spearman rank
-    correlation of the maps and of their absolute values, and SSIM of the min-max normalized maps;
-    each (N,)."""
-    first, second = maps.cpu().double().numpy(), references.cpu().double().numpy()
-    return {"spearman": spearman_correlation(first, second),
-            "spearman_abs": spearman_correlation(np.abs(first), np.abs(second)),
-            "ssim": ssim(localization.normalize_maps(maps).cpu().double().numpy(),
-                         localization.normalize_maps(references).cpu().double().numpy())}
+@dataclass(frozen=True)
+class Reference:
+    """The maps (N, H, W) that similarities compares others with, and what it reads of them, computed
+    once: a trained model's maps, compared with those of every stage of every draw."""
+
+    maps: torch.Tensor
+    ranks: np.ndarray  # centered_ranks of the maps (N, H * W)
+    abs_ranks: np.ndarray  # centered_ranks of their absolute values
+    normalized: np.ndarray  # the min-max normalized maps, float64 (N, H, W)
+
+    @classmethod
+    def of(cls, maps: torch.Tensor) -> "Reference":
+        values = maps.cpu().double().numpy()
+        return cls(maps, centered_ranks(values), centered_ranks(np.abs(values)),
+                   localization.normalize_maps(maps).cpu().double().numpy())
+
+
+def similarities(maps: torch.Tensor, references: torch.Tensor | Reference) -> dict[str, np.ndarray]:
+    """Adebayo et al.'s scores of maps (N, H, W) against references (N, H, W), or their Reference:
+    Spearman rank correlation of the maps and of their absolute values, and SSIM of the min-max
+    normalized maps; each (N,)."""
+    reference = references if isinstance(references, Reference) else Reference.of(references)
+    values = maps.cpu().double().numpy()
+    return {"spearman": rank_correlation(centered_ranks(values), reference.ranks),
+            "spearman_abs": rank_correlation(centered_ranks(np.abs(values)), reference.abs_ranks),
+            "ssim": ssim(localization.normalize_maps(maps).cpu().double().numpy(), reference.normalized)}
 
 
 class Explained(Protocol):
@@ -438,11 +463,12 @@ class SanityEvaluator:
         return {name: fixed[name] if name in fixed else method.raw(model, images, classes)
                 for name, method in self.methods.items()}
 
-    def record(self, stage: str, draw: int, maps: dict, trained: dict, unchanged: dict) -> None:
-        """Score each method's maps at a stage of a draw against its trained maps; unchanged caches
-        the scores of maps equal to the trained ones (the trained stage; every stage of a fixed map)."""
+    def record(self, stage: str, draw: int, maps: dict, trained: dict[str, Reference], unchanged: dict) -> None:
+        """Score each method's maps at a stage of a draw against its trained maps (their Reference);
+        unchanged caches the scores of maps equal to the trained ones (the trained stage; every stage
+        of a fixed map)."""
         for method, method_maps in maps.items():
-            if torch.equal(method_maps, trained[method]):
+            if torch.equal(method_maps, trained[method].maps):
                 if method not in unchanged:
                     unchanged[method] = similarities(method_maps, trained[method])
                 values = unchanged[method]
@@ -460,13 +486,14 @@ class SanityEvaluator:
     def accumulate(self, net, images: torch.Tensor, classes: torch.Tensor, random_labels_net=None) -> None:
         fixed = {name: method.raw(net, images, classes) for name, method in self.methods.items()
                  if not method.uses_weights}
-        trained, unchanged = self.maps(net, images, classes, fixed), {}
-        self.record("trained", 0, trained, trained, unchanged)
+        maps = self.maps(net, images, classes, fixed)
+        trained, unchanged = {name: Reference.of(method_maps) for name, method_maps in maps.items()}, {}
+        self.record("trained", 0, maps, trained, unchanged)
         for draw in range(self.draws):
             stages = cascading_randomization(net, lambda model: self.maps(model, images, classes, fixed),
                                              seeds.mix(self.seed, draw))
-            for stage, maps in stages:
-                self.record(stage, draw, maps, trained, unchanged)
+            for stage, stage_maps in stages:
+                self.record(stage, draw, stage_maps, trained, unchanged)
         if random_labels_net is not None:
             self.record(RANDOM_LABELS, 0, self.maps(random_labels_net, images, classes, fixed), trained, unchanged)
 

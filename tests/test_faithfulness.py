@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from torch import nn
 
 import faithfulness
@@ -130,6 +131,19 @@ def test_similarity_scores_by_hand():
     assert np.allclose(faithfulness.spearman_correlation(maps, maps**3 + 5), 1)  # ranks only
     assert np.allclose(faithfulness.ssim(maps, maps), 1)
     assert (faithfulness.ssim(maps, maps[::-1]) < 0.5).all()
+
+
+def test_similarities_against_a_reference_computed_once_are_scipys_spearman_and_ssim():
+    generator = torch.Generator().manual_seed(0)
+    trained, later = torch.randn(3, 8, 8, generator=generator), torch.randn(3, 8, 8, generator=generator)
+    trained[0, :4] = 0.0  # ties share their mean rank
+    reference = faithfulness.Reference.of(trained)
+    scores = faithfulness.similarities(later, reference)
+    for name, values in faithfulness.similarities(later, trained).items():
+        assert np.array_equal(scores[name], values), name
+    expected = [stats.spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(later.double().numpy(), trained.double().numpy())]
+    assert np.allclose(scores["spearman"], expected)
+    assert np.allclose(faithfulness.similarities(trained, reference)["spearman_abs"], 1)
 
 
 def test_road_imputation_fills_a_linear_ramp_exactly():
