@@ -128,22 +128,35 @@ def cam_heat_maps(net, images: torch.Tensor, reading: MapReading = STANDARD_READ
 def component_boxes(on: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The 8-connected components of a batch of bool masks (N, H, W), with one OpenCV call:
     (image index int64 (M,), boxes int64 (M, 4), pixel counts int64 (M,)) for the M components,
-    in raster order within each image. The masks are stacked into one tall image with a row of
-    zeros after each, so that no component crosses from one mask into the next."""
+    by image (within one, in the order OpenCV's parallel labelling gives). Each mask's rows from its first to its last with a pixel on
+    are stacked into one tall image with a row of zeros after each mask, so that no component
+    crosses from one mask into the next, and OpenCV reads no row that holds nothing."""
     count, height, width = on.shape
-    stacked = np.zeros((count, height + 1, width), dtype=np.uint8)
-    stacked[:, :height] = on
-    _, _, stats, _ = cv2.connectedComponentsWithStats(stacked.reshape(-1, width), connectivity=8)
+    lit = on.any(axis=2)  # (N, H)
+    has = lit.any(axis=1)
+    first = lit.argmax(axis=1)
+    lengths = np.where(has, height - lit[:, ::-1].argmax(axis=1) - first, 0)  # rows first..last
+    blocks = lengths + has  # and the row of zeros after them
+    if not blocks.any():
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.cumsum(blocks) - blocks
+    image = np.repeat(np.arange(count), blocks)  # the mask each stacked row comes from
+    row = np.arange(len(image)) - starts[image]  # its row within that mask's block
+    copied = row < lengths[image]
+    stacked = np.zeros((len(image), width), dtype=np.uint8)
+    stacked[copied] = on.reshape(count * height, width)[(image * height + first[image] + row)[copied]]
+    _, _, stats, _ = cv2.connectedComponentsWithStats(stacked, connectivity=8)
     left, top, box_width, box_height, areas = stats[1:].astype(np.int64).T  # row 0 is the background
-    owner, top = np.divmod(top, height + 1)
+    owner = image[top]
+    top = top - starts[owner] + first[owner]
     return owner, np.stack([left, top, left + box_width, top + box_height], axis=1), areas
 
 
 def largest_component_boxes(owner: np.ndarray, boxes: np.ndarray, areas: np.ndarray, count: int) -> np.ndarray:
     """From component_boxes' output: int64 (count, 4), the box of each image's largest component
-    (the first in raster order among equals), the empty box where an image has none."""
+    (among equals, the one whose box starts highest, then leftmost), the empty box where an image has none."""
     largest = np.zeros((count, 4), dtype=np.int64)
-    order = np.lexsort((-areas, owner))  # by image, then largest first (stable among equals)
+    order = np.lexsort((boxes[:, 0], boxes[:, 1], -areas, owner))  # by image, largest first, then top, left
     first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]] if len(order) else order
     largest[owner[first]] = boxes[first]
     return largest

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 import localization
 import model as models
@@ -70,6 +71,22 @@ def test_boxes_from_maps_batch_keeps_images_apart_and_gives_empty_boxes():
 def test_diagonal_pixels_are_one_component():
     heat = np.eye(6, dtype=np.float32)[None]
     assert localization.boxes_from_maps(heat).tolist() == [[0, 0, 6, 6]]
+
+
+def test_component_boxes_are_scipys_8_connected_components_mask_by_mask():
+    """The stacked call (each mask's lit rows only, empty rows inside a mask kept) against
+    scipy.ndimage.label on each mask alone, on sparse random masks, an empty one and a split one."""
+    on = np.random.default_rng(0).random((40, 12, 10)) > 0.8
+    on[3] = False
+    on[4] = False
+    on[4, 1, 1] = on[4, 10, 8] = True  # two components with empty rows between them
+    owner, boxes, areas = localization.component_boxes(on)
+    for n, mask in enumerate(on):
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        expected = sorted((box[1].start, box[0].start, box[1].stop, box[0].stop, int((labels == k + 1).sum()))
+                          for k, box in enumerate(ndimage.find_objects(labels)))
+        found = sorted((*box, area) for box, area in zip(boxes[owner == n].tolist(), areas[owner == n].tolist()))
+        assert found == [tuple(item) for item in expected] and len(found) == count, n
 
 
 def test_a_map_equal_to_the_mask_scores_100():
