@@ -128,9 +128,10 @@ def cam_heat_maps(net, images: torch.Tensor, reading: MapReading = STANDARD_READ
 def component_boxes(on: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The 8-connected components of a batch of bool masks (N, H, W), with one OpenCV call:
     (image index int64 (M,), boxes int64 (M, 4), pixel counts int64 (M,)) for the M components,
-    by image (within one, in the order OpenCV's parallel labelling gives). Each mask's rows from its first to its last with a pixel on
-    are stacked into one tall image with a row of zeros after each mask, so that no component
-    crosses from one mask into the next, and OpenCV reads no row that holds nothing."""
+    by image (within one, in the order OpenCV's parallel labelling gives). Each mask's rows from
+    its first to its last with a pixel on are stacked into one tall image with a row of zeros after
+    each mask, so that no component crosses from one mask into the next, and OpenCV reads no row
+    that holds nothing."""
     count, height, width = on.shape
     lit = on.any(axis=2)  # (N, H)
     has = lit.any(axis=1)

@@ -161,7 +161,7 @@ def describe_reading(reading: localization.MapReading) -> str:
 @contextlib.contextmanager
 def trainable(net: nn.Module):
     """Within: every parameter of net requires grad (pytorch-grad-cam differentiates the class score
-    with them). On exit, net's train/eval mode and its parameters' requires_grad and .grad are as
+    with them), until cut_below turns them off. On exit, net's train/eval mode and its parameters' requires_grad and .grad are as
     before: the library's eval() and zero_grad() and the gradients it leaves do not stay."""
     training = net.training
     saved = [(parameter, parameter.requires_grad, parameter.grad) for parameter in net.parameters()]
@@ -203,7 +203,7 @@ def library_maps(kind: type, net: nn.Module, images: torch.Tensor, classes: torc
     layers = [] if kind is pytorch_grad_cam.FullGrad else [net.features]
     with trainable(net):
         cam = kind(model=net, target_layers=layers)
-        cut = cut_below(net, net.features) if layers and not cam.compute_input_gradient else None
+        cut = cut_below(net, layers[0]) if layers and not cam.compute_input_gradient else None
         try:
             if batch_size:
                 cam.batch_size = batch_size

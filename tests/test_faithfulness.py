@@ -141,7 +141,8 @@ def test_similarities_against_a_reference_computed_once_are_scipys_spearman_and_
     scores = faithfulness.similarities(later, reference)
     for name, values in faithfulness.similarities(later, trained).items():
         assert np.array_equal(scores[name], values), name
-    expected = [stats.spearmanr(a.ravel(), b.ravel())[0] for a, b in zip(later.double().numpy(), trained.double().numpy())]
+    pairs = zip(later.double().numpy(), trained.double().numpy())
+    expected = [stats.spearmanr(a.ravel(), b.ravel())[0] for a, b in pairs]
     assert np.allclose(scores["spearman"], expected)
     assert np.allclose(faithfulness.similarities(trained, reference)["spearman_abs"], 1)
 
