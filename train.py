@@ -89,6 +89,7 @@ progressive_start: str = "auto"  # progressive resizing: train first on images s
 progressive_until: float = 0.5  # progressive resizing: the fraction of the run by which the training images reach full size
 flip_test: bool = True  # test accuracy from the mean logits of each image and its mirror image (datasets trained with flips)
 shift_test: bool = True  # after the last epoch, also the accuracy over 1-pixel diagonal shifts of each image ("test_tta"; datasets trained with shifts)
+evaluate_every: int = 1  # measure the validation and test splits after every N-th epoch and after the last (0: the last only; best.pt is chosen among the measured epochs; each measure of fashion-mnist costs ~1/5 of an epoch)
 checkpoint_dir: str = "checkpoints"  # where last.pt and best.pt are written
 output_dir: str = "outputs"  # where metrics.csv and training_curves.png are written
 resume: bool = False  # continue the run in checkpoint_dir/last.pt with its saved hyperparameters
@@ -116,6 +117,7 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
         (cfg.head >= 0, f"--head must be >= 0, got {cfg.head}"),
         (cfg.dilation >= 1, f"--dilation must be at least 1, got {cfg.dilation}"),
         (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
+        (cfg.evaluate_every >= 0, f"--evaluate_every must be >= 0, got {cfg.evaluate_every}"),
         (cfg.decay_every >= 1, f"--decay_every must be at least 1, got {cfg.decay_every}"),
         (0 < starting_scale(cfg) <= 1, f"--progressive_start must be auto or in (0, 1], got {cfg.progressive_start}"),
         (0 <= cfg.align_start <= 1, f"--align_start must be in [0, 1], got {cfg.align_start}"),
@@ -520,12 +522,15 @@ def train_step(run: Run, images: torch.Tensor, labels: torch.Tensor, progress: f
 
 
 def end_epoch(run: Run, epoch: int, learning_rate: float, started: float) -> None:
-    """After epoch: measure the evaluated splits, add the metrics row, save last.pt (and best.pt when
-    the best split's accuracy improved), write the metrics files and print the epoch's line."""
+    """After epoch: measure the evaluated splits (after every --evaluate_every-th epoch and the last),
+    add the metrics row, save last.pt (and best.pt when the best split's accuracy improved), write
+    the metrics files and print the epoch's line."""
     cfg = run.cfg
     run.processes.average_buffers(run.net)
     flip = cfg.flip_test and run.loaded.augment.flip
-    shifts = [0] + ([1] if epoch == cfg.epochs and cfg.shift_test and run.loaded.augment.shifts else [])
+    measured = epoch == cfg.epochs or (cfg.evaluate_every > 0 and epoch % cfg.evaluate_every == 0)
+    shifts = [] if not measured else [0] + ([1] if epoch == cfg.epochs and cfg.shift_test and run.loaded.augment.shifts
+                                            else [])
     scores = {split + ("_tta" if shift else ""): training.evaluate(
                   run.net, loader, run.device, devices.memory_format(cfg.channels_last), flip,
                   lambda: devices.autocast(cfg.precision, run.device), run.processes, shift, run.loaded.info.black)
@@ -533,19 +538,20 @@ def end_epoch(run: Run, epoch: int, learning_rate: float, started: float) -> Non
     run.history.append(training.metrics_row(epoch, learning_rate, run.position, scores,
                                             time.perf_counter() - started, run.history))
     run.position = training.EpochPosition()
-    chosen_loss, chosen_accuracy = scores[run.best_split]
+    chosen_loss, chosen_accuracy = scores.get(run.best_split, (math.nan, math.nan))
     improved = math.isfinite(chosen_loss) and chosen_accuracy > run.best_accuracy  # a NaN model is never the best
     if improved:
         run.best_accuracy, run.best["best_epoch"] = chosen_accuracy, epoch
     if run.processes.rank == 0:
-        contents = run.contents(epoch=epoch, test_accuracy=scores["test"][1])
+        contents = run.contents(epoch=epoch, test_accuracy=training.last_test_accuracy(run.history))
         run.folder.save_last(run.net, **contents, optimizer=run.optimizer.state_dict(),
                              scheduler=run.scheduler.state_dict())
         if improved:
             run.folder.save_best(run.net, **contents, chosen_on=run.best_split)
         training.write_metrics(run.history, Path(cfg.output_dir))
     run.say(training.describe_epoch(run.history[-1], cfg.epochs) + ("  (best)" if improved else "")
-            + ("" if math.isfinite(chosen_loss) else f"  ({run.best_split} loss not finite: not kept as best.pt)"))
+            + ("" if math.isfinite(chosen_loss) or not measured
+               else f"  ({run.best_split} loss not finite: not kept as best.pt)"))
 
 
 def say_finished(run: Run) -> None:
@@ -564,10 +570,9 @@ def save_and_stop(run: Run, epoch: int, signal_name: str):
     """Save last.pt at run.position (in epoch, after a stop request) and raise cli.Stopped."""
     if run.processes.rank > 0:
         raise cli.Stopped("")  # rank 0 saves and says so
-    last = run.history[-1] if run.history else {}
-    run.folder.save_last(run.net, **run.contents(epoch=epoch - 1, test_accuracy=last.get("test_accuracy", 0.0)),
-                         optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict(),
-                         position=dataclasses.asdict(run.position))
+    contents = run.contents(epoch=epoch - 1, test_accuracy=training.last_test_accuracy(run.history))
+    run.folder.save_last(run.net, **contents, optimizer=run.optimizer.state_dict(),
+                         scheduler=run.scheduler.state_dict(), position=dataclasses.asdict(run.position))
     raise cli.Stopped(f"stopped by {signal_name} in epoch {epoch}, after step {run.position.step} of "
                       f"{run.steps_per_epoch}; continue with --resume: saved {run.folder.last}")
 

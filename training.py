@@ -127,6 +127,11 @@ def metrics_row(epoch: int, learning_rate: float, position: EpochPosition, score
     }
 
 
+def last_test_accuracy(history: list[dict]) -> float | None:
+    """The test accuracy (%) of the last epoch in history that measured the test split (None if none did)."""
+    return next((row["test_accuracy"] for row in reversed(history) if "test_accuracy" in row), None)
+
+
 def describe_epoch(row: dict, epochs: int) -> str:
     """A metrics row as the line train.py prints after each epoch."""
     splits = [key[: -len("_loss")] for key in row if key.endswith("_loss")]
@@ -136,20 +141,22 @@ def describe_epoch(row: dict, epochs: int) -> str:
 
 
 def write_metrics(history: list[dict], output_dir: Path) -> None:
-    """metrics.csv (a row per epoch) and training_curves.png (loss and accuracy per epoch)."""
+    """metrics.csv (a row per epoch; a split's columns empty where that epoch did not measure it) and
+    training_curves.png (loss and accuracy per epoch, each split at the epochs that measured it)."""
     with files.atomic_output(output_dir / "metrics.csv") as temporary, open(temporary, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(dict.fromkeys(key for row in history for key in row)))
         writer.writeheader()
         writer.writerows(history)
-    epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(10, 4), layout="tight")
     loss_axis, accuracy_axis = figure.subplots(1, 2)
-    splits = [split for split in ("train", "validation", "test") if f"{split}_loss" in history[0]]
     labels = {"train": "train (augmented; the loss it trains on)"}
-    for split in splits:
-        label = labels.get(split, split)
-        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in history], "o-", label=label)
-        accuracy_axis.plot(epochs, [row[f"{split}_accuracy"] for row in history], "o-", label=label)
+    for split in ("train", "validation", "test"):
+        rows = [row for row in history if f"{split}_loss" in row]
+        if not rows:
+            continue
+        epochs, label = [row["epoch"] for row in rows], labels.get(split, split)
+        loss_axis.plot(epochs, [row[f"{split}_loss"] for row in rows], "o-", label=label)
+        accuracy_axis.plot(epochs, [row[f"{split}_accuracy"] for row in rows], "o-", label=label)
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for axis in (loss_axis, accuracy_axis):

@@ -31,6 +31,7 @@ CASES = [
     ("train", ["--lr=-1"], "--lr must be positive, got -1.0"),
     ("train", ["--lr=0"], "--lr must be positive, got 0.0"),
     ("train", ["--epochs=0"], "--epochs must be at least 1, got 0"),
+    ("train", ["--evaluate_every=-1"], "--evaluate_every must be >= 0, got -1"),
     ("train", ["--batch_size=0"], "--batch_size must be at least 1"),
     ("train", ["--width=0"], "--width must be at least 1"),
     ("train", ["--pools=3"], "--pools must be 0, 1 or 2, got 3"),

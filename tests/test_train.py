@@ -117,6 +117,26 @@ def test_progressive_resizing_trains_on_smaller_images_first_and_shifts_are_test
 
 
 @pytest.mark.slow
+def test_evaluate_every_measures_only_those_epochs_and_the_last_and_trains_the_same_weights(tmp_path, fashion_data):
+    run_training(fashion_data, tmp_path / "every", "--subset=64", "--epochs=3", "--validation=32")
+    last_row = run_training(fashion_data, tmp_path / "second", "--subset=64", "--epochs=3", "--validation=32",
+                            "--evaluate_every=2")
+    run_training(fashion_data, tmp_path / "last", "--subset=64", "--epochs=3", "--validation=32",
+                 "--evaluate_every=0")
+    every = state(tmp_path / "every/checkpoints/last.pt")
+    for run, measured in (("every", [1, 2, 3]), ("second", [2, 3]), ("last", [3])):
+        assert_same_weights(every, state(tmp_path / run / "checkpoints/last.pt"))  # measuring draws nothing
+        with open(tmp_path / run / "outputs/metrics.csv") as file:
+            rows = list(csv.DictReader(file))
+        assert [int(row["epoch"]) for row in rows] == [1, 2, 3] and all(row["train_loss"] for row in rows)
+        assert [int(row["epoch"]) for row in rows if row["validation_accuracy"]] == measured
+        assert [int(row["epoch"]) for row in rows if row["test_accuracy"]] == measured
+        _, best = models.load_checkpoint(tmp_path / run / "checkpoints/best.pt")
+        assert best["best_epoch"] in measured and best["test_accuracy"] == float(rows[best["best_epoch"] - 1]["test_accuracy"])
+    assert {"test_accuracy", "test_tta_accuracy", "validation_accuracy"} <= set(last_row)
+
+
+@pytest.mark.slow
 def test_resume_of_a_finished_run_does_nothing(tmp_path, fashion_data, capsys):
     run_training(fashion_data, tmp_path, "--subset=32")
     before = (tmp_path / "checkpoints/last.pt").read_bytes()
