@@ -7,7 +7,8 @@
     torchrun --standalone --nproc_per_node=4 train.py # 4 GPUs, DistributedDataParallel (README)
     python train.py --help                            # every hyperparameter with its default
 
-best.pt is the epoch of best accuracy on the validation split (--validation, or the dataset's own: cub, ilsvrc, openimages); a run without one chooses it on
+best.pt is the epoch of best accuracy on the validation split (--validation, or the dataset's own: cub, ilsvrc, openimages)
+among those measured (every --evaluate_every-th and the last); a run without one chooses it on
 the test split, records so in best.pt ("best_split"), and the scripts that load it say so. Also
 writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png. Ctrl-C or SIGTERM
 stops after the current step and saves last.pt, from which --resume goes on. A new run refuses a
@@ -89,7 +90,7 @@ progressive_start: str = "auto"  # progressive resizing: train first on images s
 progressive_until: float = 0.5  # progressive resizing: the fraction of the run by which the training images reach full size
 flip_test: bool = True  # test accuracy from the mean logits of each image and its mirror image (datasets trained with flips)
 shift_test: bool = True  # after the last epoch, also the accuracy over 1-pixel diagonal shifts of each image ("test_tta"; datasets trained with shifts)
-evaluate_every: int = 1  # measure the validation and test splits after every N-th epoch and after the last (0: the last only; best.pt is chosen among the measured epochs; each measure of fashion-mnist costs ~1/5 of an epoch)
+evaluate_every: int = 3  # measure the validation and test splits after every N-th epoch and after the last (1: every epoch; 0: the last only); best.pt is chosen among the measured epochs. On fashion-mnist each measure costs ~2/3 of a 20 px epoch (docs/performance.md)
 checkpoint_dir: str = "checkpoints"  # where last.pt and best.pt are written
 output_dir: str = "outputs"  # where metrics.csv and training_curves.png are written
 resume: bool = False  # continue the run in checkpoint_dir/last.pt with its saved hyperparameters

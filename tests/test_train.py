@@ -118,7 +118,10 @@ def test_progressive_resizing_trains_on_smaller_images_first_and_shifts_are_test
 
 @pytest.mark.slow
 def test_evaluate_every_measures_only_those_epochs_and_the_last_and_trains_the_same_weights(tmp_path, fashion_data):
-    run_training(fashion_data, tmp_path / "every", "--subset=64", "--epochs=3", "--validation=32")
+    run_training(fashion_data, tmp_path / "every", "--subset=64", "--epochs=3", "--validation=32", "--evaluate_every=1")
+    run_training(fashion_data, tmp_path / "default", "--subset=64", "--epochs=4", "--validation=32")
+    with open(tmp_path / "default/outputs/metrics.csv") as file:
+        assert [int(row["epoch"]) for row in csv.DictReader(file) if row["test_accuracy"]] == [3, 4]  # every third
     last_row = run_training(fashion_data, tmp_path / "second", "--subset=64", "--epochs=3", "--validation=32",
                             "--evaluate_every=2")
     run_training(fashion_data, tmp_path / "last", "--subset=64", "--epochs=3", "--validation=32",
