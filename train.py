@@ -529,9 +529,9 @@ def end_epoch(run: Run, epoch: int, learning_rate: float, started: float) -> Non
     cfg = run.cfg
     run.processes.average_buffers(run.net)
     flip = cfg.flip_test and run.loaded.augment.flip
-    measured = epoch == cfg.epochs or (cfg.evaluate_every > 0 and epoch % cfg.evaluate_every == 0)
-    shifts = [] if not measured else [0] + ([1] if epoch == cfg.epochs and cfg.shift_test and run.loaded.augment.shifts
-                                            else [])
+    last = epoch == cfg.epochs
+    measured = last or (cfg.evaluate_every > 0 and epoch % cfg.evaluate_every == 0)
+    shifts = ([0] if measured else []) + ([1] if last and cfg.shift_test and run.loaded.augment.shifts else [])
     scores = {split + ("_tta" if shift else ""): training.evaluate(
                   run.net, loader, run.device, devices.memory_format(cfg.channels_last), flip,
                   lambda: devices.autocast(cfg.precision, run.device), run.processes, shift, run.loaded.info.black)

@@ -135,7 +135,8 @@ def test_evaluate_every_measures_only_those_epochs_and_the_last_and_trains_the_s
         assert [int(row["epoch"]) for row in rows if row["validation_accuracy"]] == measured
         assert [int(row["epoch"]) for row in rows if row["test_accuracy"]] == measured
         _, best = models.load_checkpoint(tmp_path / run / "checkpoints/best.pt")
-        assert best["best_epoch"] in measured and best["test_accuracy"] == float(rows[best["best_epoch"] - 1]["test_accuracy"])
+        assert best["best_epoch"] in measured
+        assert best["test_accuracy"] == float(rows[best["best_epoch"] - 1]["test_accuracy"])
     assert {"test_accuracy", "test_tta_accuracy", "validation_accuracy"} <= set(last_row)
 
 
