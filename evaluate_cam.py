@@ -272,45 +272,64 @@ def gallery_images(report: results.Report, net, loaded: data.LoadedDataset, cfg,
 
 
 def timed(make):
-    """(make()'s result, the seconds it took), the result brought to the CPU, so that a GPU's queue is waited for."""
+    """(make()'s tensors, the seconds it took), brought to the CPU, so that a GPU's queue is waited for."""
     started = time.perf_counter()
-    result = make().cpu()
+    result = [tensor.cpu() for tensor in make()]
     return result, time.perf_counter() - started
 
 
-def measure(net, loaded: data.LoadedDataset, split: str, cfg, device, chosen: list[registry.Method], shown: list[int]
+def operating_thresholds(net, loaded: data.LoadedDataset, cfg, device, measured: list[registry.Method]
+                         ) -> dict[str, float]:
+    """{method key: its best box threshold (MaxBoxAcc's, IoU 0.5) on the validation split, None
+    without boxes}, from the maps of the true class alone: this split gives the operating points,
+    nothing else (no classification, timing or ReLU(CAM) check)."""
+    dataset = loaded.validation
+    count = first_images(len(dataset), cfg.limit)
+    thresholds = localization.threshold_sweep(cfg.threshold_step)
+    evaluators = {method.key: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for method in measured}
+    for start, images, labels in batches(loaded, "validation", cfg, device, count):
+        truth = data.ground_truth(dataset, start, start + len(labels))
+        truth = localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
+        for method in measured:
+            maps = method.maps(net, images, labels, seeds.mix(cfg.seed, start)).cpu().numpy()
+            evaluators[method.key].accumulate(maps, truth, np.zeros(len(labels), dtype=bool))  # no top-1 read
+    return {key: evaluator.compute().get("max_box_acc_threshold") for key, evaluator in evaluators.items()}
+
+
+def measure(net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.Method], shown: list[int]
             ) -> tuple[dict[str, results.LocalizationResult], list[drawing.Example], int, dict[str, float], float]:
-    """The localization group on one split: ({method key: its result, operating point not yet
+    """The localization group on the --split: ({method key: its result, operating point not yet
     chosen}, the examples figure's images (those at indices `shown`), images measured, {method key:
     seconds of its maps calls}, seconds of a plain forward pass of the same batches). Each method
-    maps the true class; its top-1 classification comes from its logits (Method.classify), and its
-    maps are compared with ReLU(CAM)'s (registry.logits_and_relu_cam: LocalizationResult.equals_cam_max_diff)."""
-    dataset = getattr(loaded, split)
+    maps the true class; its top-1 classification comes from its logits (Method.classify_and_map),
+    and its maps are compared with ReLU(CAM)'s (registry.logits_and_relu_cam:
+    LocalizationResult.equals_cam_max_diff)."""
+    dataset = getattr(loaded, cfg.split)
     count = first_images(len(dataset), cfg.limit)
     thresholds = localization.threshold_sweep(cfg.threshold_step)
     measured = [method for method in chosen if method.runs_in("localization")]
     evaluators = {method.key: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for method in measured}
     hits, examples, forward_seconds = dict.fromkeys(evaluators, 0), [], 0.0
     differences, seconds = dict.fromkeys(evaluators, 0.0), dict.fromkeys(evaluators, 0.0)
-    heatmaps = heatmaps_folder(cfg, split) if split == cfg.split else None
-    for start, images, labels in batches(loaded, split, cfg, device, count):
+    heatmaps = heatmaps_folder(cfg, cfg.split)
+    for start, images, labels in batches(loaded, cfg.split, cfg, device, count):
         truth = data.ground_truth(dataset, start, start + len(labels))
         truth = localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
         boxes = localization.exclusive_boxes(truth)
         own, relu_cam = registry.logits_and_relu_cam(net, images, labels)
         relu_cam, seed = relu_cam.cpu(), seeds.mix(cfg.seed, start)
         with torch.no_grad():
-            forward_seconds += timed(lambda: net(images))[1]
+            forward_seconds += timed(lambda: [net(images)])[1]
         for method in measured:
-            correct = (method.classify(net, images, own).argmax(1) == labels).cpu().numpy()
-            maps, took = timed(lambda: method.maps(net, images, labels, seed))
+            (logits, maps), took = timed(lambda: method.classify_and_map(net, images, labels, seed, own))
+            correct = (logits.argmax(1) == labels).numpy()
             seconds[method.key] += took
             differences[method.key] = max(differences[method.key], float((maps - relu_cam).abs().max()))
             maps = maps.numpy()
             evaluators[method.key].accumulate(maps, truth, correct)
             hits[method.key] += int(correct.sum())
             if heatmaps and method.key == registry.CAM.key:  # the standard CAM of the true class, as computed
-                write_heatmaps(heatmaps, maps, image_ids(dataset, split, start, start + len(labels)))
+                write_heatmaps(heatmaps, maps, image_ids(dataset, cfg.split, start, start + len(labels)))
         picked = [index - start for index in shown if start <= index < start + len(labels)]
         examples += example_images(net, loaded.info, registry.examples_method(chosen), images, labels, own, boxes,
                                    picked, start, seed)
@@ -327,11 +346,12 @@ def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, devic
     examples figure's images, with the boxes of their maps at that threshold."""
     shown_count = first_images(len(getattr(loaded, cfg.split)), cfg.limit)
     shown = sorted(random.Random(cfg.seed).sample(range(shown_count), min(cfg.examples, shown_count)))
-    measured, examples, count, seconds, forward_seconds = measure(net, loaded, cfg.split, cfg, device, chosen, shown)
-    chosen_on = measured if not has_validation or cfg.split == "validation" else measure(
-        net, loaded, "validation", cfg, device, chosen, [])[0]
+    measured, examples, count, seconds, forward_seconds = measure(net, loaded, cfg, device, chosen, shown)
+    best_thresholds = ({key: result.max_box_acc_threshold for key, result in measured.items()}
+                       if not has_validation or cfg.split == "validation" else operating_thresholds(
+                           net, loaded, cfg, device, [method for method in chosen if method.key in measured]))
     for key, result in measured.items():
-        best = chosen_on[key].max_box_acc_threshold
+        best = best_thresholds[key]
         result.operating = (  # without a validation split: exactly at --cam_threshold, which need not lie on the sweep
             None if result.max_box_acc is None  # no boxes (OpenImages): no box at any threshold to score
             else results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best)) if has_validation

@@ -226,13 +226,18 @@ def exclusive_boxes(truth: GroundTruth) -> np.ndarray:
 def sweep_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For maps (N, H, W), true boxes (N, 4) or (N, M, 4) (exclusive ends) and each threshold of
     (T,): the IoU with the best-matching true box of the largest component's box, and the best IoU
-    of any component's box, as float (N, T) arrays (0 where nothing is on)."""
+    of any component's box, as float (N, T) arrays (0 where nothing is on). Maps that are all the
+    same (a baseline that ignores the image) are labelled once per threshold."""
     count, gt_boxes = len(maps), as_boxes(gt_boxes)
     largest, best = np.zeros((count, len(thresholds))), np.zeros((count, len(thresholds)))
+    shared = count > 1 and bool((maps == maps[:1]).all())
     for t, threshold in enumerate(thresholds):
-        owner, boxes, areas = component_boxes(maps > threshold)
+        owner, boxes, areas = component_boxes((maps[:1] if shared else maps) > threshold)
         if len(owner) == 0:
             break  # higher thresholds keep fewer pixels
+        if shared:  # every image has the first one's components
+            owner = np.repeat(np.arange(count), len(owner))
+            boxes, areas = np.tile(boxes, (count, 1)), np.tile(areas, count)
         np.maximum.at(best[:, t], owner, best_iou(boxes, gt_boxes[owner]))
         largest[:, t] = best_iou(largest_component_boxes(owner, boxes, areas, count), gt_boxes)
     return largest, best

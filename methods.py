@@ -57,6 +57,7 @@ from utils import cli
 MapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]  # (net, images, classes, seed)
 RawFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (net, images, classes)
 LogitsFunction = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (net, images) -> (B, num_classes)
+LogitsAndMapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
 
 CAM_BATCH_SIZE = 64  # Score-CAM and Ablation-CAM: masked or ablated copies of an image per forward pass (speed only)
 SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its maps (float32, the library's 1e-7 guards)
@@ -66,7 +67,8 @@ SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its 
 class Method:
     """One explanation method: see the module's docstring. logits: the logits its top-1
     classification (and the class its example maps show) is read from, when they are not the
-    model's own (CAM read with test-time flips averages the mirror image's in). batch_size: for
+    model's own (CAM read with test-time flips averages the mirror image's in); logits_and_maps:
+    those logits and the maps from one pass, where the method has it. batch_size: for
     the methods that batch copies of an image (Score-CAM, Ablation-CAM), how many per forward pass."""
 
     key: str
@@ -77,6 +79,7 @@ class Method:
     layer: str | None = "features"
     groups: tuple[str, ...] = ("localization", "faithfulness")
     logits: LogitsFunction | None = None
+    logits_and_maps: LogitsAndMapsFunction | None = None
     library: str | None = None
     batch_size: int | None = None
 
@@ -90,6 +93,14 @@ class Method:
         if self.logits:
             return self.logits(net, images)
         return own if own is not None else model_logits(net, images)
+
+    def classify_and_map(self, net: nn.Module, images: torch.Tensor, classes: torch.Tensor, seed: int,
+                         own: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(classify's logits (B, num_classes), the maps (B, H, W) of classes), from one pass where
+        the method's own logits come with its maps (logits_and_maps: the read CAM's flipped forward)."""
+        if self.logits_and_maps:
+            return self.logits_and_maps(net, images, classes, seed)
+        return self.classify(net, images, own), self.maps(net, images, classes, seed)
 
 
 def model_logits(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -138,10 +149,21 @@ def logits_and_relu_cam(net: nn.Module, images: torch.Tensor, classes: torch.Ten
     return logits, localization.normalize_maps(upsampled(cams.relu(), images))
 
 
+def cam_logits_and_maps(reading: localization.MapReading) -> LogitsAndMapsFunction:
+    """The logits that go with CAM read as `reading` says (averaged with the mirror image's when it
+    flips) and its maps of the classes, from one localization.cam_heat_maps call (the one place CAMs
+    become heat maps)."""
+    def logits_and_maps(net, images, classes, seed):
+        logits, _, heat = localization.cam_heat_maps(net, images, reading, classes[:, None])
+        return logits, heat[:, 0]
+    return logits_and_maps
+
+
 def cam_maps(reading: localization.MapReading) -> MapsFunction:
-    """CAM read as `reading` says (localization.cam_heat_maps, the one place CAMs become heat maps)."""
+    """CAM read as `reading` says (cam_logits_and_maps' maps)."""
+    logits_and_maps = cam_logits_and_maps(reading)
     def maps(net, images, classes, seed):
-        return localization.cam_heat_maps(net, images, reading, classes[:, None])[2][:, 0]
+        return logits_and_maps(net, images, classes, seed)[1]
     return maps
 
 
@@ -297,7 +319,8 @@ def register(method: Method) -> Method:
 def read_cam(reading: localization.MapReading) -> Method:
     """CAM read as `reading` says, classified with that reading's logits; the sanity checks' raw
     CAM stands for it (a reading does not change the map's ranks)."""
-    return Method(READ_CAM, describe_reading(reading), cam_maps(reading), logits=cam_logits(reading))
+    return Method(READ_CAM, describe_reading(reading), cam_maps(reading), logits=cam_logits(reading),
+                  logits_and_maps=cam_logits_and_maps(reading))
 
 
 def for_reading(reading: localization.MapReading) -> list[Method]:

@@ -147,6 +147,15 @@ def test_similarities_against_a_reference_computed_once_are_scipys_spearman_and_
     assert np.allclose(faithfulness.similarities(trained, reference)["spearman_abs"], 1)
 
 
+def test_centered_ranks_are_scipys_rankdata_with_ties_less_their_mean():
+    maps = np.round(np.random.default_rng(0).normal(size=(5, 9, 7)), 1)  # many ties
+    maps[1] = 0.0  # a constant map: every pixel the mean rank
+    maps[2, :4] = maps[2, 5:] = 2.5
+    expected = stats.rankdata(maps.reshape(5, -1), axis=1)
+    assert np.array_equal(faithfulness.centered_ranks(maps), expected - expected.mean(1, keepdims=True))
+    assert faithfulness.centered_ranks(np.zeros((0, 3, 3))).shape == (0, 9)
+
+
 def test_road_imputation_fills_a_linear_ramp_exactly():
     """Noisy linear imputation without noise: each removed pixel is the weighted mean of its
     neighbours, so a ramp along x, whose removed pixels are away from the border, comes back."""
