@@ -279,7 +279,7 @@ def timed(make):
 
 
 def operating_thresholds(net, loaded: data.LoadedDataset, cfg, device, measured: list[registry.Method]
-                         ) -> dict[str, float]:
+                         ) -> dict[str, float | None]:
     """{method key: its best box threshold (MaxBoxAcc's, IoU 0.5) on the validation split, None
     without boxes}, from the maps of the true class alone: this split gives the operating points,
     nothing else (no classification, timing or ReLU(CAM) check)."""
@@ -293,7 +293,7 @@ def operating_thresholds(net, loaded: data.LoadedDataset, cfg, device, measured:
         for method in measured:
             maps = method.maps(net, images, labels, seeds.mix(cfg.seed, start)).cpu().numpy()
             evaluators[method.key].accumulate(maps, truth, np.zeros(len(labels), dtype=bool))  # no top-1 read
-    return {key: evaluator.compute().get("max_box_acc_threshold") for key, evaluator in evaluators.items()}
+    return {key: evaluator.compute()["max_box_acc_threshold"] for key, evaluator in evaluators.items()}
 
 
 def measure(net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.Method], shown: list[int]
@@ -301,9 +301,9 @@ def measure(net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.
     """The localization group on the --split: ({method key: its result, operating point not yet
     chosen}, the examples figure's images (those at indices `shown`), images measured, {method key:
     seconds of its maps calls}, seconds of a plain forward pass of the same batches). Each method
-    maps the true class; its top-1 classification comes from its logits (Method.classify_and_map),
-    and its maps are compared with ReLU(CAM)'s (registry.logits_and_relu_cam:
-    LocalizationResult.equals_cam_max_diff)."""
+    maps the true class; its top-1 classification comes from its logits (Method.classify, or with its
+    maps from Method.logits_and_maps), and its maps are compared with ReLU(CAM)'s
+    (registry.logits_and_relu_cam: LocalizationResult.equals_cam_max_diff)."""
     dataset = getattr(loaded, cfg.split)
     count = first_images(len(dataset), cfg.limit)
     thresholds = localization.threshold_sweep(cfg.threshold_step)
@@ -321,8 +321,12 @@ def measure(net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.
         with torch.no_grad():
             forward_seconds += timed(lambda: [net(images)])[1]
         for method in measured:
-            (logits, maps), took = timed(lambda: method.classify_and_map(net, images, labels, seed, own))
-            correct = (logits.argmax(1) == labels).numpy()
+            if method.logits_and_maps:  # its logits come from the pass that makes its maps: timed together
+                (logits, maps), took = timed(lambda: method.logits_and_maps(net, images, labels, seed))
+            else:
+                logits = method.classify(net, images, own)
+                (maps,), took = timed(lambda: [method.maps(net, images, labels, seed)])
+            correct = (logits.argmax(1).cpu() == labels.cpu()).numpy()
             seconds[method.key] += took
             differences[method.key] = max(differences[method.key], float((maps - relu_cam).abs().max()))
             maps = maps.numpy()
@@ -347,9 +351,11 @@ def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, devic
     shown_count = first_images(len(getattr(loaded, cfg.split)), cfg.limit)
     shown = sorted(random.Random(cfg.seed).sample(range(shown_count), min(cfg.examples, shown_count)))
     measured, examples, count, seconds, forward_seconds = measure(net, loaded, cfg, device, chosen, shown)
-    best_thresholds = ({key: result.max_box_acc_threshold for key, result in measured.items()}
-                       if not has_validation or cfg.split == "validation" else operating_thresholds(
-                           net, loaded, cfg, device, [method for method in chosen if method.key in measured]))
+    boxed = any(result.max_box_acc is not None for result in measured.values())  # OpenImages' masks: no box
+    located = [method for method in chosen if method.key in measured]
+    best_thresholds = (operating_thresholds(net, loaded, cfg, device, located)
+                       if has_validation and boxed and cfg.split != "validation"
+                       else {key: result.max_box_acc_threshold for key, result in measured.items()})
     for key, result in measured.items():
         best = best_thresholds[key]
         result.operating = (  # without a validation split: exactly at --cam_threshold, which need not lie on the sweep

@@ -268,7 +268,8 @@ def spearman_correlation(maps: np.ndarray, others: np.ndarray) -> np.ndarray:
 
 def centered_ranks(maps: np.ndarray) -> np.ndarray:
     """The ranks of each map's pixels (N, H, W), ties sharing their mean rank (scipy's rankdata),
-    less their mean: float64 (N, H * W). One torch sort of the batch: 1.7x faster than rankdata."""
+    less their mean: float64 (N, H * W); NaN throughout a map holding a NaN, as rankdata gives. One
+    torch sort of the batch: 1.7x faster than rankdata."""
     pixels = math.prod(maps.shape[1:])
     values, order = torch.from_numpy(np.ascontiguousarray(maps.reshape(len(maps), pixels))).sort(dim=1)
     position = torch.arange(pixels).expand_as(values)
@@ -277,6 +278,7 @@ def centered_ranks(maps: np.ndarray) -> np.ndarray:
     first = torch.where(torch.cat([edge, changes], 1), position, 0).cummax(1).values  # where each one's run starts
     last = torch.where(torch.cat([changes, edge], 1), position, pixels).flip(1).cummin(1).values.flip(1)
     centered = (first + last - (pixels - 1)).double() / 2  # the run's mean rank (from 1) less (pixels + 1) / 2
+    centered[values.isnan().any(1)] = math.nan
     return torch.empty_like(centered).scatter_(1, order, centered).numpy()
 
 

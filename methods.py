@@ -57,7 +57,8 @@ from utils import cli
 MapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]  # (net, images, classes, seed)
 RawFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (net, images, classes)
 LogitsFunction = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (net, images) -> (B, num_classes)
-LogitsAndMapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+LogitsAndMapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int],  # (net, images, classes, seed) ->
+                                 tuple[torch.Tensor, torch.Tensor]]  # (logits, maps): Method.logits', Method.maps'
 
 CAM_BATCH_SIZE = 64  # Score-CAM and Ablation-CAM: masked or ablated copies of an image per forward pass (speed only)
 SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its maps (float32, the library's 1e-7 guards)
@@ -68,7 +69,8 @@ class Method:
     """One explanation method: see the module's docstring. logits: the logits its top-1
     classification (and the class its example maps show) is read from, when they are not the
     model's own (CAM read with test-time flips averages the mirror image's in); logits_and_maps:
-    those logits and the maps from one pass, where the method has it. batch_size: for
+    (net, images, classes, seed) -> (those same logits, maps(...)) from one pass, where the method has
+    it (the read CAM: its maps' forward passes give its logits). batch_size: for
     the methods that batch copies of an image (Score-CAM, Ablation-CAM), how many per forward pass."""
 
     key: str
@@ -94,13 +96,9 @@ class Method:
             return self.logits(net, images)
         return own if own is not None else model_logits(net, images)
 
-    def classify_and_map(self, net: nn.Module, images: torch.Tensor, classes: torch.Tensor, seed: int,
-                         own: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(classify's logits (B, num_classes), the maps (B, H, W) of classes), from one pass where
-        the method's own logits come with its maps (logits_and_maps: the read CAM's flipped forward)."""
-        if self.logits_and_maps:
-            return self.logits_and_maps(net, images, classes, seed)
-        return self.classify(net, images, own), self.maps(net, images, classes, seed)
+    def __post_init__(self):
+        if self.logits_and_maps and not self.logits:
+            raise ValueError(f"method {self.key!r}: logits_and_maps gives its own logits, so it needs logits too")
 
 
 def model_logits(net: nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -118,8 +118,8 @@ class SanityResult:
 @dataclass
 class Cost:
     """What one method's maps cost in the localization group's run: milliseconds per image of its
-    maps calls at the report's batch size, and their time over that of a plain forward pass of the
-    same batches."""
+    maps calls (with its own logits where the same pass gives them: Method.logits_and_maps) at the
+    report's batch size, and their time over that of a plain forward pass of the same batches."""
 
     ms_per_image: float
     over_forward: float

@@ -154,6 +154,9 @@ def test_centered_ranks_are_scipys_rankdata_with_ties_less_their_mean():
     expected = stats.rankdata(maps.reshape(5, -1), axis=1)
     assert np.array_equal(faithfulness.centered_ranks(maps), expected - expected.mean(1, keepdims=True))
     assert faithfulness.centered_ranks(np.zeros((0, 3, 3))).shape == (0, 9)
+    maps[3, 0, 0] = np.nan  # a NaN makes its map's ranks NaN, as rankdata's
+    ranks = faithfulness.centered_ranks(maps)
+    assert np.isnan(ranks[3]).all() and not np.isnan(np.delete(ranks, 3, axis=0)).any()
 
 
 def test_road_imputation_fills_a_linear_ramp_exactly():

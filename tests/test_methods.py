@@ -128,7 +128,7 @@ def test_cam_read_with_flips_averages_the_mirror_image_in():
     assert torch.allclose(read.maps(net, IMAGES, CLASSES, 0), localization.normalize_maps(chosen, "max"), atol=1e-5)
     logits = cams.mean(dim=(-2, -1)) + torch.tensor([0.5, -0.5])
     assert torch.allclose(read.classify(net, IMAGES), logits, atol=1e-5)
-    logits_together, maps_together = read.classify_and_map(net, IMAGES, CLASSES, 0)  # both from one pass
+    logits_together, maps_together = read.logits_and_maps(net, IMAGES, CLASSES, 0)  # both from one pass
     assert torch.equal(logits_together, read.classify(net, IMAGES))
     assert torch.equal(maps_together, read.maps(net, IMAGES, CLASSES, 0))
     assert methods.describe_reading(localization.MapReading("ivr", 0.3, False)) == "CAM, ivr 0.3"
