@@ -35,3 +35,11 @@ def test_pick_device():
     with pytest.raises(cli.UserError, match="unknown device 'gpu0'"):
         devices.pick_device("gpu0")
 
+
+
+@pytest.mark.parametrize("count, threads, lengths", [(10, 3, [3, 4, 3]), (2, 4, [1, 1]), (5, 1, [5]), (0, 2, [0])])
+def test_batch_parts_cover_the_batch_in_order_in_near_equal_slices(count, threads, lengths):
+    """map_in_batch_parts: up to `threads` slices, none empty (but the one of an empty batch), in order, covering it."""
+    parts = devices.map_in_batch_parts(lambda part: list(range(count))[part], count, threads)
+    assert [len(part) for part in parts] == lengths
+    assert sum(parts, []) == list(range(count))

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 import localization
@@ -101,6 +102,23 @@ def test_a_map_shared_by_every_image_is_labelled_once_with_the_same_ious():
     for which in (0, 1):
         assert np.array_equal(shared[which], np.concatenate([ious[which] for ious in one_by_one]))
     assert shared[1][:, 10].tolist() != [shared[1][0, 10]] * 3  # the images' own boxes still decide
+
+
+def test_the_sweep_in_threads_gives_the_arrays_of_one_thread():
+    """sweep_ious over parts of the batch in threads: the same IoUs as one thread over the whole batch,
+    whatever the number of parts (more parts than maps too), with padding rows among the true boxes."""
+    rng = np.random.default_rng(2)
+    small = torch.tensor(rng.random((7, 1, 6, 6), dtype=np.float32))
+    maps = F.interpolate(small, size=24, mode="bilinear")[:, 0].numpy()
+    maps = (maps - maps.min(axis=(1, 2), keepdims=True)) / np.ptp(maps, axis=(1, 2), keepdims=True)
+    truth = np.tile(np.array([[[2, 3, 12, 15], [-1, -1, -1, -1]]]), (7, 1, 1))
+    truth[::2, 1] = [10, 10, 22, 20]
+    thresholds = localization.threshold_sweep(0.05)
+    one_thread = localization.sweep_ious(maps, truth, thresholds, threads=1)
+    assert 0 < one_thread[1].mean() < 1
+    for threads in (2, 3, 16):
+        in_threads = localization.sweep_ious(maps, truth, thresholds, threads=threads)
+        assert all(np.array_equal(a, b) for a, b in zip(in_threads, one_thread)), threads
 
 
 def test_a_map_equal_to_the_mask_scores_100():

@@ -2,18 +2,22 @@
 
 `pick_device` turns --device into a torch.device; `autocast` gives the precision context of
 --precision (auto: bf16 where it is fast, else fp32); `memory_format` the layout of --channels_last;
-`describe_device` names the device and its CPU class for timings.
+`describe_device` names the device and its CPU class for timings; `map_in_batch_parts` spreads numpy,
+SciPy and OpenCV work over a batch, which would otherwise run on one core, over all of them.
 """
 
 import contextlib
 import ctypes
+import os
 import platform
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 from utils.cli import UserError
 
 PRECISIONS = ("auto", "bf16", "fp32")
+CPU_THREADS = os.cpu_count() or 1  # threads of map_in_batch_parts
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -77,6 +81,19 @@ def autocast(precision: str, device: torch.device):
 def memory_format(channels_last: bool) -> torch.memory_format:
     """NHWC (channels_last: 1.4x faster convolutions on CPUs) or the default NCHW layout."""
     return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def map_in_batch_parts(function, count: int, threads: int = CPU_THREADS) -> list:
+    """[function(part) for part in parts], where parts are up to `threads` slices of range(count) in
+    order, of near-equal lengths, none empty; run in that many threads. For numpy, SciPy and OpenCV
+    work on a batch that releases the GIL (OpenCV's labelling, LAPACK), which one thread runs on one core."""
+    parts = min(threads, count)
+    bounds = [round(count * i / parts) for i in range(parts + 1)] if parts else [0, 0]
+    slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    if len(slices) == 1:
+        return [function(slices[0])]
+    with ThreadPoolExecutor(len(slices)) as pool:
+        return list(pool.map(function, slices))
 
 
 def keep_freed_memory() -> None:
