@@ -225,11 +225,11 @@ def exclusive_boxes(truth: GroundTruth) -> np.ndarray:
 
 
 def sweep_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray,
-               threads: int = devices.CPU_THREADS) -> tuple[np.ndarray, np.ndarray]:
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For maps (N, H, W), true boxes (N, 4) or (N, M, 4) (exclusive ends) and each threshold of
     (T,): the IoU with the best-matching true box of the largest component's box, and the best IoU
     of any component's box, as float (N, T) arrays (0 where nothing is on). Parts of the batch are
-    swept in `threads` threads (1.8x faster on 2 cores; the same arrays)."""
+    swept in `threads` threads (devices.map_in_batch_parts; 1.8x faster on 2 cores, the same arrays)."""
     gt_boxes = as_boxes(gt_boxes)
     parts = devices.map_in_batch_parts(lambda part: sweep_part_ious(maps[part], gt_boxes[part], thresholds),
                                        len(maps), threads)

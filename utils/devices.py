@@ -8,7 +8,6 @@ SciPy and OpenCV work over a batch, which would otherwise run on one core, over 
 
 import contextlib
 import ctypes
-import os
 import platform
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,7 +16,6 @@ import torch
 from utils.cli import UserError
 
 PRECISIONS = ("auto", "bf16", "fp32")
-CPU_THREADS = os.cpu_count() or 1  # threads of map_in_batch_parts
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -83,11 +81,12 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def map_in_batch_parts(function, count: int, threads: int = CPU_THREADS) -> list:
+def map_in_batch_parts(function, count: int, threads: int | None = None) -> list:
     """[function(part) for part in parts], where parts are up to `threads` slices of range(count) in
-    order, of near-equal lengths, none empty; run in that many threads. For numpy, SciPy and OpenCV
-    work on a batch that releases the GIL (OpenCV's labelling, LAPACK), which one thread runs on one core."""
-    parts = min(threads, count)
+    order, of near-equal lengths, none empty; run in that many threads (None: torch's intra-op threads,
+    the cores the convolutions use). For numpy, SciPy and OpenCV work on a batch that releases the GIL
+    (OpenCV's labelling, LAPACK), which one thread runs on one core."""
+    parts = min(threads or torch.get_num_threads(), count)
     bounds = [round(count * i / parts) for i in range(parts + 1)] if parts else [0, 0]
     slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
     if len(slices) == 1:
