@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import localization
-from utils import devices, seeds
+from utils import seeds
 
 BASELINES = ("blur", "black", "mean")  # what deleted pixels become, and what insertion starts from
 STEPS = 16  # deletion and insertion: steps from 0% to 100% of the pixels, the reports' and the benchmark's default
@@ -170,22 +170,16 @@ def imputation_system(removed: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray
 def road_impute(images: torch.Tensor, removed: torch.Tensor, generator: torch.Generator,
                 noise: float = ROAD_NOISE) -> torch.Tensor:
     """images (N, C, H, W) with the pixels of removed (N, H, W) (bool) replaced by ROAD's noisy
-    linear imputation (see imputation_system) plus Gaussian noise of std `noise`. Parts of the batch
-    are solved in threads (devices.map_in_batch_parts; each image's solve is its own)."""
+    linear imputation (see imputation_system) plus Gaussian noise of std `noise`."""
     out = images.detach().cpu().to(torch.float64, memory_format=torch.contiguous_format, copy=True)
     draws = torch.randn(out.shape, generator=generator, dtype=torch.float64) * noise
-    masks = removed.cpu().numpy()
-
-    def impute(part: slice) -> None:
-        for n in range(part.start, part.stop):
-            if not masks[n].any():
-                continue
-            flat = out[n].flatten(1).numpy()  # (C, H * W), a view of out
-            band, rhs, unknown = imputation_system(masks[n], flat)
-            values = scipy.linalg.solveh_banded(band, rhs, lower=True)  # (M, C): banded Cholesky, 3-4x sparse LU's speed
-            flat[:, unknown] = values.T + draws[n].flatten(1)[:, unknown].numpy()
-
-    devices.map_in_batch_parts(impute, len(masks))
+    for n, mask in enumerate(removed.cpu().numpy()):
+        if not mask.any():
+            continue
+        flat = out[n].flatten(1).numpy()  # (C, H * W)
+        band, rhs, unknown = imputation_system(mask, flat)
+        values = scipy.linalg.solveh_banded(band, rhs, lower=True)  # (M, C): banded Cholesky, 3-4x sparse LU's speed
+        flat[:, unknown] = values.T + draws[n].flatten(1)[:, unknown].numpy()
     return out.to(images.dtype).to(images.device)
 
 

@@ -92,15 +92,16 @@ def test_component_boxes_are_scipys_8_connected_components_mask_by_mask():
 
 def test_a_map_shared_by_every_image_is_labelled_once_with_the_same_ious():
     """The center baseline's map is the same for every image: sweep_ious labels it once per threshold
-    and gives each image what labelling its own copy gives."""
+    (in each part of the batch) and gives each image what labelling its own copy gives, in one thread or several."""
     heat = np.random.default_rng(1).random((16, 16)).astype(np.float32)
     maps = np.repeat(heat[None], 3, axis=0)
     truth = np.array([[0, 0, 8, 8], [4, 4, 16, 16], [2, 9, 5, 12]])
     thresholds = localization.threshold_sweep(0.05)
-    shared = localization.sweep_ious(maps, truth, thresholds)
     one_by_one = [localization.sweep_ious(maps[n:n + 1], truth[n:n + 1], thresholds) for n in range(3)]
-    for which in (0, 1):
-        assert np.array_equal(shared[which], np.concatenate([ious[which] for ious in one_by_one]))
+    for threads in (1, 2):
+        shared = localization.sweep_ious(maps, truth, thresholds, threads=threads)
+        for which in (0, 1):
+            assert np.array_equal(shared[which], np.concatenate([ious[which] for ious in one_by_one]))
     assert shared[1][:, 10].tolist() != [shared[1][0, 10]] * 3  # the images' own boxes still decide
 
 
