@@ -193,13 +193,13 @@ def image_ids(dataset, split: str, start: int, stop: int) -> list[str]:
 HEATMAPS_MARK = "heatmaps_run.json"  # in a --save_heatmaps folder: which run wrote its .npy files
 
 
-def heatmaps_folder(cfg, split: str) -> Path | None:
+def heatmaps_folder(cfg) -> Path | None:
     """The --save_heatmaps folder, created; refused when it holds .npy files of another run (another
-    checkpoint, split or --limit, or no mark of ours)."""
+    checkpoint, --split or --limit, or no mark of ours)."""
     if not cfg.save_heatmaps:
         return None
     folder = Path(cfg.save_heatmaps)
-    run = {"checkpoint": str(Path(cfg.checkpoint).resolve()), "split": split, "limit": cfg.limit}
+    run = {"checkpoint": str(Path(cfg.checkpoint).resolve()), "split": cfg.split, "limit": cfg.limit}
     mark = folder / HEATMAPS_MARK
     if folder.is_dir() and next(folder.rglob("*.npy"), None) is not None:
         if not mark.is_file() or json.loads(mark.read_text()) != run:
@@ -278,6 +278,13 @@ def timed(make):
     return result, time.perf_counter() - started
 
 
+def scored_truth(dataset, start: int, stop: int, cfg) -> localization.GroundTruth:
+    """The ground truth of images start..stop - 1 as the localization group scores it (inclusive
+    boxes with --inclusive_boxes)."""
+    truth = data.ground_truth(dataset, start, stop)
+    return localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
+
+
 def operating_thresholds(net, loaded: data.LoadedDataset, cfg, device, measured: list[registry.Method]
                          ) -> dict[str, float | None]:
     """{method key: its best box threshold (MaxBoxAcc's, IoU 0.5) on the validation split, None
@@ -288,8 +295,7 @@ def operating_thresholds(net, loaded: data.LoadedDataset, cfg, device, measured:
     thresholds = localization.threshold_sweep(cfg.threshold_step)
     evaluators = {method.key: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for method in measured}
     for start, images, labels in batches(loaded, "validation", cfg, device, count):
-        truth = data.ground_truth(dataset, start, start + len(labels))
-        truth = localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
+        truth = scored_truth(dataset, start, start + len(labels), cfg)
         for method in measured:
             maps = method.maps(net, images, labels, seeds.mix(cfg.seed, start)).cpu().numpy()
             evaluators[method.key].accumulate(maps, truth, np.zeros(len(labels), dtype=bool))  # no top-1 read
@@ -311,10 +317,9 @@ def measure(net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.
     evaluators = {method.key: localization.LocalizationEvaluator(thresholds, cfg.cam_threshold) for method in measured}
     hits, examples, forward_seconds = dict.fromkeys(evaluators, 0), [], 0.0
     differences, seconds = dict.fromkeys(evaluators, 0.0), dict.fromkeys(evaluators, 0.0)
-    heatmaps = heatmaps_folder(cfg, cfg.split)
+    heatmaps = heatmaps_folder(cfg)
     for start, images, labels in batches(loaded, cfg.split, cfg, device, count):
-        truth = data.ground_truth(dataset, start, start + len(labels))
-        truth = localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
+        truth = scored_truth(dataset, start, start + len(labels), cfg)
         boxes = localization.exclusive_boxes(truth)
         own, relu_cam = registry.logits_and_relu_cam(net, images, labels)
         relu_cam, seed = relu_cam.cpu(), seeds.mix(cfg.seed, start)

@@ -92,8 +92,8 @@ def map_in_batch_parts(function: Callable[[slice], T], count: int, threads: int 
     threads = torch.get_num_threads() if threads is None else threads
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
-    parts = min(threads, count)
-    bounds = [round(count * i / parts) for i in range(parts + 1)] if parts else [0, 0]
+    parts = max(1, min(threads, count))
+    bounds = [round(count * i / parts) for i in range(parts + 1)]
     slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
     if len(slices) == 1:
         return [function(slices[0])]
