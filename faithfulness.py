@@ -38,6 +38,7 @@ ROAD_NOISE = 0.01  # ROAD's imputation noise: its standard deviation, in units o
 BLUR_SIGMA, BLUR_SIDE = 5, 224  # the blur baseline: RISE's Gaussian, sigma 5 px on 224 px images, scaled to the side
 CASCADE_SHOWN = 4  # the sanity checks keep the maps of the first 4 images at each stage, for the cascade figure
 RANDOM_LABELS = "random labels"  # the sanity checks' name for the model trained on permuted labels
+SSIM_SIGMA = 1.5  # SSIM's Gaussian window (Wang et al. 2004), as the sanity checks compare maps
 UNCORRELATED = 0.2  # a method passes the cascade when |Spearman| + 2 sd over its draws stays below this at the end
 
 
@@ -288,20 +289,30 @@ def rank_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.divide((first * second).sum(1), norms, out=np.zeros(len(first)), where=norms > 0)
 
 
-def ssim(maps: np.ndarray, others: np.ndarray, sigma: float = 1.5, data_range: float = 1.0) -> np.ndarray:
+def ssim(maps: np.ndarray, others: np.ndarray, sigma: float = SSIM_SIGMA, data_range: float = 1.0,
+         other_moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Structural similarity (Wang et al., IEEE TIP 2004) of each pair of maps (N, H, W) in
     [0, data_range], with the paper's Gaussian window (sigma 1.5) and constants K1 = 0.01,
-    K2 = 0.03: the mean SSIM over the pixels, (N,) in [-1, 1]."""
+    K2 = 0.03: the mean SSIM over the pixels, (N,) in [-1, 1]. other_moments:
+    local_moments(others, sigma), when at hand."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    def smooth(values):
-        return np.stack([cv2.GaussianBlur(v.astype(np.float64), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-                         for v in values])
-
-    mu_x, mu_y = smooth(maps), smooth(others)
-    var_x, var_y = smooth(maps * maps) - mu_x**2, smooth(others * others) - mu_y**2
-    covariance = smooth(maps * others) - mu_x * mu_y
+    mu_x, var_x = local_moments(maps, sigma)
+    mu_y, var_y = other_moments or local_moments(others, sigma)
+    covariance = gaussian_smooth(maps * others, sigma) - mu_x * mu_y
     index = ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return index.reshape(len(maps), -1).mean(axis=1)
+
+
+def gaussian_smooth(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """Each map (N, H, W) blurred by SSIM's Gaussian window (OpenCV's, mirrored border): float64 (N, H, W)."""
+    return np.stack([cv2.GaussianBlur(one.astype(np.float64, copy=False), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+                     for one in maps])
+
+
+def local_moments(maps: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """SSIM's local mean and variance of each map (N, H, W) under its Gaussian window: two float64 (N, H, W)."""
+    mean = gaussian_smooth(maps, sigma)
+    return mean, gaussian_smooth(maps * maps, sigma) - mean**2
 
 
 def randomization_stages(net: nn.Module) -> list[tuple[str, list[nn.Module]]]:
@@ -422,12 +433,20 @@ class Reference:
     ranks: np.ndarray  # centered_ranks of the maps (N, H * W)
     abs_ranks: np.ndarray  # centered_ranks of their absolute values
     normalized: np.ndarray  # the min-max normalized maps, float64 (N, H, W)
+    moments: tuple[np.ndarray, np.ndarray]  # local_moments of the normalized maps, as ssim reads them
 
     @classmethod
     def of(cls, maps: torch.Tensor) -> "Reference":
         values = maps.cpu().double().numpy()
-        return cls(maps, centered_ranks(values), centered_ranks(np.abs(values)),
-                   localization.normalize_maps(maps).cpu().double().numpy())
+        normalized = localization.normalize_maps(maps).cpu().double().numpy()
+        return cls(maps, *ranks_and_abs_ranks(values), normalized, local_moments(normalized, SSIM_SIGMA))
+
+
+def ranks_and_abs_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """centered_ranks of maps (N, H, W) and of their absolute values: the same array, ranked once,
+    where no value is negative (ReLU-ed maps)."""
+    ranks = centered_ranks(values)
+    return ranks, ranks if (values >= 0).all() else centered_ranks(np.abs(values))
 
 
 def similarities(maps: torch.Tensor, references: torch.Tensor | Reference) -> dict[str, np.ndarray]:
@@ -435,10 +454,11 @@ def similarities(maps: torch.Tensor, references: torch.Tensor | Reference) -> di
     Spearman rank correlation of the maps and of their absolute values, and SSIM of the min-max
     normalized maps; each (N,)."""
     reference = references if isinstance(references, Reference) else Reference.of(references)
-    values = maps.cpu().double().numpy()
-    return {"spearman": rank_correlation(centered_ranks(values), reference.ranks),
-            "spearman_abs": rank_correlation(centered_ranks(np.abs(values)), reference.abs_ranks),
-            "ssim": ssim(localization.normalize_maps(maps).cpu().double().numpy(), reference.normalized)}
+    ranks, abs_ranks = ranks_and_abs_ranks(maps.cpu().double().numpy())
+    normalized = localization.normalize_maps(maps).cpu().double().numpy()
+    return {"spearman": rank_correlation(ranks, reference.ranks),
+            "spearman_abs": rank_correlation(abs_ranks, reference.abs_ranks),
+            "ssim": ssim(normalized, reference.normalized, other_moments=reference.moments)}
 
 
 class Explained(Protocol):

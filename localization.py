@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 import model as models
-from utils import devices
 
 CAM_THRESHOLD = 0.2  # the CAM paper's box rule: the largest region above 20% of the normalized map
 THRESHOLD_STEP = 0.01  # the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP: 0.00, 0.01, ..., 0.99
@@ -126,15 +125,32 @@ def cam_heat_maps(net, images: torch.Tensor, reading: MapReading = STANDARD_READ
     return logits, classes, heat
 
 
-def component_boxes(on: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The 8-connected components of a batch of bool masks (N, H, W), with one OpenCV call:
-    (image index int64 (M,), boxes int64 (M, 4), pixel counts int64 (M,)) for the M components,
-    by image (within one, in the order OpenCV's parallel labelling gives). Each mask's rows from
-    its first to its last with a pixel on are stacked into one tall image with a row of zeros after
-    each mask, so that no component crosses from one mask into the next, and OpenCV reads no row
-    that holds nothing."""
-    count, height, width = on.shape
-    lit = on.any(axis=2)  # (N, H)
+def threshold_levels(maps: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many of the ascending thresholds (T,) lie strictly below each value of maps (N, H, W):
+    unsigned ints (N, H, W) in [0, T], the smallest type that holds T, so that maps > thresholds[k]
+    exactly where levels > k."""
+    return np.searchsorted(thresholds, maps, side="left").astype(np.min_scalar_type(len(thresholds)))
+
+
+def stacked_rows(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """levels (N, H, W) (unsigned ints, or bool) as component_boxes reads them: (their rows
+    (N * H + 1, W) with a row of zeros last, each row's maximum (N, H))."""
+    count, height, width = levels.shape
+    return np.vstack([levels.reshape(count * height, width), np.zeros((1, width), levels.dtype)]), levels.max(axis=2)
+
+
+def component_boxes(levels: np.ndarray, above: int = 0, rows: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 8-connected components of levels > above, for a batch of levels (N, H, W) (unsigned ints
+    from threshold_levels, or bool masks with above 0), with one OpenCV call: (image index int64
+    (M,), boxes int64 (M, 4), pixel counts int64 (M,)) for the M components, by image (within one,
+    in the order OpenCV's parallel labelling gives). rows: stacked_rows(levels), when the same
+    levels are labelled above several levels. Each image's rows from its first to its last with a
+    pixel on are stacked into one tall image with a row of zeros after each image, so that no
+    component crosses from one image into the next, and OpenCV reads no row that holds nothing."""
+    count, height, width = levels.shape
+    padded, peaks = rows if rows is not None else stacked_rows(levels)
+    lit = peaks > above  # (N, H)
     has = lit.any(axis=1)
     first = lit.argmax(axis=1)
     lengths = np.where(has, height - lit[:, ::-1].argmax(axis=1) - first, 0)  # rows first..last
@@ -142,11 +158,10 @@ def component_boxes(on: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     if not blocks.any():
         return np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
     starts = np.cumsum(blocks) - blocks
-    image = np.repeat(np.arange(count), blocks)  # the mask each stacked row comes from
-    row = np.arange(len(image)) - starts[image]  # its row within that mask's block
-    copied = row < lengths[image]
-    stacked = np.zeros((len(image), width), dtype=np.uint8)
-    stacked[copied] = on.reshape(count * height, width)[(image * height + first[image] + row)[copied]]
+    image = np.repeat(np.arange(count), blocks)  # the image each stacked row comes from
+    row = np.arange(len(image)) - starts[image]  # its row within that image's block
+    source = np.where(row < lengths[image], image * height + first[image] + row, count * height)  # last: zeros
+    stacked = (padded[source] > above).view(np.uint8)
     _, _, stats, _ = cv2.connectedComponentsWithStats(stacked, connectivity=8)
     left, top, box_width, box_height, areas = stats[1:].astype(np.int64).T  # row 0 is the background
     owner = image[top]
@@ -224,26 +239,23 @@ def exclusive_boxes(truth: GroundTruth) -> np.ndarray:
     return boxes
 
 
-def sweep_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray,
-               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """For maps (N, H, W), true boxes (N, 4) or (N, M, 4) (exclusive ends) and each threshold of
-    (T,): the IoU with the best-matching true box of the largest component's box, and the best IoU
-    of any component's box, as float (N, T) arrays (0 where nothing is on). Parts of the batch are
-    swept in `threads` threads (devices.map_in_batch_parts; 1.8x faster on 2 cores, the same arrays)."""
-    gt_boxes = as_boxes(gt_boxes)
-    parts = devices.map_in_batch_parts(lambda part: sweep_part_ious(maps[part], gt_boxes[part], thresholds),
-                                       len(maps), threads)
-    return np.concatenate([largest for largest, _ in parts]), np.concatenate([best for _, best in parts])
-
-
-def sweep_part_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """sweep_ious in one thread, for gt_boxes (N, M, 4). Maps that are all the same (a baseline that
+def sweep_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, levels: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """For maps (N, H, W), true boxes (N, 4) or (N, M, 4) (exclusive ends) and each of the ascending
+    thresholds (T,): the IoU with the best-matching true box of the largest component's box, and
+    the best IoU of any component's box, as float (N, T) arrays (0 where nothing is on). levels:
+    threshold_levels(maps, thresholds), when at hand: each threshold labels levels > its index, all
+    from one copy of the maps' rows (stacked_rows). Maps that are all the same (a baseline that
     ignores the image) are labelled once per threshold."""
-    count = len(maps)
+    gt_boxes = as_boxes(gt_boxes)
+    levels = threshold_levels(maps, thresholds) if levels is None else levels
+    count = len(levels)
     largest, best = np.zeros((count, len(thresholds))), np.zeros((count, len(thresholds)))
-    shared = count > 1 and bool((maps == maps[:1]).all())
-    for t, threshold in enumerate(thresholds):
-        owner, boxes, areas = component_boxes((maps[:1] if shared else maps) > threshold)
+    shared = count > 1 and bool((levels == levels[:1]).all())
+    labelled = levels[:1] if shared else levels
+    rows = stacked_rows(labelled)
+    for t in range(len(thresholds)):
+        owner, boxes, areas = component_boxes(labelled, t, rows)
         if len(owner) == 0:
             break  # higher thresholds keep fewer pixels
         if shared:  # every image has the first one's components
@@ -338,11 +350,12 @@ class LocalizationEvaluator:
             self.inclusive = bool(truth.inclusive)
         elif self.inclusive != bool(truth.inclusive):
             raise ValueError("ground truth with inclusive and exclusive boxes accumulated together")
+        levels = threshold_levels(maps, self.thresholds)  # how many thresholds each value is above
         if truth.inclusive:
             largest, best = sweep_ious_inclusive(maps, gt_boxes, self.thresholds)  # (N, T)
             boxes = np.stack([contour_boxes(heat, self.cam_threshold)[1] for heat in maps]) if len(maps) else gt_boxes[:, 0]
         else:
-            largest, best = sweep_ious(maps, gt_boxes, self.thresholds)  # (N, T)
+            largest, best = sweep_ious(maps, gt_boxes, self.thresholds, levels=levels)  # (N, T)
             boxes = boxes_from_maps(maps, self.cam_threshold)
         correct = np.asarray(correct, dtype=bool)
         iou_levels = np.asarray(IOU_THRESHOLDS)
@@ -360,7 +373,6 @@ class LocalizationEvaluator:
         masks = np.asarray(truth.masks, dtype=bool)
         scored = np.ones_like(masks) if truth.ignore is None else ~np.asarray(truth.ignore, dtype=bool)
         # pixel counts above each threshold: a value above exactly k thresholds is on for the first k
-        levels = np.searchsorted(self.thresholds, maps, side="left")  # thresholds strictly below each value
         for on, pixels in ((self.positive_on, levels[masks & scored]), (self.negative_on, levels[~masks & scored])):
             histogram = np.bincount(pixels, minlength=len(self.thresholds) + 1)
             on += np.cumsum(histogram[::-1])[::-1][1:]  # on[t] = #pixels above more than t thresholds

@@ -36,20 +36,3 @@ def test_pick_device():
         devices.pick_device("gpu0")
 
 
-@pytest.mark.parametrize("count, threads, lengths", [(10, 3, [3, 4, 3]), (2, 4, [1, 1]), (5, 1, [5]), (0, 2, [0])])
-def test_batch_parts_cover_the_batch_in_order_in_near_equal_slices(count, threads, lengths):
-    """map_in_batch_parts: up to `threads` slices, none empty (but the one of an empty batch), in order, covering it."""
-    parts = devices.map_in_batch_parts(lambda part: list(range(count))[part], count, threads)
-    assert [len(part) for part in parts] == lengths
-    assert sum(parts, []) == list(range(count))
-
-
-def test_batch_parts_default_to_torchs_threads_and_refuse_fewer_than_one():
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(3)
-        assert len(devices.map_in_batch_parts(lambda part: part, 10)) == 3
-    finally:
-        torch.set_num_threads(previous)
-    with pytest.raises(ValueError, match="at least 1"):
-        devices.map_in_batch_parts(lambda part: part, 10, threads=0)

@@ -90,36 +90,60 @@ def test_component_boxes_are_scipys_8_connected_components_mask_by_mask():
         assert found == [tuple(item) for item in expected] and len(found) == count, n
 
 
+def test_threshold_levels_say_which_thresholds_each_value_is_strictly_above():
+    thresholds = localization.threshold_sweep(0.1)
+    maps = np.round(np.random.default_rng(3).random((4, 5, 6)), 1).astype(np.float32)  # values on the thresholds too
+    levels = localization.threshold_levels(maps, thresholds)
+    assert levels.dtype == np.uint8 and levels.min() == 0 and levels.max() == len(thresholds)
+    for k, threshold in enumerate(thresholds):
+        assert np.array_equal(levels > k, maps > threshold), threshold
+    assert localization.threshold_levels(maps, localization.threshold_sweep(0.001)).dtype == np.uint16
+
+
+def test_the_sweep_boxes_the_components_of_map_above_each_threshold():
+    """sweep_ious labels the maps' threshold_levels: the same IoUs as labelling map > t at each
+    threshold, with values lying on the thresholds, a constant map and an empty one."""
+    rng = np.random.default_rng(4)
+    small = torch.tensor(rng.random((6, 1, 5, 5), dtype=np.float32))
+    maps = np.round(F.interpolate(small, size=20, mode="bilinear")[:, 0].numpy(), 1)
+    maps[4], maps[5] = 0.5, 0.0
+    truth = np.tile(np.array([[[1, 2, 9, 15], [8, 8, 20, 18]]]), (6, 1, 1))
+    thresholds = localization.threshold_sweep(0.1)
+    largest, best = localization.sweep_ious(maps, truth, thresholds)
+    for t, threshold in enumerate(thresholds):
+        owner, boxes, areas = localization.component_boxes(maps > threshold)
+        expected_best = np.zeros(len(maps))
+        np.maximum.at(expected_best, owner, localization.best_iou(boxes, truth[owner]))
+        expected_largest = localization.best_iou(localization.boxes_from_maps(maps, threshold), truth)
+        assert np.array_equal(best[:, t], expected_best) and np.array_equal(largest[:, t], expected_largest), threshold
+    assert best[5].max() == 0 and 0 < best[:4].mean() < 1
+
+
 def test_a_map_shared_by_every_image_is_labelled_once_with_the_same_ious():
     """The center baseline's map is the same for every image: sweep_ious labels it once per threshold
-    (in each part of the batch) and gives each image what labelling its own copy gives, in one thread or several."""
+    and gives each image what labelling its own copy gives."""
     heat = np.random.default_rng(1).random((16, 16)).astype(np.float32)
     maps = np.repeat(heat[None], 3, axis=0)
     truth = np.array([[0, 0, 8, 8], [4, 4, 16, 16], [2, 9, 5, 12]])
     thresholds = localization.threshold_sweep(0.05)
     one_by_one = [localization.sweep_ious(maps[n:n + 1], truth[n:n + 1], thresholds) for n in range(3)]
-    for threads in (1, 2):
-        shared = localization.sweep_ious(maps, truth, thresholds, threads=threads)
-        for which in (0, 1):
-            assert np.array_equal(shared[which], np.concatenate([ious[which] for ious in one_by_one]))
+    shared = localization.sweep_ious(maps, truth, thresholds)
+    for which in (0, 1):
+        assert np.array_equal(shared[which], np.concatenate([ious[which] for ious in one_by_one]))
     assert shared[1][:, 10].tolist() != [shared[1][0, 10]] * 3  # the images' own boxes still decide
 
 
-def test_the_sweep_in_threads_gives_the_arrays_of_one_thread():
-    """sweep_ious over parts of the batch in threads: the same IoUs as one thread over the whole batch,
-    whatever the number of parts (more parts than maps too), with padding rows among the true boxes."""
+def test_the_sweep_skips_padding_rows_among_the_true_boxes():
+    """An image with fewer true boxes than others has rows of -1: the same IoUs as without them."""
     rng = np.random.default_rng(2)
     small = torch.tensor(rng.random((7, 1, 6, 6), dtype=np.float32))
     maps = F.interpolate(small, size=24, mode="bilinear")[:, 0].numpy()
     maps = (maps - maps.min(axis=(1, 2), keepdims=True)) / np.ptp(maps, axis=(1, 2), keepdims=True)
     truth = np.tile(np.array([[[2, 3, 12, 15], [-1, -1, -1, -1]]]), (7, 1, 1))
-    truth[::2, 1] = [10, 10, 22, 20]
     thresholds = localization.threshold_sweep(0.05)
-    one_thread = localization.sweep_ious(maps, truth, thresholds, threads=1)
-    assert 0 < one_thread[1].mean() < 1
-    for threads in (2, 3, 16):
-        in_threads = localization.sweep_ious(maps, truth, thresholds, threads=threads)
-        assert all(np.array_equal(a, b) for a, b in zip(in_threads, one_thread)), threads
+    padded = localization.sweep_ious(maps, truth, thresholds)
+    assert 0 < padded[1].mean() < 1
+    assert all(np.array_equal(a, b) for a, b in zip(padded, localization.sweep_ious(maps, truth[:, :1], thresholds)))
 
 
 def test_a_map_equal_to_the_mask_scores_100():

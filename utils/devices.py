@@ -1,24 +1,19 @@
-"""Where and how the math runs: the device, bf16 or fp32, the memory layout, the allocator and threads.
+"""Where and how the math runs: the device, bf16 or fp32, the memory layout, and the allocator.
 
 `pick_device` turns --device into a torch.device; `autocast` gives the precision context of
 --precision (auto: bf16 where it is fast, else fp32); `memory_format` the layout of --channels_last;
-`describe_device` names the device and its CPU class for timings; `map_in_batch_parts` runs OpenCV
-work on parts of a batch in threads, on the cores the convolutions use, where one thread would use one.
+`describe_device` names the device and its CPU class for timings.
 """
 
 import contextlib
 import ctypes
 import platform
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import torch
 
 from utils.cli import UserError
 
 PRECISIONS = ("auto", "bf16", "fp32")
-T = TypeVar("T")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -82,23 +77,6 @@ def autocast(precision: str, device: torch.device):
 def memory_format(channels_last: bool) -> torch.memory_format:
     """NHWC (channels_last: 1.4x faster convolutions on CPUs) or the default NCHW layout."""
     return torch.channels_last if channels_last else torch.contiguous_format
-
-
-def map_in_batch_parts(function: Callable[[slice], T], count: int, threads: int | None = None) -> list[T]:
-    """[function(part) for part in parts], run in as many threads as parts: the parts are up to `threads`
-    (None: torch's intra-op threads, the cores the convolutions use; at least 1) slices of range(count)
-    in order, of near-equal lengths, none empty but the one slice(0, 0) of an empty batch. For work on a
-    batch that releases the GIL (OpenCV's labelling), which one thread runs on one core."""
-    threads = torch.get_num_threads() if threads is None else threads
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    parts = max(1, min(threads, count))
-    bounds = [round(count * i / parts) for i in range(parts + 1)]
-    slices = [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
-    if len(slices) == 1:
-        return [function(slices[0])]
-    with ThreadPoolExecutor(len(slices)) as pool:
-        return list(pool.map(function, slices))
 
 
 def keep_freed_memory() -> None:
