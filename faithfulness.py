@@ -24,6 +24,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 import scipy.linalg
+import threadpoolctl
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -171,16 +172,19 @@ def imputation_system(removed: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray
 def road_impute(images: torch.Tensor, removed: torch.Tensor, generator: torch.Generator,
                 noise: float = ROAD_NOISE) -> torch.Tensor:
     """images (N, C, H, W) with the pixels of removed (N, H, W) (bool) replaced by ROAD's noisy
-    linear imputation (see imputation_system) plus Gaussian noise of std `noise`."""
+    linear imputation (see imputation_system) plus Gaussian noise of std `noise`. The solves run
+    with one BLAS thread: on 2 cores, OpenBLAS's second thread made each banded solve 2.5x slower
+    and, spinning after it, the torch work between solves too."""
     out = images.detach().cpu().to(torch.float64, memory_format=torch.contiguous_format, copy=True)
     draws = torch.randn(out.shape, generator=generator, dtype=torch.float64) * noise
-    for n, mask in enumerate(removed.cpu().numpy()):
-        if not mask.any():
-            continue
-        flat = out[n].flatten(1).numpy()  # (C, H * W)
-        band, rhs, unknown = imputation_system(mask, flat)
-        values = scipy.linalg.solveh_banded(band, rhs, lower=True)  # (M, C): banded Cholesky, 3-4x sparse LU's speed
-        flat[:, unknown] = values.T + draws[n].flatten(1)[:, unknown].numpy()
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        for n, mask in enumerate(removed.cpu().numpy()):
+            if not mask.any():
+                continue
+            flat = out[n].flatten(1).numpy()  # (C, H * W)
+            band, rhs, unknown = imputation_system(mask, flat)
+            values = scipy.linalg.solveh_banded(band, rhs, lower=True)  # (M, C): banded Cholesky, 3-4x sparse LU's speed
+            flat[:, unknown] = values.T + draws[n].flatten(1)[:, unknown].numpy()
     return out.to(images.dtype).to(images.device)
 
 
