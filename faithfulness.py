@@ -173,8 +173,8 @@ def road_impute(images: torch.Tensor, removed: torch.Tensor, generator: torch.Ge
                 noise: float = ROAD_NOISE) -> torch.Tensor:
     """images (N, C, H, W) with the pixels of removed (N, H, W) (bool) replaced by ROAD's noisy
     linear imputation (see imputation_system) plus Gaussian noise of std `noise`. The solves run
-    with one BLAS thread: on 2 cores, OpenBLAS's second thread made each banded solve 2.5x slower
-    and, spinning after it, the torch work between solves too."""
+    with one BLAS thread: more made these small banded solves slower, and the torch work between
+    them too (docs/performance.md)."""
     out = images.detach().cpu().to(torch.float64, memory_format=torch.contiguous_format, copy=True)
     draws = torch.randn(out.shape, generator=generator, dtype=torch.float64) * noise
     with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
@@ -183,7 +183,8 @@ def road_impute(images: torch.Tensor, removed: torch.Tensor, generator: torch.Ge
                 continue
             flat = out[n].flatten(1).numpy()  # (C, H * W)
             band, rhs, unknown = imputation_system(mask, flat)
-            values = scipy.linalg.solveh_banded(band, rhs, lower=True)  # (M, C): banded Cholesky, 3-4x sparse LU's speed
+            # (M, C): banded Cholesky, 3-4x sparse LU's speed
+            values = scipy.linalg.solveh_banded(band, rhs, lower=True)
             flat[:, unknown] = values.T + draws[n].flatten(1)[:, unknown].numpy()
     return out.to(images.dtype).to(images.device)
 
@@ -298,10 +299,10 @@ def ssim(maps: np.ndarray, others: np.ndarray, sigma: float = SSIM_SIGMA, data_r
     """Structural similarity (Wang et al., IEEE TIP 2004) of each pair of maps (N, H, W) in
     [0, data_range], with the paper's Gaussian window (sigma 1.5) and constants K1 = 0.01,
     K2 = 0.03: the mean SSIM over the pixels, (N,) in [-1, 1]. other_moments:
-    local_moments(others, sigma), when at hand."""
+    local_moments(others, sigma) with the same sigma, when at hand."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_x, var_x = local_moments(maps, sigma)
-    mu_y, var_y = other_moments or local_moments(others, sigma)
+    mu_y, var_y = local_moments(others, sigma) if other_moments is None else other_moments
     covariance = gaussian_smooth(maps * others, sigma) - mu_x * mu_y
     index = ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return index.reshape(len(maps), -1).mean(axis=1)

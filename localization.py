@@ -128,8 +128,11 @@ def cam_heat_maps(net, images: torch.Tensor, reading: MapReading = STANDARD_READ
 def threshold_levels(maps: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """How many of the ascending thresholds (T,) lie strictly below each value of maps (N, H, W):
     unsigned ints (N, H, W) in [0, T], the smallest type that holds T, so that maps > thresholds[k]
-    exactly where levels > k."""
-    return np.searchsorted(thresholds, maps, side="left").astype(np.min_scalar_type(len(thresholds)))
+    exactly where levels > k, the maps compared in float64 (whatever numpy's version) and NaN above
+    none."""
+    levels = np.searchsorted(thresholds, maps, side="left").astype(np.min_scalar_type(len(thresholds)))
+    levels[np.isnan(maps)] = 0  # searchsorted sorts NaN last: above every threshold
+    return levels
 
 
 def stacked_rows(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +148,7 @@ def component_boxes(levels: np.ndarray, above: int = 0, rows: tuple[np.ndarray, 
     from threshold_levels, or bool masks with above 0), with one OpenCV call: (image index int64
     (M,), boxes int64 (M, 4), pixel counts int64 (M,)) for the M components, by image (within one,
     in the order OpenCV's parallel labelling gives). rows: stacked_rows(levels), when the same
-    levels are labelled above several levels. Each image's rows from its first to its last with a
+    levels are labelled at several values of `above`. Each image's rows from its first to its last with a
     pixel on are stacked into one tall image with a row of zeros after each image, so that no
     component crosses from one image into the next, and OpenCV reads no row that holds nothing."""
     count, height, width = levels.shape
@@ -245,8 +248,8 @@ def sweep_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, l
     thresholds (T,): the IoU with the best-matching true box of the largest component's box, and
     the best IoU of any component's box, as float (N, T) arrays (0 where nothing is on). levels:
     threshold_levels(maps, thresholds), when at hand: each threshold labels levels > its index, all
-    from one copy of the maps' rows (stacked_rows). Maps that are all the same (a baseline that
-    ignores the image) are labelled once per threshold."""
+    from one copy of the maps' rows (stacked_rows). Maps whose levels are all the same (a baseline
+    that ignores the image) are labelled once per threshold."""
     gt_boxes = as_boxes(gt_boxes)
     levels = threshold_levels(maps, thresholds) if levels is None else levels
     count = len(levels)
@@ -323,6 +326,8 @@ class LocalizationEvaluator:
 
     def __init__(self, thresholds: np.ndarray = DEFAULT_THRESHOLDS, cam_threshold: float = CAM_THRESHOLD):
         self.thresholds = np.asarray(thresholds, dtype=np.float64)
+        if (np.diff(self.thresholds) < 0).any():
+            raise ValueError("thresholds must be ascending")
         self.cam_threshold = cam_threshold
         self.count = 0
         self.top1_hits = 0
@@ -350,7 +355,7 @@ class LocalizationEvaluator:
             self.inclusive = bool(truth.inclusive)
         elif self.inclusive != bool(truth.inclusive):
             raise ValueError("ground truth with inclusive and exclusive boxes accumulated together")
-        levels = threshold_levels(maps, self.thresholds)  # how many thresholds each value is above
+        levels = None if truth.inclusive else threshold_levels(maps, self.thresholds)  # the sweep's and PxAP's
         if truth.inclusive:
             largest, best = sweep_ious_inclusive(maps, gt_boxes, self.thresholds)  # (N, T)
             boxes = np.stack([contour_boxes(heat, self.cam_threshold)[1] for heat in maps]) if len(maps) else gt_boxes[:, 0]
@@ -373,6 +378,7 @@ class LocalizationEvaluator:
         masks = np.asarray(truth.masks, dtype=bool)
         scored = np.ones_like(masks) if truth.ignore is None else ~np.asarray(truth.ignore, dtype=bool)
         # pixel counts above each threshold: a value above exactly k thresholds is on for the first k
+        levels = threshold_levels(maps, self.thresholds) if levels is None else levels
         for on, pixels in ((self.positive_on, levels[masks & scored]), (self.negative_on, levels[~masks & scored])):
             histogram = np.bincount(pixels, minlength=len(self.thresholds) + 1)
             on += np.cumsum(histogram[::-1])[::-1][1:]  # on[t] = #pixels above more than t thresholds

@@ -34,5 +34,3 @@ def test_pick_device():
             devices.pick_device("cuda")
     with pytest.raises(cli.UserError, match="unknown device 'gpu0'"):
         devices.pick_device("gpu0")
-
-

@@ -147,19 +147,23 @@ def test_similarities_against_a_reference_computed_once_are_scipys_spearman_and_
     assert np.allclose(faithfulness.similarities(trained, reference)["spearman_abs"], 1)
 
 
-@pytest.mark.parametrize("shift", [0.0, -0.5])
-def test_ranks_of_absolute_values_are_ranked_anew_only_where_a_value_is_negative(shift):
-    values = np.random.default_rng(1).random((3, 6, 6)) + shift
+@pytest.mark.parametrize("kind", ["positive", "signed", "relu"])
+def test_ranks_of_absolute_values_are_ranked_anew_only_where_a_value_is_negative(kind):
+    values = np.random.default_rng(1).random((3, 6, 6))
+    values = {"positive": values, "signed": values - 0.5, "relu": np.maximum(values - 0.3, 0.0)}[kind]
+    values[0, 0, 0] = -0.0 if kind == "relu" else values[0, 0, 0]  # ReLU can give -0.0: no negative value
     ranks, abs_ranks = faithfulness.ranks_and_abs_ranks(values)
     assert np.array_equal(ranks, faithfulness.centered_ranks(values))
     assert np.array_equal(abs_ranks, faithfulness.centered_ranks(np.abs(values)))
-    assert (abs_ranks is ranks) == (shift == 0.0)
+    assert (abs_ranks is ranks) == (kind != "signed")
 
 
-def test_ssim_from_the_others_local_moments_at_hand_is_the_same():
-    maps, others = np.random.default_rng(2).random((2, 3, 12, 12))
+def test_ssim_reads_the_others_local_moments_when_at_hand():
+    maps, others, third = np.random.default_rng(2).random((3, 3, 12, 12))
     moments = faithfulness.local_moments(others, faithfulness.SSIM_SIGMA)
     assert np.array_equal(faithfulness.ssim(maps, others, other_moments=moments), faithfulness.ssim(maps, others))
+    wrong = faithfulness.local_moments(third, faithfulness.SSIM_SIGMA)
+    assert not np.allclose(faithfulness.ssim(maps, others, other_moments=wrong), faithfulness.ssim(maps, others))
 
 
 def test_centered_ranks_are_scipys_rankdata_with_ties_less_their_mean():

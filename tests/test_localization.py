@@ -90,25 +90,30 @@ def test_component_boxes_are_scipys_8_connected_components_mask_by_mask():
         assert found == [tuple(item) for item in expected] and len(found) == count, n
 
 
-def test_threshold_levels_say_which_thresholds_each_value_is_strictly_above():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threshold_levels_say_which_thresholds_each_value_is_strictly_above(dtype):
+    """maps > thresholds[k] (in float64) exactly where levels > k: with values equal to thresholds
+    (0, 0.5 and every float64 one) and NaN, which is above none."""
     thresholds = localization.threshold_sweep(0.1)
-    maps = np.round(np.random.default_rng(3).random((4, 5, 6)), 1).astype(np.float32)  # values on the thresholds too
+    maps = np.round(np.random.default_rng(3).random((4, 5, 6)), 1).astype(dtype)
+    maps[0, 0, :3] = np.nan
     levels = localization.threshold_levels(maps, thresholds)
     assert levels.dtype == np.uint8 and levels.min() == 0 and levels.max() == len(thresholds)
     for k, threshold in enumerate(thresholds):
-        assert np.array_equal(levels > k, maps > threshold), threshold
+        assert np.array_equal(levels > k, maps.astype(np.float64) > threshold), threshold
     assert localization.threshold_levels(maps, localization.threshold_sweep(0.001)).dtype == np.uint16
 
 
-def test_the_sweep_boxes_the_components_of_map_above_each_threshold():
+@pytest.mark.parametrize("step", [0.1, 0.002])  # 10 thresholds: uint8 levels; 500: uint16
+def test_the_sweep_boxes_the_components_of_map_above_each_threshold(step):
     """sweep_ious labels the maps' threshold_levels: the same IoUs as labelling map > t at each
     threshold, with values lying on the thresholds, a constant map and an empty one."""
     rng = np.random.default_rng(4)
-    small = torch.tensor(rng.random((6, 1, 5, 5), dtype=np.float32))
-    maps = np.round(F.interpolate(small, size=20, mode="bilinear")[:, 0].numpy(), 1)
+    small = torch.tensor(rng.random((6, 1, 5, 5)))
+    maps = np.round(F.interpolate(small, size=20, mode="bilinear")[:, 0].numpy(), 1)  # float64
     maps[4], maps[5] = 0.5, 0.0
     truth = np.tile(np.array([[[1, 2, 9, 15], [8, 8, 20, 18]]]), (6, 1, 1))
-    thresholds = localization.threshold_sweep(0.1)
+    thresholds = localization.threshold_sweep(step)
     largest, best = localization.sweep_ious(maps, truth, thresholds)
     for t, threshold in enumerate(thresholds):
         owner, boxes, areas = localization.component_boxes(maps > threshold)
@@ -117,6 +122,11 @@ def test_the_sweep_boxes_the_components_of_map_above_each_threshold():
         expected_largest = localization.best_iou(localization.boxes_from_maps(maps, threshold), truth)
         assert np.array_equal(best[:, t], expected_best) and np.array_equal(largest[:, t], expected_largest), threshold
     assert best[5].max() == 0 and 0 < best[:4].mean() < 1
+
+
+def test_the_evaluator_refuses_thresholds_out_of_order():
+    with pytest.raises(ValueError, match="ascending"):
+        localization.LocalizationEvaluator(np.array([0.0, 0.5, 0.2]))
 
 
 def test_a_map_shared_by_every_image_is_labelled_once_with_the_same_ious():
