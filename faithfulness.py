@@ -278,7 +278,7 @@ def centered_ranks(maps: np.ndarray) -> np.ndarray:
     torch sort of the batch: 1.7x faster than rankdata."""
     pixels = math.prod(maps.shape[1:])
     values, order = torch.from_numpy(np.ascontiguousarray(maps.reshape(len(maps), pixels))).sort(dim=1)
-    position = torch.arange(pixels).expand_as(values)
+    position = torch.arange(pixels, dtype=torch.int32).expand_as(values)  # int32: half the memory traffic of int64
     changes = values[:, 1:] != values[:, :-1]  # a run of equal values ends between these positions
     edge = torch.ones(len(values), 1, dtype=torch.bool)
     first = torch.where(torch.cat([edge, changes], 1), position, 0).cummax(1).values  # where each one's run starts

@@ -160,9 +160,10 @@ def class_activation_maps(model: GapNet, x: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def folded_batch_norms(model: GapNet) -> GapNet:
-    """A copy of model (in eval mode) for forward passes that only read its logits: every batch norm
-    that follows a convolution folded into it (torch.fx's `fuse`), so the same logits up to float
-    rounding from 1.2x less time on a CPU; model itself where its features cannot be traced (fx)."""
+    """A copy of model (in eval mode) for forward passes that read its logits and maps, not its batch
+    norms: every batch norm that follows a convolution folded into it (torch.fx's `fuse`), so the
+    same logits, features and maps up to float rounding from 1.2x less time on a CPU; model itself
+    where its features cannot be traced (fx)."""
     folded = copy.deepcopy(model).eval()
     try:
         folded.features = optimization.fuse(folded.features, inplace=True)

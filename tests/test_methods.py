@@ -118,6 +118,19 @@ def test_every_library_method_makes_the_librarys_maps_and_leaves_the_model_as_it
     assert method.batch_size == (2 if kind in methods.BATCHED else None) and method.runs_in("sanity")
 
 
+@pytest.mark.parametrize("key", [method.key for method in methods.METHODS])
+def test_every_method_maps_the_batch_norm_folded_copy_as_the_model_up_to_float_rounding(key):
+    """evaluate_cam.py's localization group makes its maps on models.folded_batch_norms' copy."""
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 4, 1, width=4, pools=1, convs=(1, 1, 1), head=8)
+    net.train()(torch.randn(32, 1, 16, 16))  # running statistics that are not the initial ones
+    net.eval()
+    images, classes = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(3)), torch.tensor([0, 1, 2, 3])
+    method = next(method for method in methods.METHODS if method.key == key)
+    folded = method.maps(models.folded_batch_norms(net), images, classes, 0)
+    assert (folded - method.maps(net, images, classes, 0)).abs().max() < 1e-4
+
+
 def test_cam_read_with_flips_averages_the_mirror_image_in():
     net = one_by_one_net()
     [read] = [method for method in methods.for_reading(localization.MapReading("max", 0.0, True))
