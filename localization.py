@@ -26,6 +26,7 @@ import model as models
 CAM_THRESHOLD = 0.2  # the CAM paper's box rule: the largest region above 20% of the normalized map
 THRESHOLD_STEP = 0.01  # the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP: 0.00, 0.01, ..., 0.99
 CENTER_SIGMA = 0.25  # the centered baseline's Gaussian: its standard deviation as a share of the image side
+LABELS_16_BIT = np.iinfo(np.uint16).max  # OpenCV's 16-bit labels: a labelling call's labels (background too) below it
 
 
 @dataclass
@@ -145,13 +146,13 @@ def stacked_rows(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def component_boxes(levels: np.ndarray, above: int = 0, rows: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The 8-connected components of levels > above, for a batch of levels (N, H, W) (unsigned ints
-    from threshold_levels, or bool masks with above 0), with one OpenCV call: (image index int64
-    (M,), boxes int64 (M, 4), pixel counts int64 (M,)) for the M components, by image (within one,
-    in the order OpenCV's parallel labelling gives). rows: stacked_rows(levels), when the same
+    from threshold_levels, or bool masks with above 0), with few OpenCV calls (component_stats):
+    (image index int64 (M,), boxes int64 (M, 4), pixel counts int64 (M,)) for the M components, by
+    image (within one, in OpenCV's labelling order). rows: stacked_rows(levels), when the same
     levels are labelled at several values of `above`. Each image's rows from its first to its last with a
     pixel on are stacked into one tall image with a row of zeros after each image, so that no
     component crosses from one image into the next, and OpenCV reads no row that holds nothing."""
-    count, height, width = levels.shape
+    count, height, _ = levels.shape
     padded, peaks = rows if rows is not None else stacked_rows(levels)
     lit = peaks > above  # (N, H)
     has = lit.any(axis=1)
@@ -160,16 +161,39 @@ def component_boxes(levels: np.ndarray, above: int = 0, rows: tuple[np.ndarray, 
     blocks = lengths + has  # and the row of zeros after them
     if not blocks.any():
         return np.zeros(0, dtype=np.int64), np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    starts = np.cumsum(blocks) - blocks
+    ends = np.cumsum(blocks)
+    starts = ends - blocks
     image = np.repeat(np.arange(count), blocks)  # the image each stacked row comes from
     row = np.arange(len(image)) - starts[image]  # its row within that image's block
     source = np.where(row < lengths[image], image * height + first[image] + row, count * height)  # last: zeros
     stacked = (padded[source] > above).view(np.uint8)
-    _, _, stats, _ = cv2.connectedComponentsWithStats(stacked, connectivity=8)
-    left, top, box_width, box_height, areas = stats[1:].astype(np.int64).T  # row 0 is the background
+    left, top, box_width, box_height, areas = component_stats(stacked, ends[has]).T
     owner = image[top]
     top = top - starts[owner] + first[owner]
     return owner, np.stack([left, top, left + box_width, top + box_height], axis=1), areas
+
+
+def component_stats(stacked: np.ndarray, block_ends: np.ndarray) -> np.ndarray:
+    """OpenCV's stats (left, top, width, height, pixel count) int64 (M, 5) of the 8-connected
+    components of stacked (R, W), uint8 0 or 1, made of blocks of rows that no component crosses
+    (each ends with a row of zeros), block_ends (B,) ascending the row after each block (the last:
+    R). One connectedComponentsWithStats call per run of whole blocks few enough rows for 16-bit
+    labels (an 8-connected scan opens at most one label per 2 x 2 pixels): OpenCV labels those in
+    one thread, 1.3x faster than 32-bit labels over the whole image on two; a block taller than
+    that gets 32-bit labels alone."""
+    rows_per_call = 2 * ((LABELS_16_BIT - 1) // ((stacked.shape[1] + 1) // 2))
+    stats, start = [], 0
+    while start < len(stacked):
+        fitting = np.searchsorted(block_ends, start + rows_per_call, side="right")  # blocks ending within reach
+        stop = (block_ends[fitting - 1] if fitting and block_ends[fitting - 1] > start
+                else block_ends[np.searchsorted(block_ends, start, side="right")])
+        labels = cv2.CV_16U if stop - start <= rows_per_call else cv2.CV_32S
+        _, _, found, _ = cv2.connectedComponentsWithStats(stacked[start:stop], connectivity=8, ltype=labels)
+        found = found[1:].astype(np.int64)  # row 0 is the background
+        found[:, cv2.CC_STAT_TOP] += start
+        stats.append(found)
+        start = stop
+    return np.concatenate(stats)
 
 
 def largest_component_boxes(owner: np.ndarray, boxes: np.ndarray, areas: np.ndarray, count: int) -> np.ndarray:

@@ -74,17 +74,22 @@ def test_diagonal_pixels_are_one_component():
     assert localization.boxes_from_maps(heat).tolist() == [[0, 0, 6, 6]]
 
 
-def test_component_boxes_are_scipys_8_connected_components_mask_by_mask():
-    """The stacked call (each mask's lit rows only, empty rows inside a mask kept) against
-    scipy.ndimage.label on each mask alone, on sparse random masks, an empty one and a split one."""
-    on = np.random.default_rng(0).random((40, 12, 10)) > 0.8
-    on[3] = False
-    on[4] = False
-    on[4, 1, 1] = on[4, 10, 8] = True  # two components with empty rows between them
+@pytest.mark.parametrize("shape", [(40, 12, 10), (120, 64, 64), (2, 400, 5000)])
+def test_component_boxes_are_scipys_8_connected_components_mask_by_mask(shape):
+    """The stacked calls (each mask's lit rows only, empty rows inside a mask kept) against
+    scipy.ndimage.label on each mask alone, on sparse random masks, an empty one and a split one:
+    in one call; in two calls of 16-bit labels (120 masks of 64 x 64: 7,800 stacked rows, at most
+    4,094 a call); and 5,000 px wide, where a mask's 401 rows need 32-bit labels (16 bits allow 52
+    rows a call; these hold more than 65,535 components)."""
+    on = np.random.default_rng(0).random(shape) > 0.8
+    on[3:5] = False
+    on[1, 1, 1] = on[1, 10, 8] = True  # two components with empty rows between them
+    on[1, 2:10] = False
     owner, boxes, areas = localization.component_boxes(on)
     for n, mask in enumerate(on):
         labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-        expected = sorted((box[1].start, box[0].start, box[1].stop, box[0].stop, int((labels == k + 1).sum()))
+        sizes = np.bincount(labels.ravel())
+        expected = sorted((box[1].start, box[0].start, box[1].stop, box[0].stop, int(sizes[k + 1]))
                           for k, box in enumerate(ndimage.find_objects(labels)))
         found = sorted((*box, area) for box, area in zip(boxes[owner == n].tolist(), areas[owner == n].tolist()))
         assert found == [tuple(item) for item in expected] and len(found) == count, n
