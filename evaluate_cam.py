@@ -718,7 +718,8 @@ def write_report(report: results.Report, examples: list[drawing.Example], cascad
             f"{report.split} images (top-1 / GT-known loc at each method's threshold, chosen with "
             f"{report.thresholds_chosen_on}; sweep step {report.threshold_step}).\n\n" + markdown_table(report)
             + "\n" + same_maps_note(report) + f" What each method's maps cost, per image at batch size {report.batch_size} "
-            f"and over a plain forward pass of the same batches ({report.forward_ms_per_image:.2f} ms per image): "
+            f"and over a plain forward pass of the same batches ({report.forward_ms_per_image:.2f} ms per image; "
+            "both with the batch norms folded into the convolutions): "
             "the last columns below.\n")
     if report.explained_images is not None:
         parts.append(explained_note(report) + "\n\n" + summary_table(report))

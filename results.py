@@ -119,7 +119,8 @@ class SanityResult:
 class Cost:
     """What one method's maps cost in the localization group's run: milliseconds per image of its
     maps calls (with its own logits where the same pass gives them: Method.logits_and_maps) at the
-    report's batch size, and their time over that of a plain forward pass of the same batches."""
+    report's batch size, and their time over that of a plain forward pass of the same batches; both
+    on the model with its batch norms folded (models.folded_batch_norms), as the group runs it."""
 
     ms_per_image: float
     over_forward: float
@@ -162,7 +163,7 @@ class Report:
     images: int | None = None  # localization: the images measured, and how thresholds were chosen
     thresholds_chosen_on: str | None = None
     threshold_step: float | None = None
-    forward_ms_per_image: float | None = None  # localization: a plain forward pass of its batches, the methods' Cost unit
+    forward_ms_per_image: float | None = None  # localization: a plain forward pass (BN folded), the Cost unit
     seconds_localization: float | None = None
     explained_images: int | None = None  # faithfulness and sanity: the images explained
     steps: int | None = None  # faithfulness: its settings

@@ -74,17 +74,23 @@ def test_diagonal_pixels_are_one_component():
     assert localization.boxes_from_maps(heat).tolist() == [[0, 0, 6, 6]]
 
 
-@pytest.mark.parametrize("shape", [(40, 12, 10), (120, 64, 64), (2, 400, 5000)])
-def test_component_boxes_are_scipys_8_connected_components_mask_by_mask(shape):
+@pytest.mark.parametrize("shape, pattern", [((40, 12, 10), "random"), ((120, 64, 64), "random"),
+                                            ((130, 64, 64), "isolated"), ((2, 400, 5000), "random")])
+def test_component_boxes_are_scipys_8_connected_components_mask_by_mask(shape, pattern):
     """The stacked calls (each mask's lit rows only, empty rows inside a mask kept) against
-    scipy.ndimage.label on each mask alone, on sparse random masks, an empty one and a split one:
-    in one call; in two calls of 16-bit labels (120 masks of 64 x 64: 7,800 stacked rows, at most
-    4,094 a call); and 5,000 px wide, where a mask's 401 rows need 32-bit labels (16 bits allow 52
-    rows a call; these hold more than 65,535 components)."""
+    scipy.ndimage.label on each mask alone: sparse random masks, with (from 3 masks on) an empty one
+    and one of two pixels with empty rows above, between and below them. In one call (40 masks of
+    12 x 10); in two calls of 16-bit labels (about 7,700 stacked rows of 64 x 64 masks, at most
+    4,094 a call); with 131,072 one-pixel components (every other pixel of every other row of 128
+    masks), nearly as many per call as 16-bit labels hold; and 5,000 px wide, where a mask's 401
+    rows need 32-bit labels (16 bits allow 52 rows a call; these hold more than 65,535 components)."""
     on = np.random.default_rng(0).random(shape) > 0.8
-    on[3:5] = False
-    on[1, 1, 1] = on[1, 10, 8] = True  # two components with empty rows between them
-    on[1, 2:10] = False
+    if pattern == "isolated":
+        on[:] = False
+        on[:, ::2, ::2] = True
+    if len(on) >= 3:
+        on[1:3] = False
+        on[2, 2, 1] = on[2, -3, -2] = True
     owner, boxes, areas = localization.component_boxes(on)
     for n, mask in enumerate(on):
         labels, count = ndimage.label(mask, structure=np.ones((3, 3)))

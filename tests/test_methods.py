@@ -122,9 +122,11 @@ def test_every_library_method_makes_the_librarys_maps_and_leaves_the_model_as_it
 def test_every_method_maps_the_batch_norm_folded_copy_as_the_model_up_to_float_rounding(key):
     """evaluate_cam.py's localization group makes its maps on models.folded_batch_norms' copy."""
     torch.manual_seed(0)
-    net = models.build_model("cnn", 4, 1, width=4, pools=1, convs=(1, 1, 1), head=8)
-    net.train()(torch.randn(32, 1, 16, 16))  # running statistics that are not the initial ones
-    net.eval()
+    net = models.build_model("cnn", 4, 1, width=4, pools=1, convs=(1, 1, 1), head=8).eval()
+    for norm in (module for module in net.modules() if isinstance(module, nn.BatchNorm2d)):  # nothing at its default
+        for tensor, low, high in ((norm.weight, -1.5, 1.5), (norm.bias, -0.5, 0.5), (norm.running_mean, -0.5, 0.5),
+                                  (norm.running_var, 0.2, 2.0)):
+            nn.init.uniform_(tensor.data, low, high)
     images, classes = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(3)), torch.tensor([0, 1, 2, 3])
     method = next(method for method in methods.METHODS if method.key == key)
     folded = method.maps(models.folded_batch_norms(net), images, classes, 0)
