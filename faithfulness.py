@@ -295,13 +295,14 @@ def rank_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 
 def ssim(maps: np.ndarray, others: np.ndarray, sigma: float = SSIM_SIGMA, data_range: float = 1.0,
+         moments: tuple[np.ndarray, np.ndarray] | None = None,
          other_moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Structural similarity (Wang et al., IEEE TIP 2004) of each pair of maps (N, H, W) in
     [0, data_range], with the paper's Gaussian window (sigma 1.5) and constants K1 = 0.01,
-    K2 = 0.03: the mean SSIM over the pixels, (N,) in [-1, 1]. other_moments:
-    local_moments(others, sigma) with the same sigma, when at hand."""
+    K2 = 0.03: the mean SSIM over the pixels, (N,) in [-1, 1]. moments, other_moments:
+    local_moments(maps, sigma) and local_moments(others, sigma) with the same sigma, when at hand."""
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, var_x = local_moments(maps, sigma)
+    mu_x, var_x = local_moments(maps, sigma) if moments is None else moments
     mu_y, var_y = local_moments(others, sigma) if other_moments is None else other_moments
     covariance = gaussian_smooth(maps * others, sigma) - mu_x * mu_y
     index = ((2 * mu_x * mu_y + c1) * (2 * covariance + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
@@ -459,11 +460,10 @@ def similarities(maps: torch.Tensor, references: torch.Tensor | Reference) -> di
     Spearman rank correlation of the maps and of their absolute values, and SSIM of the min-max
     normalized maps; each (N,)."""
     reference = references if isinstance(references, Reference) else Reference.of(references)
-    ranks, abs_ranks = ranks_and_abs_ranks(maps.cpu().double().numpy())
-    normalized = localization.normalize_maps(maps).cpu().double().numpy()
-    return {"spearman": rank_correlation(ranks, reference.ranks),
-            "spearman_abs": rank_correlation(abs_ranks, reference.abs_ranks),
-            "ssim": ssim(normalized, reference.normalized, other_moments=reference.moments)}
+    own = Reference.of(maps)  # the same ranks, normalized maps and SSIM moments, of these maps
+    return {"spearman": rank_correlation(own.ranks, reference.ranks),
+            "spearman_abs": rank_correlation(own.abs_ranks, reference.abs_ranks),
+            "ssim": ssim(own.normalized, reference.normalized, moments=own.moments, other_moments=reference.moments)}
 
 
 class Explained(Protocol):

@@ -185,9 +185,9 @@ def component_stats(stacked: np.ndarray, block_ends: np.ndarray) -> np.ndarray:
     rows_per_call = 2 * ((LABELS_16_BIT - 1) // ((stacked.shape[1] + 1) // 2))
     stats, start = [], 0
     while start < len(stacked):
-        fitting = np.searchsorted(block_ends, start + rows_per_call, side="right")  # blocks ending within reach
-        stop = (block_ends[fitting - 1] if fitting and block_ends[fitting - 1] > start
-                else block_ends[np.searchsorted(block_ends, start, side="right")])
+        first = np.searchsorted(block_ends, start, side="right")  # the block that starts at `start`
+        last = np.searchsorted(block_ends, start + rows_per_call, side="right") - 1  # the last one within reach
+        stop = block_ends[max(first, last)]  # that one alone when it is too tall
         labels = cv2.CV_16U if stop - start <= rows_per_call else cv2.CV_32S
         _, _, found, _ = cv2.connectedComponentsWithStats(stacked[start:stop], connectivity=8, ltype=labels)
         found = found[1:].astype(np.int64)  # row 0 is the background
