@@ -267,30 +267,27 @@ def exclusive_boxes(truth: GroundTruth) -> np.ndarray:
     return boxes
 
 
-def sweep_ious(maps: np.ndarray, gt_boxes: np.ndarray, thresholds: np.ndarray, levels: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """For maps (N, H, W), true boxes (N, 4) or (N, M, 4) (exclusive ends) and each of the ascending
-    thresholds (T,): the IoU with the best-matching true box of the largest component's box, and
-    the best IoU of any component's box, as float (N, T) arrays (0 where nothing is on). levels:
-    threshold_levels(maps, thresholds), when at hand: each threshold labels levels > its index, all
-    from one copy of the maps' rows (stacked_rows). Maps whose levels are all the same (a baseline
-    that ignores the image) are labelled once per threshold."""
-    gt_boxes = as_boxes(gt_boxes)
-    levels = threshold_levels(maps, thresholds) if levels is None else levels
-    count = len(levels)
-    largest, best = np.zeros((count, len(thresholds))), np.zeros((count, len(thresholds)))
-    shared = count > 1 and bool((levels == levels[:1]).all())
+def sweep_ious(levels: np.ndarray, gt_boxes: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the threshold_levels (N, H, W) of N maps at `count` ascending thresholds, and true boxes
+    (N, 4) or (N, M, 4) (exclusive ends): at each threshold k, the IoU with the best-matching true
+    box of the largest component's box of levels > k, and the best IoU of any component's box, as
+    float (N, count) arrays (0 where nothing is on). Every threshold is labelled from one copy of
+    the levels' rows (stacked_rows); levels that are all the same (a baseline that ignores the
+    image) are labelled once per threshold."""
+    gt_boxes, images = as_boxes(gt_boxes), len(levels)
+    largest, best = np.zeros((images, count)), np.zeros((images, count))
+    shared = images > 1 and bool((levels == levels[:1]).all())
     labelled = levels[:1] if shared else levels
     rows = stacked_rows(labelled)
-    for t in range(len(thresholds)):
+    for t in range(count):
         owner, boxes, areas = component_boxes(labelled, t, rows)
         if len(owner) == 0:
             break  # higher thresholds keep fewer pixels
         if shared:  # every image has the first one's components
-            owner = np.repeat(np.arange(count), len(owner))
-            boxes, areas = np.tile(boxes, (count, 1)), np.tile(areas, count)
+            owner = np.repeat(np.arange(images), len(owner))
+            boxes, areas = np.tile(boxes, (images, 1)), np.tile(areas, images)
         np.maximum.at(best[:, t], owner, best_iou(boxes, gt_boxes[owner]))
-        largest[:, t] = best_iou(largest_component_boxes(owner, boxes, areas, count), gt_boxes)
+        largest[:, t] = best_iou(largest_component_boxes(owner, boxes, areas, images), gt_boxes)
     return largest, best
 
 
@@ -380,12 +377,13 @@ class LocalizationEvaluator:
             self.inclusive = bool(truth.inclusive)
         elif self.inclusive != bool(truth.inclusive):
             raise ValueError("ground truth with inclusive and exclusive boxes accumulated together")
-        levels = None if truth.inclusive else threshold_levels(maps, self.thresholds)  # the sweep's and PxAP's
         if truth.inclusive:
+            levels = None  # made for PxAP alone, where there are masks
             largest, best = sweep_ious_inclusive(maps, gt_boxes, self.thresholds)  # (N, T)
             boxes = np.stack([contour_boxes(heat, self.cam_threshold)[1] for heat in maps]) if len(maps) else gt_boxes[:, 0]
         else:
-            largest, best = sweep_ious(maps, gt_boxes, self.thresholds, levels=levels)  # (N, T)
+            levels = threshold_levels(maps, self.thresholds)  # the sweep's, and PxAP's
+            largest, best = sweep_ious(levels, gt_boxes, len(self.thresholds))  # (N, T)
             boxes = boxes_from_maps(maps, self.cam_threshold)
         correct = np.asarray(correct, dtype=bool)
         iou_levels = np.asarray(IOU_THRESHOLDS)

@@ -125,7 +125,7 @@ def test_the_sweep_boxes_the_components_of_map_above_each_threshold(step):
     maps[4], maps[5] = 0.5, 0.0
     truth = np.tile(np.array([[[1, 2, 9, 15], [8, 8, 20, 18]]]), (6, 1, 1))
     thresholds = localization.threshold_sweep(step)
-    largest, best = localization.sweep_ious(maps, truth, thresholds)
+    largest, best = localization.sweep_ious(localization.threshold_levels(maps, thresholds), truth, len(thresholds))
     for t, threshold in enumerate(thresholds):
         owner, boxes, areas = localization.component_boxes(maps > threshold)
         expected_best = np.zeros(len(maps))
@@ -147,8 +147,9 @@ def test_a_map_shared_by_every_image_is_labelled_once_with_the_same_ious():
     maps = np.repeat(heat[None], 3, axis=0)
     truth = np.array([[0, 0, 8, 8], [4, 4, 16, 16], [2, 9, 5, 12]])
     thresholds = localization.threshold_sweep(0.05)
-    one_by_one = [localization.sweep_ious(maps[n:n + 1], truth[n:n + 1], thresholds) for n in range(3)]
-    shared = localization.sweep_ious(maps, truth, thresholds)
+    levels = localization.threshold_levels(maps, thresholds)
+    one_by_one = [localization.sweep_ious(levels[n:n + 1], truth[n:n + 1], len(thresholds)) for n in range(3)]
+    shared = localization.sweep_ious(levels, truth, len(thresholds))
     for which in (0, 1):
         assert np.array_equal(shared[which], np.concatenate([ious[which] for ious in one_by_one]))
     assert shared[1][:, 10].tolist() != [shared[1][0, 10]] * 3  # the images' own boxes still decide
@@ -162,9 +163,11 @@ def test_the_sweep_skips_padding_rows_among_the_true_boxes():
     maps = (maps - maps.min(axis=(1, 2), keepdims=True)) / np.ptp(maps, axis=(1, 2), keepdims=True)
     truth = np.tile(np.array([[[2, 3, 12, 15], [-1, -1, -1, -1]]]), (7, 1, 1))
     thresholds = localization.threshold_sweep(0.05)
-    padded = localization.sweep_ious(maps, truth, thresholds)
+    levels = localization.threshold_levels(maps, thresholds)
+    padded = localization.sweep_ious(levels, truth, len(thresholds))
     assert 0 < padded[1].mean() < 1
-    assert all(np.array_equal(a, b) for a, b in zip(padded, localization.sweep_ious(maps, truth[:, :1], thresholds)))
+    assert all(np.array_equal(a, b) for a, b in zip(padded, localization.sweep_ious(levels, truth[:, :1],
+                                                                                    len(thresholds))))
 
 
 def test_a_map_equal_to_the_mask_scores_100():
