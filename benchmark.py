@@ -36,11 +36,10 @@ from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostReleva
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
 import data
-import faithfulness
-from utils import devices, files
-import methods
 import model as models
-import torchvision_models
+from evaluation import faithfulness, registry
+from networks import torchvision_models
+from utils import devices, files
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 model_names: str = "cnn"  # comma-separated model names (cnn,resnet18_small,vgg16_gap: every model, many minutes on a CPU)
@@ -131,7 +130,7 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
         with torch.no_grad():
             models.class_activation_maps(net, images)
 
-    runs = {"forward": forward, "CAM (all classes)": cam, "Grad-CAM": lambda: methods.GRAD_CAM.raw(net, images, classes)}
+    runs = {"forward": forward, "CAM (all classes)": cam, "Grad-CAM": lambda: registry.GRAD_CAM.raw(net, images, classes)}
     seconds = {name: [] for name in runs}
     for round_index in range(warmup_runs + timed_runs):
         for name, run in runs.items():
@@ -155,19 +154,19 @@ def peer_runs(net, images: torch.Tensor, mean: list[float], std: list[float], st
     with torch.no_grad():
         classes = net(images).argmax(dim=1)
     black = faithfulness.baseline_images(images, "black", mean, std)
-    maps = methods.CAM.maps(net, images, classes, 0)
+    maps = registry.CAM.maps(net, images, classes, 0)
     percentages = faithfulness.ROAD_PERCENTAGES
 
     def cam():
         with torch.no_grad():
-            return methods.class_cams(net, images, classes)
+            return registry.class_cams(net, images, classes)
 
     scorer = models.folded_batch_norms(net)  # as evaluate_cam.py scores the curves: the same logits, sooner
 
     def deletion_and_insertion():
-        logits, cams = methods.logits_and_class_cams(net, images, classes)
+        logits, cams = registry.logits_and_class_cams(net, images, classes)
         ends = faithfulness.unmasked(scorer, images, classes, black, faithfulness.probabilities_of(logits, classes))
-        maps = methods.upsampled(cams, images)
+        maps = registry.upsampled(cams, images)
         return [faithfulness.trapezoid_auc(faithfulness.removal_curves(scorer, images, classes, maps, steps, black,
                                                                        insertion=insertion, ends=ends))
                 for insertion in (False, True)]
@@ -195,8 +194,8 @@ def peer_runs(net, images: torch.Tensor, mean: list[float], std: list[float], st
 
         yield [("CAM of the class, at the last conv's size", cam, "torchcam CAM", torchcam_cam),
                ("ReLU(CAM) of the class at the image's size, min-max (Grad-CAM's maps on GAP networks)",
-                lambda: methods.relu_cam(net, images, classes),
-                "pytorch-grad-cam GradCAM", lambda: methods.GRAD_CAM.maps(net, images, classes, 0)),
+                lambda: registry.relu_cam(net, images, classes),
+                "pytorch-grad-cam GradCAM", lambda: registry.GRAD_CAM.maps(net, images, classes, 0)),
                (f"deletion and insertion AUC ({steps} steps, black baseline), maps included", deletion_and_insertion,
                 "torchcam DeletionInsertionMetric", torchcam_deletion_and_insertion),
                (f"ROAD, MoRF and LeRF at {', '.join(map(str, percentages))}% removed, given maps",

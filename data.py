@@ -20,24 +20,24 @@ utils/images.py.
 import copy
 import dataclasses
 import functools
-import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torchvision
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, default_collate
-from torchvision import datasets
+from torch.utils.data import Dataset, DistributedSampler, Subset
 from torchvision import transforms as T
 
-import wsol_datasets
-from cluttered import CLUTTER_DEFAULTS, ClutteredFashionMNIST
+from datasets import wsolevaluation
+from datasets.augment import ResizedCropFlip, ShiftFlip, SquashCropFlip
+from datasets.cluttered import CLUTTER_DEFAULTS, ClutteredFashionMNIST
 from utils.cli import DatasetError, UserError
 from utils.idx_files import open_mnist_like
 from utils.images import read_image, read_user_image
+from utils.loaders import TensorLoader, UserErrorLoader
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -66,72 +66,6 @@ class DatasetInfo:
     @classmethod
     def from_dict(cls, values: dict) -> "DatasetInfo":
         return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
-
-
-@dataclass(frozen=True)
-class ShiftFlip:
-    """Train-time augmentation: a random shift by up to padding_fraction of the image side (the
-    uncovered border black), then, with flip, a horizontal flip half of the time. `transforms` is
-    it for PIL images one at a time, `batch` the same on a whole uint8 batch at once."""
-
-    padding_fraction: float
-    flip: bool
-    resizes = False  # its transforms keep the image size
-
-    @property
-    def shifts(self) -> bool:
-        """Whether it shifts images (then test-time shifts apply; see training.evaluate)."""
-        return self.padding_fraction > 0
-
-    def transforms(self, size: int) -> list:
-        shift = [T.RandomCrop(size, padding=padding)] if (padding := round(size * self.padding_fraction)) else []
-        return shift + ([T.RandomHorizontalFlip()] if self.flip else [])
-
-    def batch(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """images uint8 (B, C, H, W) with H == W -> augmented uint8 (B, C, H, W); the random draws
-        come from generator (a CPU one), so they do not depend on the device."""
-        count, _, height, width = images.shape
-        if padding := round(height * self.padding_fraction):
-            offsets = torch.randint(0, 2 * padding + 1, (2, count, 1), generator=generator).to(images.device)
-            rows = offsets[0] + torch.arange(height, device=images.device)  # (B, H) rows of the padded batch
-            cols = offsets[1] + torch.arange(width, device=images.device)
-            padded = F.pad(images, (padding,) * 4)
-            index = torch.arange(count, device=images.device)[:, None, None]
-            images = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-        if self.flip:
-            flips = (torch.rand(count, generator=generator) < 0.5).to(images.device)
-            images = torch.where(flips[:, None, None, None], images.flip(3), images)
-        return images
-
-
-@dataclass(frozen=True)
-class ResizedCropFlip:
-    """Train-time augmentation of photos: a random crop of 35-100% of the area, resized, and with
-    flip a horizontal flip half of the time."""
-
-    flip: bool = True
-    resizes = True  # its random crop is resized to the image size: no resizing before it
-    shifts = False  # no test-time shifts: its crops move and rescale the photo far more than a pixel
-
-    def transforms(self, size: int) -> list:
-        return [T.RandomResizedCrop(size, scale=(0.35, 1.0))] + ([T.RandomHorizontalFlip()] if self.flip else [])
-
-
-@dataclass(frozen=True)
-class SquashCropFlip:
-    """Train-time augmentation of wsolevaluation's recipe (its data_loaders.py): the photo resized to
-    a square of `resize` / 224 of the image size, ignoring its aspect ratio (256 for 224), a random
-    crop of the image size, and a horizontal flip half of the time."""
-
-    resize: int = 256
-    crop: int = 224
-    flip: bool = True
-    resizes = True  # it resizes the photo itself: no resizing before it
-    shifts = False
-
-    def transforms(self, size: int) -> list:
-        side = round(size * self.resize / self.crop)
-        return [T.Resize((side, side)), T.RandomCrop(size)] + ([T.RandomHorizontalFlip()] if self.flip else [])
 
 
 @dataclass(frozen=True)
@@ -171,13 +105,13 @@ def open_cifar(dataset_class):
 
 
 def open_svhn(root: Path, train: bool, transform, download: bool) -> Dataset:
-    dataset = datasets.SVHN(root / "svhn", split="train" if train else "test", transform=transform, download=download)
+    dataset = torchvision.datasets.SVHN(root / "svhn", split="train" if train else "test", transform=transform, download=download)
     dataset.classes = [str(digit) for digit in range(10)]
     return dataset
 
 
 def open_stl10(root: Path, train: bool, transform, download: bool) -> Dataset:
-    return datasets.STL10(root, split="train" if train else "test", transform=transform, download=download)
+    return torchvision.datasets.STL10(root, split="train" if train else "test", transform=transform, download=download)
 
 
 def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
@@ -189,29 +123,29 @@ def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
             f"the folder dataset needs {root}/train/<class>/ and {root}/test/<class>/"
         )
     try:
-        return datasets.ImageFolder(split_dir, transform=transform, loader=read_image)
+        return torchvision.datasets.ImageFolder(split_dir, transform=transform, loader=read_image)
     except FileNotFoundError as error:
         raise DatasetError(f"image folder {split_dir} holds no images in class subfolders ({error})") from None
 
 
-def mnist_tensors(dataset: datasets.MNIST) -> tuple[torch.Tensor, torch.Tensor]:
+def mnist_tensors(dataset: torchvision.datasets.MNIST) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST and Fashion-MNIST hold (N, H, W) and (N,) tensors."""
     return dataset.data[:, None], dataset.targets
 
 
-def cifar_tensors(dataset: datasets.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
+def cifar_tensors(dataset: torchvision.datasets.CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 and CIFAR-100 hold (N, H, W, C) arrays and a list of labels."""
     return torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(dataset.targets)
 
 
-def array_tensors(dataset: datasets.SVHN | datasets.STL10) -> tuple[torch.Tensor, torch.Tensor]:
+def array_tensors(dataset: torchvision.datasets.SVHN | torchvision.datasets.STL10) -> tuple[torch.Tensor, torch.Tensor]:
     """SVHN and STL-10 hold (N, C, H, W) arrays and an array of labels."""
     return torch.from_numpy(dataset.data), torch.from_numpy(dataset.labels).long()
 
 
 DATASETS = {
     "fashion-mnist": DatasetSpec(
-        open=open_mnist_like(datasets.FashionMNIST, "fashion-mnist"), tensors=mnist_tensors, channels=1, image_size=28,
+        open=open_mnist_like(torchvision.datasets.FashionMNIST, "fashion-mnist"), tensors=mnist_tensors, channels=1, image_size=28,
         mean=(0.2860,), std=(0.3530,), augment=ShiftFlip(1 / 14, flip=True), progressive_start=0.7,
         expected="FashionMNIST/raw/ (the four .gz files); offline, `apt-get install dataset-fashion-mnist` "
         "puts them in /usr/share/datasets/fashion-mnist/, where they are found too",
@@ -224,17 +158,17 @@ DATASETS = {
         options=CLUTTER_DEFAULTS, generated=True, min_image_size=28,
     ),
     "mnist": DatasetSpec(
-        open=open_mnist_like(datasets.MNIST, "mnist"), tensors=mnist_tensors, channels=1, image_size=28,
+        open=open_mnist_like(torchvision.datasets.MNIST, "mnist"), tensors=mnist_tensors, channels=1, image_size=28,
         mean=(0.1307,), std=(0.3081,), augment=ShiftFlip(1 / 14, flip=False),
         expected="MNIST/raw/ (train-images-idx3-ubyte.gz and the three other original files)",
     ),
     "cifar10": DatasetSpec(
-        open=open_cifar(datasets.CIFAR10), tensors=cifar_tensors, channels=3, image_size=32,
+        open=open_cifar(torchvision.datasets.CIFAR10), tensors=cifar_tensors, channels=3, image_size=32,
         mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), augment=ShiftFlip(1 / 8, flip=True),
         expected="cifar-10-batches-py/ (extract cifar-10-python.tar.gz there)",
     ),
     "cifar100": DatasetSpec(
-        open=open_cifar(datasets.CIFAR100), tensors=cifar_tensors, channels=3, image_size=32,
+        open=open_cifar(torchvision.datasets.CIFAR100), tensors=cifar_tensors, channels=3, image_size=32,
         mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762), augment=ShiftFlip(1 / 8, flip=True),
         expected="cifar-100-python/ (extract cifar-100-python.tar.gz there)",
     ),
@@ -255,10 +189,10 @@ DATASETS = {
     ),
     **{
         name: DatasetSpec(
-            open=wsol_datasets.open_split(name), open_validation=wsol_datasets.open_validation(name),
-            check_splits=wsol_datasets.check_splits, channels=3, image_size=224, mean=IMAGENET_MEAN,
+            open=wsolevaluation.open_split(name), open_validation=wsolevaluation.open_validation(name),
+            check_splits=wsolevaluation.check_splits, channels=3, image_size=224, mean=IMAGENET_MEAN,
             std=IMAGENET_STD, augment=SquashCropFlip(), fixed_size=False, squash=True,
-            scored_size=wsol_datasets.SCORED_SIZE, options={"metadata_dir": ""}, expected=expected,
+            scored_size=wsolevaluation.SCORED_SIZE, options={"metadata_dir": ""}, expected=expected,
         )
         for name, expected in {
             "cub": "CUB/<class>/<image>.jpg (CUB-200-2011's images/ and CUBV2's, wsolevaluation's "
@@ -343,87 +277,6 @@ def stratified_pick(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor
     rank = torch.empty_like(by_class)  # of each shuffled image within its class
     rank[by_class] = torch.arange(len(labels)) - (torch.cumsum(counts, 0) - counts)[classes[by_class]]
     return shuffled[rank < taken[classes]].sort().values
-
-
-class TensorLoader:
-    """Batches of a split held as one uint8 tensor, with no per-image Python work: each batch is
-    gathered by index, augmented as a whole (ShiftFlip.batch) and normalized on the images' device.
-
-    images uint8 (N, C, H, W) and labels int64 (N,), on the device the batches should be on.
-    Yields (float images (B, C, H, W), (pixel / 255 - mean) / std in memory_format, labels (B,)).
-    With a generator the order is a random permutation and augment (if any) is applied; without,
-    the images come in order. With world_size > 1, process `rank` takes every world_size-th image
-    of that order; shuffled orders are first extended by their own start to a multiple of
-    world_size, so that every process takes the same number of steps (as DistributedSampler does).
-    """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
-                 batch_size: int, augment: ShiftFlip | None = None, generator: torch.Generator | None = None,
-                 memory_format: torch.memory_format = torch.contiguous_format, rank: int = 0, world_size: int = 1):
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.augment, self.generator, self.memory_format = augment, generator, memory_format
-        self.mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
-        count = len(labels)
-        if generator is None:
-            order = torch.arange(count)
-        else:
-            order = torch.randperm(count, generator=generator)
-            order = torch.cat([order, order[: -count % world_size]]) if count % world_size else order
-            if world_size > 1:  # the same order everywhere, but each process its own augmentation
-                seed = int(torch.randint(2**62, (1,), generator=generator))
-                self.generator = torch.Generator().manual_seed(seed + rank)
-        self.order = order[rank::world_size].to(images.device)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.order) / self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for start in range(0, len(self.order), self.batch_size):
-            index = self.order[start : start + self.batch_size]
-            images = self.images[index]
-            if self.augment is not None and self.generator is not None:
-                images = self.augment.batch(images, self.generator)
-            images = (images.float().div_(255).sub_(self.mean).div_(self.std)).contiguous(memory_format=self.memory_format)
-            yield images, self.labels[index]
-
-
-class ErrorsAsItems(Dataset):
-    """dataset, except that a UserError raised in reading an item is returned as the item."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        try:
-            return self.dataset[index]
-        except UserError as error:
-            return error
-
-
-def collate_or_error(items: list):
-    """The batch of items as the DataLoader's default makes it, or the first UserError among them."""
-    errors = [item for item in items if isinstance(item, UserError)]
-    return errors[0] if errors else default_collate(items)
-
-
-class UserErrorLoader(DataLoader):
-    """A DataLoader that raises a UserError met in reading the dataset as it was raised, one line,
-    also when a worker process read the image: PyTorch re-raises a worker's exception with the
-    worker's traceback folded into its message. The error travels as the batch instead
-    (ErrorsAsItems, collate_or_error) and is raised here. Takes DataLoader's arguments but collate_fn."""
-
-    def __init__(self, dataset: Dataset, *args, **kwargs):
-        super().__init__(ErrorsAsItems(dataset), *args, collate_fn=collate_or_error, **kwargs)
-
-    def __iter__(self) -> Iterator:
-        for batch in super().__iter__():
-            if isinstance(batch, UserError):
-                raise batch
-            yield batch
 
 
 @dataclass

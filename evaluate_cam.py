@@ -43,21 +43,17 @@ import numpy as np
 import torch
 
 import data
-import drawing
-import faithfulness
-import html_report
-import localization
-import methods as registry  # as registry: --methods names the hyperparameter `methods`
 import model as models
-import results
-from utils import checkpoints, devices, files, seeds
+from datasets.ground_truth import GroundTruth, exclusive_boxes, to_inclusive
+from evaluation import faithfulness, figures, html_page, localization, map_reading, registry, results, sanity
+from utils import checkpoints, devices, drawing, files, seeds
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 checkpoint: str = "checkpoints/last.pt"  # a checkpoint trained on fashion-mnist-cluttered (the last one, as Choe et al. report)
 split: str = "test"  # test | validation (the held-out training canvases of a run trained with --validation)
-normalization: str = localization.RECIPE_READING.normalization  # the read CAM row: minmax | max | ivr (localization.normalize_maps)
-percentile: float = localization.RECIPE_READING.percentile  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
-flip_maps: bool = localization.RECIPE_READING.flip  # the read CAM row: average in the CAMs of the mirror image, mirrored back
+normalization: str = map_reading.RECIPE_READING.normalization  # the read CAM row: minmax | max | ivr (map_reading.normalize_maps)
+percentile: float = map_reading.RECIPE_READING.percentile  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
+flip_maps: bool = map_reading.RECIPE_READING.flip  # the read CAM row: average in the CAMs of the mirror image, mirrored back
 dataset: str = ""  # "": the checkpoint's; or one with boxes and its classes, read with its channels, size and normalization (cub on an export_wsol.py folder)
 data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoint was trained with
 metadata_dir: str = ""  # cub | ilsvrc | openimages: wsolevaluation's metadata/<NAME>/ ("": the checkpoint's, or <data_dir>/metadata/<NAME>)
@@ -122,7 +118,7 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
     cli.check_choice("split", cfg.split, SPLITS)
     if cfg.dataset:
         cli.check_choice("dataset", cfg.dataset, data.DATASETS)
-    cli.check_choice("normalization", cfg.normalization, localization.NORMALIZATIONS)
+    cli.check_choice("normalization", cfg.normalization, map_reading.NORMALIZATIONS)
     cli.check_choice("baseline", cfg.baseline, faithfulness.BASELINES)
     groups = chosen_groups(cfg)
     if not groups:
@@ -142,7 +138,7 @@ def check_methods(cfg, given: set[str], groups: list[str], chosen: list[registry
     has no standard CAM to write, or when --cam_batch_size is given and no chosen method batches."""
     for group in groups:
         if not any(method.runs_in(group) for method in chosen):
-            runs = [method.key for method in registry.for_reading(localization.RECIPE_READING) if method.runs_in(group)]
+            runs = [method.key for method in registry.for_reading(map_reading.RECIPE_READING) if method.runs_in(group)]
             raise cli.UserError(f"--methods={cfg.methods} names no method that the {group} group measures; add one of: "
                                 f"{', '.join(runs)}, or leave {group} out of --groups")
     if cfg.save_heatmaps and registry.CAM not in chosen:
@@ -221,7 +217,7 @@ def write_heatmaps(folder: Path, cam_maps: np.ndarray, ids: list[str]) -> None:
 
 def example_images(net, info: data.DatasetInfo, method: registry.Method, images: torch.Tensor, labels: torch.Tensor,
                    own: torch.Tensor, boxes: np.ndarray, picked: list[int], start: int, seed: int
-                   ) -> list[drawing.Example]:
+                   ) -> list[figures.Example]:
     """The examples figure's images at positions `picked` of a batch whose first image is image
     `start` of the split (own: the model's logits of the batch), each with method's map of the class
     it predicts (no box yet)."""
@@ -229,13 +225,13 @@ def example_images(net, info: data.DatasetInfo, method: registry.Method, images:
         return []
     predicted = method.classify(net, images[picked], own[picked]).argmax(1)
     heat = method.maps(net, images[picked], predicted, seed).cpu().numpy()
-    return [drawing.Example(start + b, drawing.to_rgb_image(images[b], info.mean, info.std), heat[i], boxes[b],
+    return [figures.Example(start + b, drawing.to_rgb_image(images[b], info.mean, info.std), heat[i], boxes[b],
                             info.classes[int(labels[b])], info.classes[int(predicted[i])])
             for i, b in enumerate(picked)]
 
 
 def gallery_images(report: results.Report, net, loaded: data.LoadedDataset, cfg, device,
-                   chosen: list[registry.Method]) -> list[html_report.GalleryImage]:
+                   chosen: list[registry.Method]) -> list[html_page.GalleryImage]:
     """report.html's gallery: cfg.gallery images drawn at random (fixed by --seed) from those the
     report explained (or localized), each with every method's map of the predicted class over it,
     the true boxes (red) and the method's box at its operating threshold (green; --cam_threshold
@@ -249,11 +245,11 @@ def gallery_images(report: results.Report, net, loaded: data.LoadedDataset, cfg,
     items = [dataset[index] for index in picked]  # (image (C, H, W), label)
     images = torch.stack([image for image, _ in items]).to(device)
     truths = [data.ground_truth(dataset, index, index + 1) for index in picked]
-    boxes = [localization.exclusive_boxes(localization.to_inclusive(truth) if cfg.inclusive_boxes else truth)[0]
+    boxes = [exclusive_boxes(to_inclusive(truth) if cfg.inclusive_boxes else truth)[0]
              for truth in truths]
     labels = [int(label) for _, label in items]
     predicted = registry.model_logits(net, images).argmax(1)
-    gallery = [html_report.GalleryImage(index, loaded.info.classes[label], loaded.info.classes[int(guess)], {}, {}, {})
+    gallery = [html_page.GalleryImage(index, loaded.info.classes[label], loaded.info.classes[int(guess)], {}, {}, {})
                for index, label, guess in zip(picked, labels, predicted)]
     pictures = [drawing.to_rgb_image(image, loaded.info.mean, loaded.info.std) for image in images]  # once per image
     scored = [bool((image_boxes[:, 2] >= image_boxes[:, 0]).any()) for image_boxes in boxes]  # masks only: no box
@@ -264,7 +260,7 @@ def gallery_images(report: results.Report, net, loaded: data.LoadedDataset, cfg,
         drawn = localization.boxes_from_maps(maps, operating.threshold if operating else cfg.cam_threshold)
         deletion = result.faithfulness.per_image["deletion_auc"] if result.faithfulness else []
         for n, image in enumerate(gallery):
-            image.overlays[method.name] = drawing.png_bytes(drawing.boxed_overlay(
+            image.overlays[method.name] = drawing.png_bytes(figures.boxed_overlay(
                 pictures[n], maps[n], boxes[n], drawn[n] if scored[n] else None, scale=2))
             image.iou[method.name] = float(localization.best_iou(drawn[n][None], boxes[n][None])[0]) if scored[n] else None
             image.deletion_auc[method.name] = float(deletion[image.index]) if image.index < len(deletion) else None
@@ -278,11 +274,11 @@ def timed(make):
     return result, time.perf_counter() - started
 
 
-def scored_truth(dataset, start: int, stop: int, cfg) -> localization.GroundTruth:
+def scored_truth(dataset, start: int, stop: int, cfg) -> GroundTruth:
     """The ground truth of images start..stop - 1 as the localization group scores it (inclusive
     boxes with --inclusive_boxes)."""
     truth = data.ground_truth(dataset, start, stop)
-    return localization.to_inclusive(truth) if cfg.inclusive_boxes else truth
+    return to_inclusive(truth) if cfg.inclusive_boxes else truth
 
 
 def operating_thresholds(net, loaded: data.LoadedDataset, cfg, device, measured: list[registry.Method]
@@ -303,7 +299,7 @@ def operating_thresholds(net, loaded: data.LoadedDataset, cfg, device, measured:
 
 
 def measure(net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.Method], shown: list[int]
-            ) -> tuple[dict[str, results.LocalizationResult], list[drawing.Example], int, dict[str, float], float]:
+            ) -> tuple[dict[str, results.LocalizationResult], list[figures.Example], int, dict[str, float], float]:
     """The localization group on the --split: ({method key: its result, operating point not yet
     chosen}, the examples figure's images (those at indices `shown`), images measured, {method key:
     seconds of its maps calls}, seconds of a plain forward pass of the same batches). Each method
@@ -320,7 +316,7 @@ def measure(net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.
     heatmaps = heatmaps_folder(cfg)
     for start, images, labels in batches(loaded, cfg.split, cfg, device, count):
         truth = scored_truth(dataset, start, start + len(labels), cfg)
-        boxes = localization.exclusive_boxes(truth)
+        boxes = exclusive_boxes(truth)
         own, relu_cam = registry.logits_and_relu_cam(net, images, labels)
         relu_cam, seed = relu_cam.cpu(), seeds.mix(cfg.seed, start)
         with torch.no_grad():
@@ -349,7 +345,7 @@ def measure(net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.
 
 
 def localize(report: results.Report, net, loaded: data.LoadedDataset, cfg, device, chosen: list[registry.Method],
-             has_validation: bool) -> list[drawing.Example]:
+             has_validation: bool) -> list[figures.Example]:
     """The localization group, into report: each method's operating threshold is its best box
     threshold on the validation split when the run held one out (else --cam_threshold). Returns the
     examples figure's images, with the boxes of their maps at that threshold."""
@@ -394,7 +390,7 @@ def explain(report: results.Report, net, scorer, loaded: data.LoadedDataset, cfg
     evaluators = {method.key: faithfulness.FaithfulnessEvaluator(
         cfg.steps, cfg.baseline, loaded.info.mean, loaded.info.std, cfg.tolerance, cfg.road_images, cfg.seed)
         for method in faithful}
-    sanity = faithfulness.SanityEvaluator(
+    sanity_evaluator = sanity.SanityEvaluator(
         {method.key: method for method in chosen if "sanity" in report.groups and method.runs_in("sanity")}, cfg.seed,
         cfg.sanity_seeds)
     cam_maps, boxes_seen, started, sanity_seconds = [], [], time.perf_counter(), 0.0
@@ -403,21 +399,21 @@ def explain(report: results.Report, net, scorer, loaded: data.LoadedDataset, cfg
             logits = scorer(images)  # the probabilities of every faithfulness score come from the folded copy
         predicted = logits.argmax(1)
         truth = data.ground_truth(dataset, start, start + len(images))
-        boxes_seen.append(localization.exclusive_boxes(truth))
+        boxes_seen.append(exclusive_boxes(truth))
         ends = next(iter(evaluators.values())).unmasked(  # the same for every method: computed once
             scorer, images, predicted, faithfulness.probabilities_of(logits, predicted)) if evaluators else None
         for method in faithful:
             maps = method.maps(net, images, predicted, seeds.mix(cfg.seed, start)).cpu().numpy()
             evaluators[method.key].accumulate(scorer, images, predicted, maps, truth, ends)
             cam_maps += [maps] if method.key == registry.CAM.key else []
-        if sanity.methods:
+        if sanity_evaluator.methods:
             sanity_started = time.perf_counter()
-            sanity.accumulate(net, images, predicted, random_labels_net)
+            sanity_evaluator.accumulate(net, images, predicted, random_labels_net)
             sanity_seconds += time.perf_counter() - sanity_started
     report.explained_images = count
     for key, evaluator in evaluators.items():
         report.methods[key].faithfulness = results.FaithfulnessResult(**evaluator.compute())
-    for key, stages in sanity.compute().items():
+    for key, stages in sanity_evaluator.compute().items():
         report.methods[key].sanity = results.SanityResult.from_stages(stages)
     if "sanity" in report.groups:
         report.sanity_seeds, report.seconds_sanity = cfg.sanity_seeds, round(sanity_seconds, 1)
@@ -427,7 +423,7 @@ def explain(report: results.Report, net, scorer, loaded: data.LoadedDataset, cfg
         report.cam_iou_vs_deletion_spearman = cam_iou_vs_deletion(
             report, np.concatenate(cam_maps), np.concatenate(boxes_seen), cfg.cam_threshold) if cam_maps else None
         report.seconds_faithfulness = round(time.perf_counter() - started - sanity_seconds, 1)
-    return sanity.examples
+    return sanity_evaluator.examples
 
 
 def cam_iou_vs_deletion(report: results.Report, cam_maps: np.ndarray, boxes: np.ndarray, cam_threshold: float
@@ -440,7 +436,7 @@ def cam_iou_vs_deletion(report: results.Report, cam_maps: np.ndarray, boxes: np.
     threshold = cam.localization.operating.threshold if cam.localization else cam_threshold
     ious = localization.best_iou(localization.boxes_from_maps(cam_maps, threshold), boxes)
     deletion = np.asarray(cam.faithfulness.per_image["deletion_auc"])
-    return float(faithfulness.spearman_correlation(ious[None], deletion[None])[0])
+    return float(sanity.spearman_correlation(ious[None], deletion[None])[0])
 
 
 def random_labels_model(cfg, net, checkpoint: dict, device):
@@ -515,7 +511,7 @@ def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
             model.to(memory_format=devices.memory_format(cfg.channels_last))
     folded = models.folded_batch_norms(net).to(memory_format=devices.memory_format(cfg.channels_last))
     info, loaded, has_validation = load_splits(cfg, checkpoint)
-    reading = localization.MapReading(cfg.normalization, cfg.percentile,
+    reading = map_reading.MapReading(cfg.normalization, cfg.percentile,
                                       cfg.flip_maps and data.trained_with_flips(info.name))
     chosen = registry.choose(registry.parse_keys(cfg.methods), reading, cfg.cam_batch_size)
     check_methods(cfg, given, groups, chosen)
@@ -661,7 +657,7 @@ def explained_note(report: results.Report) -> str:
         verdicts = {verdict: [result.method.name for result in sanity if result.sanity.passes_cascade == verdict]
                     for verdict in (True, False)}
         note += (f" Passes the cascading randomization (after the last stage, |Spearman| + 2 sd below "
-                 f"{faithfulness.UNCORRELATED:g}): {', '.join(verdicts[True]) or 'none'}; fails: "
+                 f"{sanity.UNCORRELATED:g}): {', '.join(verdicts[True]) or 'none'}; fails: "
                  f"{', '.join(verdicts[False]) or 'none'}.")
     if report.cam_iou_vs_deletion_spearman is not None:
         note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "
@@ -695,20 +691,20 @@ FIGURE_CAPTIONS = {
 }
 
 
-def write_report(report: results.Report, examples: list[drawing.Example], cascade: dict,
-                 gallery: list[html_report.GalleryImage], output_dir: Path) -> None:
+def write_report(report: results.Report, examples: list[figures.Example], cascade: dict,
+                 gallery: list[html_page.GalleryImage], output_dir: Path) -> None:
     """Write localization.md, localization.json, the figures of the groups run and report.html (the
     page to browse: the summary sortable, the gallery, the figures) to output_dir; report.files (set here) lists them. A figure of an earlier report that this one does not
     draw is deleted (these fixed names only), so that no file in the folder passes for this run's."""
     groups = report.groups
     figures = [  # (name, whether this report draws it, how)
-        ("localization_examples.png", bool(examples), lambda path: drawing.examples_figure(examples, path)),
+        ("localization_examples.png", bool(examples), lambda path: figures.examples_figure(examples, path)),
         ("localization_thresholds.png", "localization" in groups,
-         lambda path: drawing.threshold_curves_figure(named(report, "localization"), path)),
+         lambda path: figures.threshold_curves_figure(named(report, "localization"), path)),
         ("faithfulness_curves.png", "faithfulness" in groups,
-         lambda path: drawing.removal_curves_figure(named(report, "faithfulness"), path)),
-        ("sanity_cascade.png", bool(cascade), lambda path: drawing.cascade_figure(cascade_rows(report, cascade), path)),
-        ("sanity_curves.png", "sanity" in groups, lambda path: drawing.sanity_curves_figure(named(report, "sanity"), path)),
+         lambda path: figures.removal_curves_figure(named(report, "faithfulness"), path)),
+        ("sanity_cascade.png", bool(cascade), lambda path: figures.cascade_figure(cascade_rows(report, cascade), path)),
+        ("sanity_curves.png", "sanity" in groups, lambda path: figures.sanity_curves_figure(named(report, "sanity"), path)),
     ]
     report.files = ["localization.md", "localization.json", "report.html"] + [name for name, drawn, _ in figures if drawn]
     parts = []
@@ -737,7 +733,7 @@ def write_report(report: results.Report, examples: list[drawing.Example], cascad
     with files.atomic_output(output_dir / "localization.json") as temporary:
         temporary.write_text(json.dumps(report.as_json(), indent=1) + "\n")
     title = f"`{report.checkpoint}` on {report.dataset['name']}'s {report.split} split: {', '.join(groups)}"
-    html_report.write_report_page(
+    html_page.write_report_page(
         output_dir / "report.html", title, [part.split("\n\n")[0] for part in parts[:-1]], *summary_rows(report),
         gallery, [(FIGURE_CAPTIONS[name], output_dir / name) for name, drawn, _ in figures if drawn])
     print(text, end="")

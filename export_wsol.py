@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import cluttered
 import data
-import localization
-import wsol_datasets
+from datasets import cluttered, wsolevaluation
+from datasets.ground_truth import GroundTruth, to_inclusive
 from utils import files
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
@@ -48,7 +47,7 @@ layout: str = "cub"  # cub (boxes: --dataset=cub) | openimages (masks, scored by
 limit: int = 0  # write the first N canvases of each split only (0: all of them), for a quick trial
 overwrite: bool = False  # replace an earlier export in output_dir
 
-LAYOUTS = ("cub", "openimages")  # wsol_datasets.FOLDERS names each one's folder
+LAYOUTS = ("cub", "openimages")  # wsolevaluation.FOLDERS names each one's folder
 
 
 def class_folders(classes: list[str]) -> list[str]:
@@ -58,7 +57,7 @@ def class_folders(classes: list[str]) -> list[str]:
 
 
 def write_split(root: Path, layout: str, split: str, images: np.ndarray, labels: np.ndarray,
-                truth: localization.GroundTruth, folders: list[str]) -> None:
+                truth: GroundTruth, folders: list[str]) -> None:
     """Write one split in wsolevaluation's layout ("cub" or "openimages") under root: the images,
     the masks of the openimages layout, and the metadata as root/metadata/<CUB|OpenImages>/<split>/.
 
@@ -66,7 +65,7 @@ def write_split(root: Path, layout: str, split: str, images: np.ndarray, labels:
     boxes int (N, M, 4) inclusive (x1, y1 the last pixel of the object; rows of -1 pad an image with
     fewer boxes: one line in localization.txt a box) for cub, its masks bool (N, H, W) for openimages
     (one mask a image, 255 on the object, and an empty ignore mask)."""
-    folder = wsol_datasets.FOLDERS[layout]
+    folder = wsolevaluation.FOLDERS[layout]
     metadata = root / "metadata" / folder / split
     metadata.mkdir(parents=True, exist_ok=True)
     ids, label_lines, size_lines, localization_lines = [], [], [], []
@@ -98,13 +97,13 @@ def save_png(path: Path, image: np.ndarray) -> None:
 
 
 def cluttered_split(loaded: data.LoadedDataset, split: str, limit: int = 0
-                    ) -> tuple[np.ndarray, np.ndarray, localization.GroundTruth]:
+                    ) -> tuple[np.ndarray, np.ndarray, GroundTruth]:
     """(images uint8 (N, S, S), labels int64 (N,), GroundTruth with inclusive boxes (N, 1, 4) and
     masks bool (N, S, S)) of the first `limit` canvases (0: all) of a split of the cluttered set."""
     dataset = getattr(loaded, split)
     count = min(limit or len(dataset), len(dataset))
     images, labels = loaded.split_tensors(dataset)
-    truth = localization.to_inclusive(data.ground_truth(dataset, 0, count))
+    truth = to_inclusive(data.ground_truth(dataset, 0, count))
     return images[:count, 0].numpy(), labels[:count].numpy(), truth
 
 
@@ -114,7 +113,7 @@ def export(cfg) -> Path:
     cli.require([(cfg.limit >= 0, f"--limit must be >= 0, got {cfg.limit}"),
                  (cfg.validation >= 1, f"--validation must be at least 1 (wsolevaluation's val split chooses "
                                        f"every threshold), got {cfg.validation}")])
-    folder = wsol_datasets.FOLDERS[cfg.layout]
+    folder = wsolevaluation.FOLDERS[cfg.layout]
     output = files.writable_folder(cfg.output_dir, "output_dir")
     existing = [output / folder, output / "metadata" / folder]
     if any(path.exists() for path in existing) and not cfg.overwrite:

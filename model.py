@@ -22,7 +22,7 @@ import torchvision
 from torch import nn
 from torch.fx.experimental import optimization
 
-import torchvision_models
+from networks import torchvision_models
 from utils import checkpoints
 from utils.checkpoints import CheckpointError
 from utils.cli import UserError

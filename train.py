@@ -37,12 +37,11 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-import cluttered
 import data
 import model as models
-import torchvision_models
-import training
-import wsol
+from datasets import cluttered
+from networks import torchvision_models
+from training import metrics, schedules, wsol
 from utils import checkpoints, devices, distributed, files, run_folder, seeds
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
@@ -212,7 +211,7 @@ def starting_scale(cfg) -> float:
 
 def first_training_side(cfg) -> int:
     """The side of the first training images: smaller than the images' own under progressive
-    resizing (--progressive_start; training.progressive_side grows it)."""
+    resizing (--progressive_start; schedules.progressive_side grows it)."""
     return max(1, round((cfg.image_size or data.DATASETS[cfg.dataset].image_size) * starting_scale(cfg)))
 
 
@@ -276,7 +275,7 @@ class Run:
     history: list = field(default_factory=list)  # a metrics row per finished epoch
     best_accuracy: float = -1.0  # on best_split
     best: dict = field(default_factory=dict)  # {"run_id", "best_epoch"}: which run and epoch best.pt holds
-    position: training.EpochPosition = field(default_factory=training.EpochPosition)
+    position: metrics.EpochPosition = field(default_factory=metrics.EpochPosition)
 
     def say(self, *text) -> None:
         if self.processes.rank == 0:
@@ -336,7 +335,7 @@ def setup(cfg, given: set[str], device, processes: distributed.Processes, folder
     net = net.to(device, memory_format=devices.memory_format(cfg.channels_last))
     optimizer = torch.optim.SGD(parameter_groups(cfg, net), lr=cfg.lr, momentum=cfg.momentum,
                                 nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
-    scheduler = training.make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
+    scheduler = schedules.make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
                                         cfg.decay_every * steps_per_epoch)
     train_net = net
     if processes.world_size > 1:
@@ -385,13 +384,13 @@ def load_saved_run(run: Run, checkpoint: dict) -> None:
     run.best = {"run_id": checkpoint.get("run_id"), "best_epoch": checkpoint["best_epoch"]}
     epoch = len(run.history) + 1
     if "position" in checkpoint:
-        run.position = training.EpochPosition(**checkpoint["position"])
+        run.position = metrics.EpochPosition(**checkpoint["position"])
         run.say(f"resuming {run.folder.last} in epoch {epoch} of {run.cfg.epochs}, after step {run.position.step} "
                 f"of {run.steps_per_epoch}")
     else:
         run.say(f"resuming {run.folder.last} after epoch {checkpoint['epoch']} of {run.cfg.epochs}")
     if run.processes.rank > 0:  # the saved sums are over all processes: counted once, by rank 0
-        run.position = training.EpochPosition(step=run.position.step, seconds=run.position.seconds)
+        run.position = metrics.EpochPosition(step=run.position.step, seconds=run.position.seconds)
 
 
 def train(cfg, given: set[str] = frozenset()) -> dict:
@@ -461,7 +460,7 @@ def train_epoch(run: Run, epoch: int, stop: distributed.StopRequest) -> bool:
         images = images.to(device, non_blocking=True, memory_format=layout)
         labels = labels.to(device, non_blocking=True)
         progress = ((epoch - 1) * run.steps_per_epoch + index) / (cfg.epochs * run.steps_per_epoch)
-        side = training.progressive_side(images.shape[-1], first_side, until, progress)
+        side = schedules.progressive_side(images.shape[-1], first_side, until, progress)
         if side != images.shape[-1]:  # square images (B, C, S, S) -> (B, C, side, side)
             images = F.interpolate(images, size=(side, side), mode="bilinear", antialias=True).contiguous(
                 memory_format=layout)
@@ -474,7 +473,7 @@ def train_epoch(run: Run, epoch: int, stop: distributed.StopRequest) -> bool:
             bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
     loss_total, correct_total, seen_total = run.processes.sum([loss_sum.item(), correct.item(), seen], device)
     start = run.position
-    run.position = training.EpochPosition(step, start.loss_sum + loss_total, start.correct + int(correct_total),
+    run.position = metrics.EpochPosition(step, start.loss_sum + loss_total, start.correct + int(correct_total),
                                           start.seen + int(seen_total), start.seconds)
     return not stopping
 
@@ -532,25 +531,25 @@ def end_epoch(run: Run, epoch: int, learning_rate: float, started: float) -> Non
     last = epoch == cfg.epochs
     measured = last or (cfg.evaluate_every > 0 and epoch % cfg.evaluate_every == 0)
     shifts = ([0] if measured else []) + ([1] if last and cfg.shift_test and run.loaded.augment.shifts else [])
-    scores = {split + ("_tta" if shift else ""): training.evaluate(
+    scores = {split + ("_tta" if shift else ""): metrics.evaluate(
                   run.net, loader, run.device, devices.memory_format(cfg.channels_last), flip,
                   lambda: devices.autocast(cfg.precision, run.device), run.processes, shift, run.loaded.info.black)
               for shift in shifts for split, loader in run.evaluated.items()}  # the final model also shifted: *_tta
-    run.history.append(training.metrics_row(epoch, learning_rate, run.position, scores,
+    run.history.append(metrics.metrics_row(epoch, learning_rate, run.position, scores,
                                             time.perf_counter() - started, run.history))
-    run.position = training.EpochPosition()
+    run.position = metrics.EpochPosition()
     chosen_loss, chosen_accuracy = scores.get(run.best_split, (math.nan, math.nan))
     improved = math.isfinite(chosen_loss) and chosen_accuracy > run.best_accuracy  # a NaN model is never the best
     if improved:
         run.best_accuracy, run.best["best_epoch"] = chosen_accuracy, epoch
     if run.processes.rank == 0:
-        contents = run.contents(epoch=epoch, test_accuracy=training.last_test_accuracy(run.history))
+        contents = run.contents(epoch=epoch, test_accuracy=metrics.last_test_accuracy(run.history))
         run.folder.save_last(run.net, **contents, optimizer=run.optimizer.state_dict(),
                              scheduler=run.scheduler.state_dict())
         if improved:
             run.folder.save_best(run.net, **contents, chosen_on=run.best_split)
-        training.write_metrics(run.history, Path(cfg.output_dir))
-    run.say(training.describe_epoch(run.history[-1], cfg.epochs) + ("  (best)" if improved else "")
+        metrics.write_metrics(run.history, Path(cfg.output_dir))
+    run.say(metrics.describe_epoch(run.history[-1], cfg.epochs) + ("  (best)" if improved else "")
             + ("" if math.isfinite(chosen_loss) or not measured
                else f"  ({run.best_split} loss not finite: not kept as best.pt)"))
 
@@ -571,7 +570,7 @@ def save_and_stop(run: Run, epoch: int, signal_name: str):
     """Save last.pt at run.position (in epoch, after a stop request) and raise cli.Stopped."""
     if run.processes.rank > 0:
         raise cli.Stopped("")  # rank 0 saves and says so
-    contents = run.contents(epoch=epoch - 1, test_accuracy=training.last_test_accuracy(run.history))
+    contents = run.contents(epoch=epoch - 1, test_accuracy=metrics.last_test_accuracy(run.history))
     run.folder.save_last(run.net, **contents, optimizer=run.optimizer.state_dict(),
                          scheduler=run.scheduler.state_dict(), position=dataclasses.asdict(run.position))
     raise cli.Stopped(f"stopped by {signal_name} in epoch {epoch}, after step {run.position.step} of "

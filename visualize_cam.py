@@ -30,15 +30,13 @@ import cv2
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-
 from torchvision import transforms as T
 
 import data
-import drawing
-import localization
-import methods as registry  # as registry: --methods names the hyperparameter `methods`
 import model as models
-from utils import checkpoints, devices, files, seeds
+from datasets.ground_truth import exclusive_boxes
+from evaluation import localization, map_reading, registry
+from utils import checkpoints, devices, drawing, files, seeds
 from utils.images import read_user_image
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
@@ -52,9 +50,9 @@ alpha: float = 0.5  # opacity of the heatmap over the image, in [0, 1]
 colormap: str = "jet"  # OpenCV colormap name: jet, turbo, inferno, viridis, hot, ...
 boxes: bool = True  # draw each map's box (green) and, where the dataset has one, the true box (red)
 box_threshold: float = localization.CAM_THRESHOLD  # the box bounds the largest region above this fraction of the normalized map
-normalization: str = localization.RECIPE_READING.normalization  # how CAMs are scaled to [0, 1]: minmax | max | ivr (localization.normalize_maps)
-percentile: float = localization.RECIPE_READING.percentile  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
-flip_maps: bool = localization.RECIPE_READING.flip  # average in the CAMs of the mirror image, mirrored back (datasets trained with flips)
+normalization: str = map_reading.RECIPE_READING.normalization  # how CAMs are scaled to [0, 1]: minmax | max | ivr (map_reading.normalize_maps)
+percentile: float = map_reading.RECIPE_READING.percentile  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
+flip_maps: bool = map_reading.RECIPE_READING.flip  # average in the CAMs of the mirror image, mirrored back (datasets trained with flips)
 display_size: int = 224  # side of the written images in pixels (0: the model's input size)
 image: str = ""  # draw this image file instead of test images
 model: str = ""  # with --weights and --image: a torchvision classifier (resnet50, densenet161, ...), no checkpoint needed
@@ -80,7 +78,7 @@ def validate(cfg) -> None:
         (0 <= cfg.display_size <= MAX_DISPLAY_SIZE, f"--display_size must be in [0, {MAX_DISPLAY_SIZE}], got {cfg.display_size}"),
     ]
     cli.require(checks)
-    cli.check_choice("normalization", cfg.normalization, localization.NORMALIZATIONS)
+    cli.check_choice("normalization", cfg.normalization, map_reading.NORMALIZATIONS)
     drawing.colormap_code(cfg.colormap)
     if cfg.methods:
         registry.parse_keys(cfg.methods)
@@ -111,8 +109,8 @@ def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[lis
     inputs = []
     for i in indices:
         tensor, label = test_set[i]
-        truth = data.ground_truth(test_set, i, i + 1)  # localization.GroundTruth, None without boxes
-        box = localization.exclusive_boxes(truth)[0] if truth is not None else None  # (M, 4)
+        truth = data.ground_truth(test_set, i, i + 1)  # GroundTruth, None without boxes
+        box = exclusive_boxes(truth)[0] if truth is not None else None  # (M, 4)
         inputs.append((f"cam_test{i:05d}", f"test image {i}", tensor, int(label), box))
     return inputs, figure_name
 
@@ -134,7 +132,7 @@ def draw(cfg) -> list[Path]:
 
     batch = torch.stack([tensor for _, _, tensor, _, _ in inputs]).to(device)
     size = cfg.display_size or info.image_size
-    reading = localization.MapReading(cfg.normalization, cfg.percentile,
+    reading = map_reading.MapReading(cfg.normalization, cfg.percentile,
                                       cfg.flip_maps and data.trained_with_flips(info.name))
     written, rows = [], []
     for (prefix, description, tensor, label, true_box), maps in zip(
@@ -166,7 +164,7 @@ def draw_pretrained(cfg) -> list[Path]:
     preprocess = entry.transforms()
     resized = T.Resize(preprocess.resize_size, interpolation=preprocess.interpolation, antialias=True)(photo)
     batch = T.Normalize(preprocess.mean, preprocess.std)(T.functional.to_tensor(resized))[None].to(device)
-    reading = localization.MapReading(cfg.normalization, cfg.percentile, cfg.flip_maps)  # ImageNet trains with flips
+    reading = map_reading.MapReading(cfg.normalization, cfg.percentile, cfg.flip_maps)  # ImageNet trains with flips
     [maps] = maps_to_draw(cfg, net, batch, reading, (photo.height, photo.width), classes)
     stem = Path(cfg.image).stem
     rows = []
@@ -187,12 +185,12 @@ class MapsToDraw:
     predicted: tuple[str, float]
 
 
-def maps_to_draw(cfg, net, batch: torch.Tensor, reading: localization.MapReading, size, class_names) -> list[MapsToDraw]:
+def maps_to_draw(cfg, net, batch: torch.Tensor, reading: map_reading.MapReading, size, class_names) -> list[MapsToDraw]:
     """The maps of each image of batch (B, C, H, W), at size: CAM of its --topk most probable
     classes read as `reading` says (overlay, then top2_<class>_overlay, ...), or with --methods each
     method's map of the predicted class (<key>_overlay)."""
     if not cfg.methods:
-        logits, top_classes, heats = localization.cam_heat_maps(net, batch, reading, topk=cfg.topk, size=size)
+        logits, top_classes, heats = map_reading.cam_heat_maps(net, batch, reading, topk=cfg.topk, size=size)
         probabilities = logits.softmax(dim=1).gather(1, top_classes)  # (B, K)
         drawn = []
         for heat, image_classes, image_probabilities in zip(heats.cpu().numpy(), top_classes.tolist(),
@@ -206,7 +204,7 @@ def maps_to_draw(cfg, net, batch: torch.Tensor, reading: localization.MapReading
     chosen = registry.choose(registry.parse_keys(cfg.methods), reading)
     probabilities, predicted = registry.model_logits(net, batch).softmax(dim=1).max(dim=1)
     heats = torch.stack([method.maps(net, batch, predicted, seeds.mix(cfg.seed)).float().cpu() for method in chosen], 1)
-    heats = localization.upsample_maps(heats, size).clamp(0, 1).numpy()  # (B, M, size)
+    heats = map_reading.upsample_maps(heats, size).clamp(0, 1).numpy()  # (B, M, size)
     return [MapsToDraw(heat, [(f"{method.key}_overlay", f"{method.name}\n{class_names[c]}: {100 * p:.1f}%")
                               for method in chosen], None, (class_names[c], p))
             for heat, c, p in zip(heats, predicted.tolist(), probabilities.tolist())]

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils import cli
 import model as models
 import train
+from utils import cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["oracle_rule"]  # an outside-oracle test never skips in CI

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from utils import cli  # the repo is on PYTHONPATH
 import train
+from utils import cli  # the repo is on PYTHONPATH
 
 runs = []
 build = train.setup

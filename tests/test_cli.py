@@ -12,7 +12,10 @@ from utils import cli
 SCRIPT = '''"""A script.
 
 More text."""
+# model
 name: str = "cnn"  # which network
+    # (a continued help line)
+# training
 epochs: int = 5  # passes over the data
 lr: float = 0.1  # peak rate (100% at the peak of the schedule)
 resume: bool = False  # go on from the last run
@@ -35,11 +38,11 @@ def script(tmp_path, monkeypatch):
 
 def test_declared_hyperparameters_reads_types_defaults_and_comments(script):
     assert cli.declared_hyperparameters(script) == [
-        ("name", str, "cnn", "which network"),
-        ("epochs", int, 5, "passes over the data"),
-        ("lr", float, 0.1, "peak rate (100% at the peak of the schedule)"),
-        ("resume", bool, False, "go on from the last run"),
-        ("batch_size", int, 128, "images per step"),
+        ("name", str, "cnn", "which network (a continued help line)", "model"),
+        ("epochs", int, 5, "passes over the data", "training"),
+        ("lr", float, 0.1, "peak rate (100% at the peak of the schedule)", "training"),
+        ("resume", bool, False, "go on from the last run", "training"),
+        ("batch_size", int, 128, "images per step", "training"),
     ]
 
 
@@ -96,7 +99,7 @@ def test_help_lists_every_hyperparameter_with_default_and_help(script, capsys):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for fragment in [
-        "--name STR which network (default: 'cnn')", "--epochs INT passes over the data (default: 5)",
+        "model: --name STR which network (a continued help line) (default: 'cnn')", "training: --epochs INT passes over the data (default: 5)",
         "--lr FLOAT peak rate (100% at the peak of the schedule) (default: 0.1)", "--resume [BOOL] go on from the last run (default: False)",
         "--batch_size INT, --batch-size INT images per step (default: 128)", "A script.",
     ]:

@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import write_mnist_like
 
-import cluttered
 import data
+from datasets import cluttered
 
 
 def fashion_items(count: int, seed: int = 0) -> np.ndarray:

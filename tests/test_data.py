@@ -10,8 +10,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets
 
-from utils import cli, idx_files
 import data
+from datasets import augment
+from utils import cli, idx_files, loaders
 
 RNG = np.random.default_rng(0)
 
@@ -309,14 +310,14 @@ def test_resized_and_folder_datasets_go_through_a_dataloader(tmp_path, skip_chec
 def test_shift_flip_moves_each_image_within_its_padding_and_mirrors_half():
     images = torch.zeros(2000, 1, 28, 28, dtype=torch.uint8)
     images[:, 0, 10, 6] = 255  # one bright pixel at row 10, column 6
-    shifted = data.ShiftFlip(1 / 14, flip=False).batch(images, torch.Generator().manual_seed(0))
+    shifted = augment.ShiftFlip(1 / 14, flip=False).batch(images, torch.Generator().manual_seed(0))
     rows, cols = torch.nonzero(shifted[:, 0], as_tuple=True)[1:]
     assert len(rows) == 2000  # the pixel stays in every image (a shift of at most 2 px)
     assert set(rows.tolist()) == set(range(8, 13)) and set(cols.tolist()) == set(range(4, 9))
-    flipped = data.ShiftFlip(0, flip=True).batch(images, torch.Generator().manual_seed(0))
+    flipped = augment.ShiftFlip(0, flip=True).batch(images, torch.Generator().manual_seed(0))
     cols = torch.nonzero(flipped[:, 0], as_tuple=True)[2]
     assert set(cols.tolist()) == {6, 21} and 900 < (cols == 21).sum() < 1100  # 27 - 6 = 21: mirrored
-    assert torch.equal(flipped, data.ShiftFlip(0, flip=True).batch(images, torch.Generator().manual_seed(0)))
+    assert torch.equal(flipped, augment.ShiftFlip(0, flip=True).batch(images, torch.Generator().manual_seed(0)))
 
 
 def test_training_batches_follow_the_generator_and_augment(tmp_path):
@@ -340,14 +341,14 @@ def test_tensor_loader_gives_each_process_its_share(count, world_size):
     images = torch.arange(count, dtype=torch.uint8).view(count, 1, 1, 1).expand(count, 1, 2, 2).contiguous()
     labels = torch.arange(count)
     shares = [
-        torch.cat([b[1] for b in data.TensorLoader(images, labels, (0.0,), (1 / 255,), 3, None,
+        torch.cat([b[1] for b in loaders.TensorLoader(images, labels, (0.0,), (1 / 255,), 3, None,
                                                    torch.Generator().manual_seed(4), rank=rank, world_size=world_size)])
         for rank in range(world_size)
     ]
     assert len({len(share) for share in shares}) == 1  # the same number of steps everywhere
     assert set(torch.cat(shares).tolist()) == set(range(count))  # every image is seen
     assert len(torch.cat(shares)) == count + (-count % world_size)  # repeated only to even out the shares
-    test_shares = [data.TensorLoader(images, labels, (0.0,), (1 / 255,), 3, rank=rank, world_size=world_size)
+    test_shares = [loaders.TensorLoader(images, labels, (0.0,), (1 / 255,), 3, rank=rank, world_size=world_size)
                    for rank in range(world_size)]
     assert sorted(torch.cat([b[1] for share in test_shares for b in share]).tolist()) == list(range(count))
 
@@ -412,7 +413,7 @@ def test_a_new_dataset_is_one_registry_entry(tmp_path, monkeypatch, held_in_memo
     itself, also through the Subset of hold_out and the Relabeled of with_permuted_labels."""
     monkeypatch.setitem(data.DATASETS, "squares", data.DatasetSpec(
         open=Squares, tensors=Squares.tensors if held_in_memory else None, channels=1, image_size=16, mean=(0.5,),
-        std=(0.5,), augment=data.ShiftFlip(0, flip=False), expected="nowhere: it is made in memory"))
+        std=(0.5,), augment=augment.ShiftFlip(0, flip=False), expected="nowhere: it is made in memory"))
     loaded = data.load_dataset("squares", tmp_path, download=False)
     assert loaded.in_memory == held_in_memory and loaded.info.classes == ("left", "right")
     images, labels = next(iter(loaded.loader("test", 6, torch.device("cpu"))))

@@ -3,10 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from utils import cli
-import drawing
-import localization
-import results
+from datasets.ground_truth import GroundTruth
+from evaluation import figures, localization, results
+from utils import cli, drawing
 
 
 def test_to_rgb_image_undoes_the_normalization():
@@ -50,26 +49,26 @@ def localization_result(threshold: float = 0.3) -> results.LocalizationResult:
     maps, masks = np.zeros((2, 8, 8)), np.zeros((2, 8, 8), bool)
     maps[:, 2:5, 2:6], masks[:, 2:5, 2:6] = 1, True
     evaluator = localization.LocalizationEvaluator()
-    evaluator.accumulate(maps, localization.GroundTruth(np.array([[[2, 2, 6, 5]]] * 2), masks), np.ones(2, bool))
+    evaluator.accumulate(maps, GroundTruth(np.array([[[2, 2, 6, 5]]] * 2), masks), np.ones(2, bool))
     return results.LocalizationResult(classification_top1=100.0, **evaluator.compute(),
                                       operating=results.OperatingPoint(threshold, 100.0, 100.0))
 
 
 def test_examples_figure_draws_a_grid_of_boxed_maps(tmp_path):
     image, heat = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32)
-    examples = [drawing.Example(index, image, heat, np.array([1, 1, 5, 5]), "shirt", predicted,
+    examples = [figures.Example(index, image, heat, np.array([1, 1, 5, 5]), "shirt", predicted,
                                 box=np.array([2, 2, 6, 6])) for index, predicted in ((3, "shirt"), (7, "bag"))]
-    drawing.examples_figure(examples, tmp_path / "examples.png")
+    figures.examples_figure(examples, tmp_path / "examples.png")
     assert Image.open(tmp_path / "examples.png").size == (420, 240)  # 2 columns of 2.1 in, 1 row of 2.4 in, 100 dpi
 
 
 def test_threshold_and_removal_curves_figures(tmp_path):
-    drawing.threshold_curves_figure([("CAM", localization_result()), ("other", localization_result(0.5))],
+    figures.threshold_curves_figure([("CAM", localization_result()), ("other", localization_result(0.5))],
                                     tmp_path / "thresholds.png")
     curve = [1.0, 0.5, 0.25]
     faithful = results.FaithfulnessResult(2, 0.5, 0.6, 10.0, 50.0, 100.0, 80.0, {"deletion": curve, "insertion": curve},
                                           {"deletion_auc": [0.5, 0.5], "insertion_auc": [0.6, 0.6]})
-    drawing.removal_curves_figure([("CAM", faithful)], tmp_path / "removal.png")
+    figures.removal_curves_figure([("CAM", faithful)], tmp_path / "removal.png")
     for name in ("thresholds.png", "removal.png"):
         assert Image.open(tmp_path / name).size == (1100, 400)
 
@@ -78,7 +77,7 @@ def test_cascade_figure_has_a_row_per_map_and_a_column_per_stage(tmp_path):
     stages = ("trained", "fc", "features.0")
     maps = np.random.default_rng(0).random((8, 8))
     rows = [("image 0", dict.fromkeys(stages, maps)), ("edge (Sobel)\nimage 0", dict.fromkeys(stages, maps))]
-    drawing.cascade_figure(rows, tmp_path / "cascade.png")
+    figures.cascade_figure(rows, tmp_path / "cascade.png")
     assert Image.open(tmp_path / "cascade.png").size == (390, 290)
 
 
@@ -88,5 +87,5 @@ def test_sanity_curves_figure_draws_each_methods_mean_and_spread_per_stage(tmp_p
 
     cam = results.SanityResult({"trained": stage(1.0, None), "fc": stage(0.1, 0.05), "features.0": stage(-0.1, 0.2)})
     edge = results.SanityResult(dict.fromkeys(("trained", "fc", "features.0"), stage(1.0, 0.0)))
-    drawing.sanity_curves_figure([("CAM", cam), ("edge", edge)], tmp_path / "sanity.png")
+    figures.sanity_curves_figure([("CAM", cam), ("edge", edge)], tmp_path / "sanity.png")
     assert Image.open(tmp_path / "sanity.png").size == (1100, 400)

@@ -6,15 +6,12 @@ import torch
 from conftest import assert_clean_error, run_script
 from PIL import Image
 
-from utils import cli
 import data
 import evaluate_cam
-import visualize_cam
-import faithfulness
-import localization
-import methods
 import model as models
-import results
+import visualize_cam
+from evaluation import baselines, faithfulness, localization, map_reading, registry, results
+from utils import cli
 
 
 def arguments(workdir, *extra: str) -> list[str]:
@@ -63,7 +60,7 @@ def test_report_on_a_cluttered_checkpoint(trained_cluttered):
     assert written["methods"]["grad_cam"]["cost"]["ms_per_image"] > 0
     assert written["methods"]["grad_cam"]["localization"]["equals_cam_max_diff"] < 1e-5
     table = (trained_cluttered / "report" / "localization.md").read_text()
-    assert f"| {methods.CAM.name} |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
+    assert f"| {registry.CAM.name} |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
     assert "\nGrad-CAM, HiResCAM, XGrad-CAM: the same maps as ReLU(CAM), min-max normalized, on all 60 images" in table
     assert "; the others' maps differ from those by a max |diff| of " in table and "| ms / image | × forward |" in table
 
@@ -80,7 +77,7 @@ def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     labels = test_set.targets[:30]
     with torch.no_grad():
         logits, cams = models.class_activation_maps(net, images)
-    heats = localization.normalize_maps(localization.upsample_maps(cams[torch.arange(30), labels][:, None], 40))
+    heats = map_reading.normalize_maps(map_reading.upsample_maps(cams[torch.arange(30), labels][:, None], 40))
     evaluator = localization.LocalizationEvaluator()
     correct = (logits.argmax(1) == labels).numpy()
     evaluator.accumulate(heats[:, 0].numpy(), data.ground_truth(test_set, 0, 30), correct)
@@ -96,7 +93,7 @@ def test_center_baseline_does_not_depend_on_the_model(trained_cluttered):
     report = evaluate(trained_cluttered, "--examples=0", "--limit=20", "--groups=localization")
     test_set = data.load_dataset("fashion-mnist-cluttered", trained_cluttered / "data", False, 40, {"clutter": 3}).test
     evaluator = localization.LocalizationEvaluator()
-    center = np.broadcast_to(localization.centered_gaussian(40, 40), (20, 40, 40))
+    center = np.broadcast_to(baselines.centered_gaussian(40, 40), (20, 40, 40))
     evaluator.accumulate(center, data.ground_truth(test_set, 0, 20), np.ones(20, bool))
     assert report.methods["center"].localization.max_box_acc_v2 == evaluator.compute()["max_box_acc_v2"]
 
@@ -267,7 +264,7 @@ def test_every_method_runs_in_every_group(trained_cluttered, tmp_path):
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--limit=4",
         "--batch_size=4", "--examples=2", "--explained=2", "--steps=2", "--road_images=1", "--methods=all"]))
-    family = list(methods.LIBRARY)
+    family = list(registry.LIBRARY)
     assert keys(report) == ["cam", "cam_read", *family, "center", "random", "edge"]
     assert keys(report, "sanity") == ["cam", *family, "edge"]
     for key in family:
@@ -275,7 +272,7 @@ def test_every_method_runs_in_every_group(trained_cluttered, tmp_path):
         assert result.cost.ms_per_image > 0 and 0 <= result.faithfulness.deletion_auc <= 1, key
         assert -1 <= result.sanity.last_stage.spearman <= 1 and result.sanity.last_stage.spearman_std is not None, key
     same = [key for key in keys(report, "localization")
-            if report.methods[key].localization.equals_cam_max_diff <= methods.SAME_MAPS_TOLERANCE]
+            if report.methods[key].localization.equals_cam_max_diff <= registry.SAME_MAPS_TOLERANCE]
     assert same == ["grad_cam", "hires_cam", "xgrad_cam", "shapley_cam"]
 
 
@@ -374,7 +371,7 @@ def test_save_heatmaps_writes_the_standard_cam_of_each_image_and_refuses_another
     net, _ = models.load_checkpoint(checkpoint)
     loaded = data.load_dataset("fashion-mnist-cluttered", trained_cluttered / "data", False, 40, {"clutter": 3})
     images, labels = next(iter(loaded.loader("test", 6, torch.device("cpu"))))
-    expected = localization.cam_heat_maps(net, images, localization.STANDARD_READING, labels[:, None])[2][:, 0]
+    expected = map_reading.cam_heat_maps(net, images, map_reading.STANDARD_READING, labels[:, None])[2][:, 0]
     assert np.allclose(np.stack([np.load(path) for path in saved]), expected.numpy(), atol=1e-6)
     evaluate_cam.main(args)  # the same run again: its own folder is taken
     with pytest.raises(cli.UserError, match="holds .npy heat maps of another run"):

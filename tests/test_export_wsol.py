@@ -10,8 +10,9 @@ from PIL import Image
 import data
 import evaluate_cam
 import export_wsol
-import localization
+from evaluation import localization
 from utils import cli
+
 
 def test_export_wsol_writes_the_cluttered_set_that_cub_loads_back(tmp_path):
     write_mnist_like(tmp_path / "data" / "fashion-mnist", train_size=40, test_size=20)

@@ -4,10 +4,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-import faithfulness
-import localization
-import methods
 import model as models
+from datasets.ground_truth import GroundTruth
+from evaluation import baselines, faithfulness, registry, sanity
 from utils import seeds
 
 
@@ -67,7 +66,7 @@ def test_the_curves_ends_shared_by_every_method_give_the_same_scores():
     net.register_forward_hook(lambda *_: calls.append(1))
     images, classes = torch.randn(3, 1, 16, 16), torch.tensor([0, 1, 2])
     maps = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1)).numpy()
-    truth = localization.GroundTruth(np.array([[2, 2, 9, 9]] * 3), None, None)
+    truth = GroundTruth(np.array([[2, 2, 9, 9]] * 3), None, None)
     scores = []
     for shared in (False, True):
         evaluator = faithfulness.FaithfulnessEvaluator(4, "blur", [0.0], [1.0])
@@ -126,25 +125,25 @@ def test_box_energy_by_hand():
 
 def test_similarity_scores_by_hand():
     maps = np.random.default_rng(0).random((2, 16, 16))
-    assert np.allclose(faithfulness.spearman_correlation(maps, maps), 1)
-    assert np.allclose(faithfulness.spearman_correlation(maps, -maps), -1)
-    assert np.allclose(faithfulness.spearman_correlation(maps, maps**3 + 5), 1)  # ranks only
-    assert np.allclose(faithfulness.ssim(maps, maps), 1)
-    assert (faithfulness.ssim(maps, maps[::-1]) < 0.5).all()
+    assert np.allclose(sanity.spearman_correlation(maps, maps), 1)
+    assert np.allclose(sanity.spearman_correlation(maps, -maps), -1)
+    assert np.allclose(sanity.spearman_correlation(maps, maps**3 + 5), 1)  # ranks only
+    assert np.allclose(sanity.ssim(maps, maps), 1)
+    assert (sanity.ssim(maps, maps[::-1]) < 0.5).all()
 
 
 def test_similarities_against_a_reference_computed_once_are_scipys_spearman_and_ssim():
     generator = torch.Generator().manual_seed(0)
     trained, later = torch.randn(3, 8, 8, generator=generator), torch.randn(3, 8, 8, generator=generator)
     trained[0, :4] = 0.0  # ties share their mean rank
-    reference = faithfulness.Reference.of(trained)
-    scores = faithfulness.similarities(later, reference)
-    for name, values in faithfulness.similarities(later, trained).items():
+    reference = sanity.Reference.of(trained)
+    scores = sanity.similarities(later, reference)
+    for name, values in sanity.similarities(later, trained).items():
         assert np.array_equal(scores[name], values), name
     pairs = zip(later.double().numpy(), trained.double().numpy())
     expected = [stats.spearmanr(a.ravel(), b.ravel())[0] for a, b in pairs]
     assert np.allclose(scores["spearman"], expected)
-    assert np.allclose(faithfulness.similarities(trained, reference)["spearman_abs"], 1)
+    assert np.allclose(sanity.similarities(trained, reference)["spearman_abs"], 1)
 
 
 @pytest.mark.parametrize("kind", ["positive", "signed", "relu"])
@@ -152,18 +151,18 @@ def test_ranks_of_absolute_values_are_ranked_anew_only_where_a_value_is_negative
     values = np.random.default_rng(1).random((3, 6, 6))
     values = {"positive": values, "signed": values - 0.5, "relu": np.maximum(values - 0.3, 0.0)}[kind]
     values[0, 0, 0] = -0.0 if kind == "relu" else values[0, 0, 0]  # ReLU can give -0.0: no negative value
-    ranks, abs_ranks = faithfulness.ranks_and_abs_ranks(values)
-    assert np.array_equal(ranks, faithfulness.centered_ranks(values))
-    assert np.array_equal(abs_ranks, faithfulness.centered_ranks(np.abs(values)))
+    ranks, abs_ranks = sanity.ranks_and_abs_ranks(values)
+    assert np.array_equal(ranks, sanity.centered_ranks(values))
+    assert np.array_equal(abs_ranks, sanity.centered_ranks(np.abs(values)))
     assert (abs_ranks is ranks) == (kind != "signed")
 
 
 def test_ssim_reads_the_others_local_moments_when_at_hand():
     maps, others, third = np.random.default_rng(2).random((3, 3, 12, 12))
-    moments = faithfulness.local_moments(others, faithfulness.SSIM_SIGMA)
-    assert np.array_equal(faithfulness.ssim(maps, others, other_moments=moments), faithfulness.ssim(maps, others))
-    wrong = faithfulness.local_moments(third, faithfulness.SSIM_SIGMA)
-    assert not np.allclose(faithfulness.ssim(maps, others, other_moments=wrong), faithfulness.ssim(maps, others))
+    moments = sanity.local_moments(others, sanity.SSIM_SIGMA)
+    assert np.array_equal(sanity.ssim(maps, others, other_moments=moments), sanity.ssim(maps, others))
+    wrong = sanity.local_moments(third, sanity.SSIM_SIGMA)
+    assert not np.allclose(sanity.ssim(maps, others, other_moments=wrong), sanity.ssim(maps, others))
 
 
 def test_centered_ranks_are_scipys_rankdata_with_ties_less_their_mean():
@@ -171,10 +170,10 @@ def test_centered_ranks_are_scipys_rankdata_with_ties_less_their_mean():
     maps[1] = 0.0  # a constant map: every pixel the mean rank
     maps[2, :4] = maps[2, 5:] = 2.5
     expected = stats.rankdata(maps.reshape(5, -1), axis=1)
-    assert np.array_equal(faithfulness.centered_ranks(maps), expected - expected.mean(1, keepdims=True))
-    assert faithfulness.centered_ranks(np.zeros((0, 3, 3))).shape == (0, 9)
+    assert np.array_equal(sanity.centered_ranks(maps), expected - expected.mean(1, keepdims=True))
+    assert sanity.centered_ranks(np.zeros((0, 3, 3))).shape == (0, 9)
     maps[3, 0, 0] = np.nan  # a NaN makes its map's ranks NaN, as rankdata's
-    ranks = faithfulness.centered_ranks(maps)
+    ranks = sanity.centered_ranks(maps)
     assert np.isnan(ranks[3]).all() and not np.isnan(np.delete(ranks, 3, axis=0)).any()
 
 
@@ -195,19 +194,19 @@ def test_randomizing_fc_changes_cam_but_not_the_edge_map():
     net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
     images, classes = torch.randn(3, 1, 28, 28), torch.tensor([0, 1, 2])
     def raw_maps(model):
-        return {method.key: method.raw(model, images, classes) for method in (methods.CAM, methods.EDGE)}
+        return {method.key: method.raw(model, images, classes) for method in (registry.CAM, registry.EDGE)}
 
-    trained, stages = raw_maps(net), faithfulness.cascading_randomization(net, raw_maps)
+    trained, stages = raw_maps(net), sanity.cascading_randomization(net, raw_maps)
     names = [name for name, _ in stages]
     assert names == ["fc", "features.8", "features.4", "features.0"]  # fc, then the 3 convs from the top
     after_fc = stages[0][1]
     assert not torch.allclose(after_fc["cam"], trained["cam"])
     for _, maps in stages:
         assert torch.equal(maps["edge"], trained["edge"])
-    edge_scores = faithfulness.similarities(after_fc["edge"], trained["edge"])
+    edge_scores = sanity.similarities(after_fc["edge"], trained["edge"])
     assert np.allclose(edge_scores["spearman"], 1) and np.allclose(edge_scores["ssim"], 1)
     assert torch.equal(raw_maps(net)["cam"], trained["cam"])  # net itself untouched
-    assert not torch.equal(faithfulness.cascading_randomization(net, raw_maps, seed=1)[-1][1]["cam"], stages[-1][1]["cam"])
+    assert not torch.equal(sanity.cascading_randomization(net, raw_maps, seed=1)[-1][1]["cam"], stages[-1][1]["cam"])
 
 
 @pytest.mark.parametrize("seed", [2**64 + 5, 5 - 2**64])
@@ -219,10 +218,10 @@ def test_any_int_seeds_the_cascade_and_road_as_its_residue_modulo_2_to_the_64(se
     images, classes = torch.randn(2, 1, 28, 28), torch.tensor([0, 1])
 
     def cam(model):
-        return methods.raw_cam(model, images, classes)
+        return registry.raw_cam(model, images, classes)
 
-    for (_, ours), (_, theirs) in zip(faithfulness.cascading_randomization(net, cam, seed),
-                                      faithfulness.cascading_randomization(net, cam, 5), strict=True):
+    for (_, ours), (_, theirs) in zip(sanity.cascading_randomization(net, cam, seed),
+                                      sanity.cascading_randomization(net, cam, 5), strict=True):
         assert torch.equal(ours, theirs)
     maps = torch.rand(2, 28, 28, generator=torch.Generator().manual_seed(0))
     ours, theirs = (faithfulness.road_scores(net, images, classes, maps, (50,), seed=value) for value in (seed, 5))
@@ -233,11 +232,11 @@ def test_sanity_evaluator_reports_every_stage_and_the_random_labels_model():
     torch.manual_seed(0)
     net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
     other = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
-    evaluator = faithfulness.SanityEvaluator({"cam": methods.CAM, "edge": methods.EDGE}, shown=2)
+    evaluator = sanity.SanityEvaluator({"cam": registry.CAM, "edge": registry.EDGE}, shown=2)
     for _ in range(2):
         evaluator.accumulate(net, torch.randn(3, 1, 28, 28), torch.tensor([0, 1, 2]), other)
     scores = evaluator.compute()
-    stages = ["trained", "fc", "features.8", "features.4", "features.0", faithfulness.RANDOM_LABELS]
+    stages = ["trained", "fc", "features.8", "features.4", "features.0", sanity.RANDOM_LABELS]
     assert list(scores["cam"]) == stages
     assert scores["cam"]["trained"]["spearman"] == pytest.approx(1)
     assert scores["edge"]["features.0"]["ssim"] == pytest.approx(1)
@@ -254,22 +253,22 @@ def test_sanity_evaluator_averages_its_random_draws_and_reports_their_spread():
     batches = [(torch.randn(3, 1, 16, 16), torch.tensor([0, 1, 2])) for _ in range(2)]
 
     def evaluate():
-        evaluator = faithfulness.SanityEvaluator({"cam": methods.CAM}, seed=7, draws=3)
+        evaluator = sanity.SanityEvaluator({"cam": registry.CAM}, seed=7, draws=3)
         for images, classes in batches:
             evaluator.accumulate(net, images, classes, other)
         return evaluator.compute()["cam"]
 
     scores = evaluate()
     assert scores == evaluate()
-    assert list(scores) == ["trained", "fc", "features.8", "features.4", "features.0", faithfulness.RANDOM_LABELS]
+    assert list(scores) == ["trained", "fc", "features.8", "features.4", "features.0", sanity.RANDOM_LABELS]
     assert scores["trained"] == {"spearman": 1.0, "spearman_std": None, "spearman_abs": 1.0,
                                  "spearman_abs_std": None, "ssim": pytest.approx(1.0), "ssim_std": None}
-    assert scores[faithfulness.RANDOM_LABELS]["ssim_std"] is None
+    assert scores[sanity.RANDOM_LABELS]["ssim_std"] is None
     per_draw = []
     for draw in range(3):
-        stages = [dict(faithfulness.cascading_randomization(net, lambda model: methods.raw_cam(model, images, classes),
+        stages = [dict(sanity.cascading_randomization(net, lambda model: registry.raw_cam(model, images, classes),
                                                             seeds.mix(7, draw))) for images, classes in batches]
-        per_draw.append(np.concatenate([faithfulness.similarities(maps["features.0"], methods.raw_cam(net, *batch))
+        per_draw.append(np.concatenate([sanity.similarities(maps["features.0"], registry.raw_cam(net, *batch))
                                         ["spearman"] for maps, batch in zip(stages, batches)]).mean())
     assert scores["features.0"]["spearman"] == pytest.approx(np.mean(per_draw))
     assert scores["features.0"]["spearman_std"] == pytest.approx(np.std(per_draw, ddof=1)) and np.std(per_draw) > 0
@@ -289,10 +288,10 @@ def test_sanity_evaluator_makes_the_maps_of_a_method_that_does_not_use_the_weigh
             return raw(model, images, classes)
         return counting
 
-    evaluator = faithfulness.SanityEvaluator({
-        "fixed": methods.Method("fixed", "edge", methods.edge_maps, counted("fixed", methods.edge_raw),
+    evaluator = sanity.SanityEvaluator({
+        "fixed": registry.Method("fixed", "edge", baselines.edge_maps, counted("fixed", baselines.edge_raw),
                                 uses_weights=False),
-        "changing": methods.Method("changing", "CAM", methods.CAM.maps, counted("changing", methods.raw_cam))})
+        "changing": registry.Method("changing", "CAM", registry.CAM.maps, counted("changing", registry.raw_cam))})
     evaluator.accumulate(net, torch.randn(2, 1, 28, 28), torch.tensor([0, 1]), other)
     assert calls == {"fixed": 1, "changing": 1 + 4 + 1}
     scores = evaluator.compute()["fixed"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import html_report
+from evaluation import html_page
 
 METHODS = ["CAM", "Grad-CAM", "Score-CAM"]
 ODD_CLASS = 'Bag <&> "x"'  # a class name that must be escaped
@@ -31,13 +31,13 @@ def png(seed: int, size: int = 16) -> bytes:
     return buffer.getvalue()
 
 
-def gallery() -> list[html_report.GalleryImage]:
+def gallery() -> list[html_page.GalleryImage]:
     images = []
     for position, (index, true_class, predicted) in enumerate(zip(INDEXES, TRUE_CLASSES, PREDICTED)):
         overlays = {method: png(10 * index + m) for m, method in enumerate(METHODS)}
         if index == 57:
             del overlays["Score-CAM"]  # a method without a map for this image
-        images.append(html_report.GalleryImage(
+        images.append(html_page.GalleryImage(
             index, true_class, predicted, overlays, {method: IOU[method][position] for method in METHODS},
             {method: DELETION[method][position] for method in METHODS}))
     return images
@@ -51,7 +51,7 @@ def page(tmp_path_factory) -> Path:
         (folder / f"figure{number}.png").write_bytes(png(number, size=40))
         figures.append((f"figure {number}: `curves` & more", folder / f"figure{number}.png"))
     path = folder / "report.html"
-    html_report.write_report_page(path, "Report <of> `cam.pt`", ["A note on `cam.pt` <b>not bold</b>."],
+    html_page.write_report_page(path, "Report <of> `cam.pt`", ["A note on `cam.pt` <b>not bold</b>."],
                                   SUMMARY_HEADER, SUMMARY_ROWS, gallery(), figures)
     return path
 

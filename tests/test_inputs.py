@@ -15,11 +15,11 @@ from PIL import Image
 
 import benchmark
 import data
-from utils import cli, idx_files
 import evaluate_cam
 import model as models
 import train
 import visualize_cam
+from utils import cli, idx_files
 
 SCRIPTS = {"train": train, "visualize_cam": visualize_cam, "evaluate_cam": evaluate_cam, "benchmark": benchmark}
 

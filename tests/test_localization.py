@@ -4,8 +4,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-import localization
 import model as models
+from datasets.ground_truth import GroundTruth, as_boxes, has_boxes, to_inclusive
+from evaluation import baselines, localization, map_reading
 
 GT_BOX = np.array([20, 10, 50, 30])  # x0, y0, x1, y1 (exclusive ends): 30 x 20 pixels
 
@@ -18,28 +19,28 @@ def box_mask(box, size=64) -> np.ndarray:
 
 def evaluate(maps, boxes, masks, correct, **options) -> dict:
     evaluator = localization.LocalizationEvaluator(**options)
-    truth = localization.GroundTruth(localization.as_boxes(boxes), None if masks is None else np.asarray(masks, dtype=bool))
+    truth = GroundTruth(as_boxes(boxes), None if masks is None else np.asarray(masks, dtype=bool))
     evaluator.accumulate(np.asarray(maps, dtype=np.float32), truth, np.asarray(correct))
     return evaluator.compute()
 
 
 def test_normalize_maps_to_unit_range_per_map():
     maps = torch.tensor([[[[-2.0, 0.0], [2.0, 6.0]], [[1.0, 1.0], [1.0, 3.0]]]])
-    normalized = localization.normalize_maps(maps)
+    normalized = map_reading.normalize_maps(maps)
     assert torch.allclose(normalized, torch.tensor([[[[0.0, 0.25], [0.5, 1.0]], [[0.0, 0.0], [0.0, 1.0]]]]))
 
 
 def test_constant_map_normalizes_to_zeros_not_nan():
-    normalized = localization.normalize_maps(torch.full((1, 1, 4, 4), 3.5))
+    normalized = map_reading.normalize_maps(torch.full((1, 1, 4, 4), 3.5))
     assert not torch.isnan(normalized).any() and torch.equal(normalized, torch.zeros(1, 1, 4, 4))
 
 
 def test_upsample_is_bilinear_on_floats():
     maps = torch.tensor([[[[0.0, 1.0]]]])  # (1, 1, 1, 2)
-    up = localization.upsample_maps(maps, (1, 4))
+    up = map_reading.upsample_maps(maps, (1, 4))
     assert up.dtype == torch.float32 and up.shape == (1, 1, 1, 4)
     assert torch.allclose(up, torch.tensor([[[[0.0, 0.25, 0.75, 1.0]]]]))  # interpolated, not repeated
-    assert torch.equal(localization.upsample_maps(torch.full((2, 3, 7, 7), 2.0), 28), torch.full((2, 3, 28, 28), 2.0))
+    assert torch.equal(map_reading.upsample_maps(torch.full((2, 3, 7, 7), 2.0), 28), torch.full((2, 3, 28, 28), 2.0))
 
 
 def test_box_iou_by_hand():
@@ -241,13 +242,13 @@ def test_accumulating_in_batches_equals_one_pass():
     whole = evaluate(maps, boxes, masks, correct)
     evaluator = localization.LocalizationEvaluator()
     for start in range(0, 6, 4):
-        truth = localization.GroundTruth(boxes[start:start + 4, None], masks[start:start + 4])
+        truth = GroundTruth(boxes[start:start + 4, None], masks[start:start + 4])
         evaluator.accumulate(maps[start:start + 4], truth, correct[start:start + 4])
     assert evaluator.compute() == whole
 
 
 def test_centered_gaussian_peaks_in_the_middle():
-    heat = localization.centered_gaussian(64, 64)
+    heat = baselines.centered_gaussian(64, 64)
     assert heat.shape == (64, 64) and heat.min() == 0.0 and heat.max() == pytest.approx(1.0)
     assert np.allclose(heat, heat[::-1]) and np.allclose(heat, heat[:, ::-1])
     box = localization.boxes_from_maps(heat[None], 0.5)[0]
@@ -256,14 +257,14 @@ def test_centered_gaussian_peaks_in_the_middle():
 
 def test_max_and_ivr_normalizations_by_hand():
     maps = torch.tensor([[[-2.0, 0.0], [1.0, 4.0]]])
-    assert torch.allclose(localization.normalize_maps(maps, "max"), torch.tensor([[[0.0, 0.0], [0.25, 1.0]]]))
+    assert torch.allclose(map_reading.normalize_maps(maps, "max"), torch.tensor([[[0.0, 0.0], [0.25, 1.0]]]))
     # the 0.5 quantile of (-2, 0, 1, 4) is 0.5: (0, 0, 0.5, 3.5) / 3.5
-    ivr = localization.normalize_maps(maps, "ivr", percentile=0.5)
+    ivr = map_reading.normalize_maps(maps, "ivr", percentile=0.5)
     assert torch.allclose(ivr, torch.tensor([[[0.0, 0.0], [0.5 / 3.5, 1.0]]]))
-    assert torch.equal(localization.normalize_maps(maps, "ivr", 0.0), localization.normalize_maps(maps, "minmax"))
-    assert torch.equal(localization.normalize_maps(-maps.abs() - 1, "max"), torch.zeros_like(maps))  # no NaN
+    assert torch.equal(map_reading.normalize_maps(maps, "ivr", 0.0), map_reading.normalize_maps(maps, "minmax"))
+    assert torch.equal(map_reading.normalize_maps(-maps.abs() - 1, "max"), torch.zeros_like(maps))  # no NaN
     with pytest.raises(ValueError, match="unknown normalization 'sum'"):
-        localization.normalize_maps(maps, "sum")
+        map_reading.normalize_maps(maps, "sum")
 
 
 def tiny_gap_net() -> torch.nn.Module:
@@ -280,17 +281,17 @@ def test_cam_heat_maps_with_flips_average_the_mirrored_maps():
     their logits), then normalized: computed here by hand from class_activation_maps."""
     net, images = tiny_gap_net(), torch.randn(2, 1, 6, 6)
     classes = torch.tensor([[2], [0]])
-    reading = localization.MapReading("max", flip=True)
-    logits, chosen, heat = localization.cam_heat_maps(net, images, reading, classes)
+    reading = map_reading.MapReading("max", flip=True)
+    logits, chosen, heat = map_reading.cam_heat_maps(net, images, reading, classes)
     plain_logits, cams = models.class_activation_maps(net, images)
     mirror_logits, mirror_cams = models.class_activation_maps(net, images.flip(-1))
     mean = (cams + mirror_cams.flip(-1)) / 2
-    expected = localization.normalize_maps(mean[torch.arange(2), classes[:, 0]][:, None], "max")
+    expected = map_reading.normalize_maps(mean[torch.arange(2), classes[:, 0]][:, None], "max")
     assert torch.equal(chosen, classes) and torch.allclose(heat, expected, atol=1e-6)
     assert torch.allclose(logits, (plain_logits + mirror_logits) / 2, atol=1e-6)
-    _, top, standard = localization.cam_heat_maps(net, images, topk=2)
+    _, top, standard = map_reading.cam_heat_maps(net, images, topk=2)
     assert torch.equal(top, plain_logits.topk(2, dim=1).indices) and standard.shape == (2, 2, 6, 6)
-    assert torch.allclose(standard[:, 0], localization.normalize_maps(
+    assert torch.allclose(standard[:, 0], map_reading.normalize_maps(
         cams.gather(1, top[:, :1, None, None].expand(-1, -1, 6, 6)))[:, 0], atol=1e-6)
 
 
@@ -318,8 +319,8 @@ def test_the_best_matching_true_box_counts_and_padding_rows_do_not():
     heat[0, 2:5, 2:6] = 1
     far, near, padding = [20, 20, 30, 30], [2, 2, 6, 5], [0, 0, -1, -1]
     for inclusive in (False, True):
-        hit = localization.GroundTruth(np.array([[far, near, padding]]), inclusive=inclusive)
-        missed = localization.GroundTruth(np.array([[far, padding, padding]]), inclusive=inclusive)
+        hit = GroundTruth(np.array([[far, near, padding]]), inclusive=inclusive)
+        missed = GroundTruth(np.array([[far, padding, padding]]), inclusive=inclusive)
         scores = [localization.LocalizationEvaluator() for _ in range(2)]
         scores[0].accumulate(heat, hit, np.ones(1, bool))
         scores[1].accumulate(heat, missed, np.ones(1, bool))
@@ -342,7 +343,7 @@ def test_inclusive_boxes_are_wsolevaluations_contour_boxes_by_hand():
     assert localization.contour_boxes(np.zeros((8, 8)), 0.1)[1].tolist() == [0, 0, 0, 0]  # nothing on
     heat = np.zeros((1, 8, 8), dtype=np.float32)
     heat[0, 2:5, 2:6] = 1
-    truth = localization.to_inclusive(localization.GroundTruth(np.array([[[2, 2, 6, 5]]])))
+    truth = to_inclusive(GroundTruth(np.array([[[2, 2, 6, 5]]])))
     assert truth.boxes.tolist() == [[[2, 2, 5, 4]]] and truth.inclusive
     evaluator = localization.LocalizationEvaluator()
     evaluator.accumulate(heat, truth, np.ones(1, bool))
@@ -357,7 +358,7 @@ def test_pxap_leaves_ignored_pixels_out():
     masks, ignore = np.zeros((1, 4, 4), bool), np.zeros((1, 4, 4), bool)
     masks[0, 0, 0], ignore[0, 0, 1] = True, True
     evaluator = localization.LocalizationEvaluator()
-    evaluator.accumulate(heat, localization.GroundTruth(np.array([[[0, 0, 1, 1]]]), masks, ignore), np.ones(1, bool))
+    evaluator.accumulate(heat, GroundTruth(np.array([[[0, 0, 1, 1]]]), masks, ignore), np.ones(1, bool))
     assert evaluator.compute()["pxap"] == pytest.approx(100.0)  # without the ignore mask: 50
 
 
@@ -367,7 +368,7 @@ def test_ground_truth_with_masks_only_gives_pxap_and_no_box_metrics():
     maps[:, 2:4, 2:4] = 1.0
     masks = np.zeros((2, 8, 8), dtype=bool)
     masks[:, 2:4, 2:4] = True
-    truth = localization.GroundTruth(boxes=np.zeros((2, 0, 4), dtype=np.int64), masks=masks,
+    truth = GroundTruth(boxes=np.zeros((2, 0, 4), dtype=np.int64), masks=masks,
                                      ignore=np.zeros_like(masks), inclusive=True)
     evaluator = localization.LocalizationEvaluator()
     evaluator.accumulate(maps, truth, np.ones(2, dtype=bool))
@@ -375,4 +376,4 @@ def test_ground_truth_with_masks_only_gives_pxap_and_no_box_metrics():
     assert metrics["pxap"] == pytest.approx(100.0)  # the map is the mask
     assert metrics["max_box_acc_v2"] is None and metrics["top1_loc"] is None and metrics["max_box_acc_v2_by_iou"] == {}
     assert "box_acc_largest_iou0.5" not in metrics["curves"] and "pixel_recall" in metrics["curves"]
-    assert not localization.has_boxes(truth)
+    assert not has_boxes(truth)

@@ -6,12 +6,10 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from utils import cli
 import evaluate_cam
-import faithfulness
-import localization
-import methods
 import model as models
+from evaluation import baselines, map_reading, registry
+from utils import cli
 
 
 def one_by_one_net() -> models.GapNet:
@@ -40,18 +38,18 @@ CLASSES = torch.tensor([0, 1, 1])
 
 def test_cam_of_a_1x1_conv_net_is_the_hand_computed_weighted_sum():
     net, expected = one_by_one_net(), hand_cams(IMAGES)[torch.arange(3), CLASSES]
-    assert torch.allclose(methods.CAM.raw(net, IMAGES, CLASSES), expected, atol=1e-5)
-    assert torch.allclose(methods.CAM.maps(net, IMAGES, CLASSES, 0), localization.normalize_maps(expected), atol=1e-5)
+    assert torch.allclose(registry.CAM.raw(net, IMAGES, CLASSES), expected, atol=1e-5)
+    assert torch.allclose(registry.CAM.maps(net, IMAGES, CLASSES, 0), map_reading.normalize_maps(expected), atol=1e-5)
     logits = hand_cams(IMAGES).mean(dim=(-2, -1)) + torch.tensor([0.5, -0.5])
-    assert torch.allclose(methods.CAM.classify(net, IMAGES), logits, atol=1e-5)
+    assert torch.allclose(registry.CAM.classify(net, IMAGES), logits, atol=1e-5)
 
 
 def test_grad_cam_of_a_gap_net_is_relu_cam_min_max_normalized():
     net, expected = one_by_one_net(), hand_cams(IMAGES)[torch.arange(3), CLASSES]
-    maps = methods.GRAD_CAM.maps(net, IMAGES, CLASSES, 0)
-    assert torch.equal(methods.GRAD_CAM.raw(net, IMAGES, CLASSES), maps)  # the library's reading is its own
-    assert torch.allclose(maps, localization.normalize_maps(expected.relu()), atol=1e-5)
-    assert torch.allclose(methods.relu_cam(net, IMAGES, CLASSES), maps, atol=1e-6)
+    maps = registry.GRAD_CAM.maps(net, IMAGES, CLASSES, 0)
+    assert torch.equal(registry.GRAD_CAM.raw(net, IMAGES, CLASSES), maps)  # the library's reading is its own
+    assert torch.allclose(maps, map_reading.normalize_maps(expected.relu()), atol=1e-5)
+    assert torch.allclose(registry.relu_cam(net, IMAGES, CLASSES), maps, atol=1e-6)
     assert maps.min() >= 0 and maps.max() <= 1
 
 
@@ -72,13 +70,13 @@ UNLIKE_RELU_CAM = ["grad_cam_plusplus", "layer_cam", "grad_cam_elementwise", "ei
 def test_on_a_gap_net_grad_cam_hirescam_xgradcam_and_shapleycam_are_relu_cam_and_the_others_are_not():
     net, images = torchcam_net(), torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     classes = torch.tensor([0, 1, 2, 3])
-    relu_cam = methods.relu_cam(net, images, classes)
-    registry = {method.key: method for method in methods.METHODS}
+    relu_cam = registry.relu_cam(net, images, classes)
+    by_key = {method.key: method for method in registry.METHODS}
     for key in SAME_AS_RELU_CAM:
-        assert (registry[key].maps(net, images, classes, 0) - relu_cam).abs().max() < methods.SAME_MAPS_TOLERANCE, key
+        assert (by_key[key].maps(net, images, classes, 0) - relu_cam).abs().max() < registry.SAME_MAPS_TOLERANCE, key
     for key in UNLIKE_RELU_CAM:
-        assert (registry[key].maps(net, images, classes, 0) - relu_cam).abs().max() > 0.05, key
-    assert (methods.CAM.maps(net, images, classes, 0) - relu_cam).abs().max() > 0.05  # CAM keeps its negative values
+        assert (by_key[key].maps(net, images, classes, 0) - relu_cam).abs().max() > 0.05, key
+    assert (registry.CAM.maps(net, images, classes, 0) - relu_cam).abs().max() > 0.05  # CAM keeps its negative values
 
 
 @pytest.mark.parametrize("name, options, size", [("cnn", {"width": 4}, 28), ("resnet18_small", {}, 16)])
@@ -86,7 +84,7 @@ def test_grad_cam_is_relu_cam_on_this_repos_networks(name, options, size):
     torch.manual_seed(0)
     net = models.build_model(name, 5, 1, **options).eval()
     images, classes = torch.randn(2, 1, size, size), torch.tensor([0, 4])
-    assert (methods.GRAD_CAM.maps(net, images, classes, 0) - methods.relu_cam(net, images, classes)).abs().max() < 1e-5
+    assert (registry.GRAD_CAM.maps(net, images, classes, 0) - registry.relu_cam(net, images, classes)).abs().max() < 1e-5
     assert all(parameter.grad is None for parameter in net.parameters())  # nothing leaks into the model
 
 
@@ -98,15 +96,15 @@ def library_directly(kind, net, images, classes, **attributes) -> torch.Tensor:
         return torch.from_numpy(cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes]))
 
 
-@pytest.mark.parametrize("key", list(methods.LIBRARY))
+@pytest.mark.parametrize("key", list(registry.LIBRARY))
 def test_every_library_method_makes_the_librarys_maps_and_leaves_the_model_as_it_was(key):
     net, images = torchcam_net(), torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     classes = torch.tensor([3, 0, 1])
-    _, kind, layer = methods.LIBRARY[key]
+    _, kind, layer = registry.LIBRARY[key]
     net.fc.weight.grad = torch.ones_like(net.fc.weight)  # gradients and flags of the caller's own
     net.fc.bias.requires_grad_(False)
     net.train()
-    method = methods.library_method(key, batch_size=2)
+    method = registry.library_method(key, batch_size=2)
     ours = method.maps(net, images, classes, 0)
     assert net.training and not net.fc.bias.requires_grad and torch.equal(net.fc.weight.grad, torch.ones(4, 6))
     assert all(parameter.grad is None for name, parameter in net.named_parameters() if name != "fc.weight")
@@ -115,10 +113,10 @@ def test_every_library_method_makes_the_librarys_maps_and_leaves_the_model_as_it
     theirs = library_directly(kind, net.eval(), images, classes, **({"batch_size": 2} if method.batch_size else {}))
     assert ours.shape == (3, 8, 8) and torch.allclose(ours, theirs, atol=1e-6), key
     assert method.layer == layer and method.library == f"pytorch_grad_cam.{kind.__name__}"
-    assert method.batch_size == (2 if kind in methods.BATCHED else None) and method.runs_in("sanity")
+    assert method.batch_size == (2 if kind in registry.BATCHED else None) and method.runs_in("sanity")
 
 
-@pytest.mark.parametrize("key", [method.key for method in methods.METHODS])
+@pytest.mark.parametrize("key", [method.key for method in registry.METHODS])
 def test_every_method_maps_the_batch_norm_folded_copy_as_the_model_up_to_float_rounding(key):
     """evaluate_cam.py's localization group makes its maps on models.folded_batch_norms' copy."""
     torch.manual_seed(0)
@@ -128,84 +126,84 @@ def test_every_method_maps_the_batch_norm_folded_copy_as_the_model_up_to_float_r
                                   (norm.running_var, 0.2, 2.0)):
             nn.init.uniform_(tensor.data, low, high)
     images, classes = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(3)), torch.tensor([0, 1, 2, 3])
-    method = next(method for method in methods.METHODS if method.key == key)
+    method = next(method for method in registry.METHODS if method.key == key)
     folded = method.maps(models.folded_batch_norms(net), images, classes, 0)
     assert (folded - method.maps(net, images, classes, 0)).abs().max() < 1e-4
 
 
 def test_cam_read_with_flips_averages_the_mirror_image_in():
     net = one_by_one_net()
-    [read] = [method for method in methods.for_reading(localization.MapReading("max", 0.0, True))
+    [read] = [method for method in registry.for_reading(map_reading.MapReading("max", 0.0, True))
               if method.key == "cam_read"]
     assert read.name == "CAM, max, flips" and read.raw is None  # the raw CAM stands for it in the sanity checks
     cams = (hand_cams(IMAGES) + hand_cams(IMAGES.flip(-1)).flip(-1)) / 2
     chosen = cams[torch.arange(3), CLASSES]
-    assert torch.allclose(read.maps(net, IMAGES, CLASSES, 0), localization.normalize_maps(chosen, "max"), atol=1e-5)
+    assert torch.allclose(read.maps(net, IMAGES, CLASSES, 0), map_reading.normalize_maps(chosen, "max"), atol=1e-5)
     logits = cams.mean(dim=(-2, -1)) + torch.tensor([0.5, -0.5])
     assert torch.allclose(read.classify(net, IMAGES), logits, atol=1e-5)
     logits_together, maps_together = read.logits_and_maps(net, IMAGES, CLASSES, 0)  # both from one pass
     assert torch.equal(logits_together, read.classify(net, IMAGES))
     assert torch.equal(maps_together, read.maps(net, IMAGES, CLASSES, 0))
-    assert methods.describe_reading(localization.MapReading("ivr", 0.3, False)) == "CAM, ivr 0.3"
+    assert registry.describe_reading(map_reading.MapReading("ivr", 0.3, False)) == "CAM, ivr 0.3"
 
 
 def test_the_baselines_do_not_look_at_the_model():
     net, other = one_by_one_net(), models.build_model("cnn", 2, 3, width=4, head=0).eval()
-    for method in (methods.CENTER, methods.RANDOM, methods.EDGE):
+    for method in (registry.CENTER, registry.RANDOM, registry.EDGE):
         assert not method.uses_weights and method.layer is None
         assert torch.equal(method.maps(net, IMAGES, CLASSES, 5), method.maps(other, IMAGES, 1 - CLASSES, 5))
-    center = methods.CENTER.maps(net, IMAGES, CLASSES, 0)
-    assert center.shape == (3, 6, 6) and (center.numpy() == localization.centered_gaussian(6, 6)).all()
-    noise = methods.RANDOM.maps(net, IMAGES, CLASSES, 5)
-    assert not torch.equal(noise, methods.RANDOM.maps(net, IMAGES, CLASSES, 6)) and 0 <= noise.min() <= noise.max() < 1
-    edges = methods.EDGE.maps(net, IMAGES, CLASSES, 0)
-    assert torch.equal(edges, localization.normalize_maps(faithfulness.sobel_edges(IMAGES)))
+    center = registry.CENTER.maps(net, IMAGES, CLASSES, 0)
+    assert center.shape == (3, 6, 6) and (center.numpy() == baselines.centered_gaussian(6, 6)).all()
+    noise = registry.RANDOM.maps(net, IMAGES, CLASSES, 5)
+    assert not torch.equal(noise, registry.RANDOM.maps(net, IMAGES, CLASSES, 6)) and 0 <= noise.min() <= noise.max() < 1
+    edges = registry.EDGE.maps(net, IMAGES, CLASSES, 0)
+    assert torch.equal(edges, map_reading.normalize_maps(baselines.sobel_edges(IMAGES)))
 
 
 def test_the_registry_and_its_groups():
-    family = list(methods.LIBRARY)
-    standard = methods.for_reading(localization.STANDARD_READING)
+    family = list(registry.LIBRARY)
+    standard = registry.for_reading(map_reading.STANDARD_READING)
     assert [method.key for method in standard] == ["cam", *family, "center", "random", "edge"]
-    recipe = methods.for_reading(localization.RECIPE_READING)
+    recipe = registry.for_reading(map_reading.RECIPE_READING)
     assert [method.key for method in recipe] == ["cam", "cam_read", *family, "center", "random", "edge"]
     runs = {group: [method.key for method in recipe if method.runs_in(group)]
             for group in ("localization", "faithfulness", "sanity")}
     assert runs == {"localization": ["cam", "cam_read", *family, "center"],
                     "faithfulness": ["cam", "cam_read", *family, "center", "random", "edge"],
                     "sanity": ["cam", *family, "edge"]}
-    assert methods.examples_method(recipe).key == "cam_read" and methods.examples_method(standard) is methods.CAM
-    assert methods.examples_method([methods.RANDOM, methods.GRAD_CAM]) is methods.GRAD_CAM
+    assert registry.examples_method(recipe).key == "cam_read" and registry.examples_method(standard) is registry.CAM
+    assert registry.examples_method([registry.RANDOM, registry.GRAD_CAM]) is registry.GRAD_CAM
     with pytest.raises(ValueError, match="a method with key 'grad_cam' is already registered"):
-        methods.register(methods.Method("grad_cam", "another", methods.GRAD_CAM.maps))
+        registry.register(registry.Method("grad_cam", "another", registry.GRAD_CAM.maps))
 
 
 def test_methods_flags_name_registry_keys_or_all():
-    assert methods.parse_keys(" layer_cam, cam,layer_cam ") == ["layer_cam", "cam"]
-    assert methods.parse_keys("all") == [method.key for method in methods.for_reading(localization.RECIPE_READING)]
-    assert methods.parse_keys("cam,all") == methods.parse_keys("all")
-    chosen = methods.choose(["edge", "score_cam", "cam_read", "grad_cam"], localization.RECIPE_READING, batch_size=5)
+    assert registry.parse_keys(" layer_cam, cam,layer_cam ") == ["layer_cam", "cam"]
+    assert registry.parse_keys("all") == [method.key for method in registry.for_reading(map_reading.RECIPE_READING)]
+    assert registry.parse_keys("cam,all") == registry.parse_keys("all")
+    chosen = registry.choose(["edge", "score_cam", "cam_read", "grad_cam"], map_reading.RECIPE_READING, batch_size=5)
     assert [method.key for method in chosen] == ["cam_read", "grad_cam", "score_cam", "edge"]  # the registry's order
-    assert chosen[2].batch_size == 5 and chosen[1] is methods.GRAD_CAM
-    standard = methods.choose(["cam_read"], localization.STANDARD_READING)  # the standard reading is CAM's own
-    assert standard == [methods.CAM]
+    assert chosen[2].batch_size == 5 and chosen[1] is registry.GRAD_CAM
+    standard = registry.choose(["cam_read"], map_reading.STANDARD_READING)  # the standard reading is CAM's own
+    assert standard == [registry.CAM]
     with pytest.raises(cli.UserError, match=r"--methods='gradcam' is unknown; choose one of: cam, cam_read, grad_cam, "
                                             r".*, edge, all$"):
-        methods.parse_keys("cam,gradcam")
+        registry.parse_keys("cam,gradcam")
     with pytest.raises(cli.UserError, match="--methods=' , ' names no method; choose one or more of: cam, cam_read"):
-        methods.parse_keys(" , ")
+        registry.parse_keys(" , ")
 
 
 def inverted_cam(net, images, classes, seed):
-    return 1 - methods.CAM.maps(net, images, classes, seed)
+    return 1 - registry.CAM.maps(net, images, classes, seed)
 
 
 def negated_raw_cam(net, images, classes):
-    return -methods.raw_cam(net, images, classes)
+    return -registry.raw_cam(net, images, classes)
 
 
 def test_a_method_a_user_adds_runs_in_every_group(trained_cluttered, tmp_path, monkeypatch):
-    monkeypatch.setattr(methods, "METHODS", list(methods.METHODS))
-    methods.register(methods.Method("inverted_cam", "CAM, inverted", inverted_cam, raw=negated_raw_cam))
+    monkeypatch.setattr(registry, "METHODS", list(registry.METHODS))
+    registry.register(registry.Method("inverted_cam", "CAM, inverted", inverted_cam, raw=negated_raw_cam))
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--limit=8",
         "--batch_size=4", "--examples=0", "--explained=4", "--steps=2", "--road_images=1", "--methods=cam,inverted_cam"]))

@@ -3,8 +3,8 @@ import torch
 from conftest import write_bad_checkpoints
 from torch import nn
 
-from utils import cli
 import model as models
+from utils import cli
 
 # (name, options, input channels, input size, expected map side)
 ARCHITECTURES = [

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils import cli
-import localization
 import model as models
 import photo_cams
+from evaluation import map_reading
+from utils import cli
 
 MISSING = "pip install -r requirements-optional.txt"
 
@@ -48,7 +48,7 @@ def test_efficientnet_lite0_finds_the_object_and_its_map_peaks_on_it(lite0, name
     assert (net(x) - expected).abs().max() <= 1e-4 * scale
     top = expected.argmax().item()
     assert top in classes
-    heat = localization.upsample_maps(cams[:, top:top + 1], photo.shape[:2])[0, 0]  # (H, W), bilinear
+    heat = map_reading.upsample_maps(cams[:, top:top + 1], photo.shape[:2])[0, 0]  # (H, W), bilinear
     peak_y, peak_x = divmod(heat.argmax().item(), photo.shape[1])
     assert x0 <= peak_x < x1 and y0 <= peak_y < y1
 

@@ -1,5 +1,4 @@
-import faithfulness
-import results
+from evaluation import results, sanity
 
 
 def last_stage(spearman: float, std: float | None) -> results.SanityResult:
@@ -10,7 +9,7 @@ def last_stage(spearman: float, std: float | None) -> results.SanityResult:
 
 
 def test_a_method_passes_the_cascade_when_every_draw_ends_uncorrelated():
-    limit = faithfulness.UNCORRELATED
+    limit = sanity.UNCORRELATED
     assert last_stage(0.0, 0.01).passes_cascade and last_stage(-0.05, 0.05).passes_cascade  # 0.15 < 0.2
     assert last_stage(0.05, None).passes_cascade  # one draw: its correlation alone
     assert not last_stage(limit - 0.1, 0.06).passes_cascade  # a draw may be 0.22: not robustly uncorrelated

@@ -12,9 +12,9 @@ import torch
 from conftest import run_training
 
 import model as models
-from utils import checkpoints, cli, distributed, run_folder
 import train
-import training
+from training import metrics
+from utils import checkpoints, cli, distributed, run_folder
 
 pytestmark = pytest.mark.slow  # every test here trains, kills and resumes real runs
 
@@ -60,10 +60,10 @@ def ctrl_c_after(monkeypatch, steps: int) -> None:
 
 
 def scripted_accuracies(monkeypatch, results: list[tuple[float, float]]) -> None:
-    """training.evaluate returns these (test loss, accuracy %), one per epoch, in order (the runs
+    """metrics.evaluate returns these (test loss, accuracy %), one per epoch, in order (the runs
     that use it pass --shift_test=false: no second evaluation after the last epoch)."""
     remaining = list(results)
-    monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: remaining.pop(0))
+    monkeypatch.setattr(metrics, "evaluate", lambda *args, **kwargs: remaining.pop(0))
 
 
 def checkpoint(path):

@@ -7,11 +7,11 @@ import torch
 import torchvision
 from PIL import Image
 
-from utils import cli
 import model as models
-import torchvision_models
 import train
 import visualize_cam
+from networks import torchvision_models
+from utils import cli
 
 
 def filled(name: str, **options) -> models.GapNet:

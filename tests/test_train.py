@@ -3,7 +3,6 @@ import os
 import signal
 import subprocess
 import sys
-
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,11 +11,10 @@ import torch
 import torch.nn.functional as F
 from conftest import REPO, assert_clean_error, run_script, run_training, train_args, write_mnist_like
 
-from utils import cli, distributed
 import model as models
 import train
-import training
-import wsol
+from training import schedules, wsol
+from utils import cli, distributed
 
 
 @pytest.mark.slow
@@ -296,7 +294,7 @@ def test_help_lists_every_hyperparameter(capsys):
         train.main(["--help"])
     assert exit_info.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
-    for name, _, default, _ in cli.declared_hyperparameters(train):
+    for name, _, default, *_ in cli.declared_hyperparameters(train):
         assert f"--{name}" in out and f"(default: {default!r})" in out
 
 
@@ -403,7 +401,7 @@ def test_the_step_is_cross_entropy_and_adds_the_alignment_terms_from_align_start
         cfg = cli.parse_hyperparameters(train, ["--label_smoothing=0.1", "--precision=fp32", *flags])
         optimizer = torch.optim.SGD(net.parameters(), lr=0.0)  # the weights stay as they are
         run = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), train_net=net, net=net, optimizer=optimizer,
-                              processes=distributed.Processes(), scheduler=training.make_scheduler(optimizer, "constant", 1))
+                              processes=distributed.Processes(), scheduler=schedules.make_scheduler(optimizer, "constant", 1))
         loss, logits, stopping = train.train_step(run, images, labels, progress, torch.Generator(),
                                                   distributed.StopRequest())
         assert torch.allclose(logits, net(images)) and not stopping

@@ -4,11 +4,11 @@ import torch
 from conftest import assert_clean_error, pattern_images, run_script
 from PIL import Image
 
-from utils import cli
 import data
-import localization
 import model as models
 import visualize_cam as vis
+from evaluation import map_reading
+from utils import cli
 
 
 def draw(trained, *extra):
@@ -49,7 +49,7 @@ def test_cam_peaks_on_the_pattern_that_decides_the_class(trained):
     with torch.no_grad():
         logits, cams = models.class_activation_maps(net, images)
     assert (logits.argmax(1).numpy() == labels).all()
-    heats = localization.upsample_maps(cams[torch.arange(len(labels)), logits.argmax(1)][:, None], 28)[:, 0]
+    heats = map_reading.upsample_maps(cams[torch.arange(len(labels)), logits.argmax(1)][:, None], 28)[:, 0]
     peaks = [divmod(int(heat.argmax()), 28) for heat in heats]
     hits = [
         top - 2 <= row < top + 10 and left - 2 <= col < left + 10

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-import wsol
+from training import wsol
 
 
 def test_hide_patches_hides_whole_cells_or_nothing():

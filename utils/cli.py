@@ -1,8 +1,9 @@
 """Command-line parsing and error exits: typed hyperparameter overrides, one-line errors, a quiet Ctrl-C.
 
-A script declares its hyperparameters as annotated module-level values, each with its help as a
-trailing comment, nanoGPT style:
+A script declares its hyperparameters as annotated module-level values under short banners, each
+with its help as a trailing comment (continued on indented comment lines), nanoGPT style:
 
+    # training
     epochs: int = 5  # passes over the training set
 
 `parse_hyperparameters(module, argv)` turns those lines into an argparse parser, so that
@@ -25,6 +26,7 @@ import sys
 import tokenize
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import NamedTuple
 
 HYPERPARAMETER_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
@@ -70,11 +72,23 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def declared_hyperparameters(module: ModuleType) -> list[tuple[str, type, object, str]]:
-    """(name, type, current value, help) for each `name: type = value  # help` line of the module."""
+class Hyperparameter(NamedTuple):
+    """One `name: type = value  # help` line of a script, with the banner it sits under."""
+
+    name: str
+    kind: type
+    default: object
+    help: str
+    section: str  # the nearest comment line above it that starts at column 0 ("" when none)
+
+
+def declared_hyperparameters(module: ModuleType) -> list[Hyperparameter]:
+    """Each `name: type = value  # help` line of the module, in order. Indented comment lines right
+    below it continue its help; a comment line that starts at column 0 is a banner (`# data`) over
+    the hyperparameters below it."""
     source = inspect.getsource(module)
     comments = {
-        token.start[0]: token.string.lstrip("#").strip()
+        token.start[0]: (token.start[1], token.string.lstrip("#").strip(), token.line.strip().startswith("#"))
         for token in tokenize.generate_tokens(io.StringIO(source).readline)
         if token.type == tokenize.COMMENT
     }
@@ -86,10 +100,17 @@ def declared_hyperparameters(module: ModuleType) -> list[tuple[str, type, object
             and isinstance(node.annotation, ast.Name)
             and node.annotation.id in HYPERPARAMETER_TYPES
         ):
+            parts = [comments[node.lineno][1]] if node.lineno in comments else []
+            line = node.end_lineno + 1
+            while line in comments and comments[line][2] and comments[line][0] > 0:  # an indented comment line
+                parts.append(comments[line][1])
+                line += 1
+            banners = [line for line, (column, _, alone) in comments.items()
+                       if alone and column == 0 and line < node.lineno]
+            section = comments[max(banners)][1] if banners else ""
             name = node.target.id
-            declared.append(
-                (name, HYPERPARAMETER_TYPES[node.annotation.id], getattr(module, name), comments.get(node.lineno, ""))
-            )
+            declared.append(Hyperparameter(name, HYPERPARAMETER_TYPES[node.annotation.id], getattr(module, name),
+                                           " ".join(parts), section))
     return declared
 
 
@@ -108,9 +129,12 @@ def parse_hyperparameters(module: ModuleType, argv: list[str] | None = None) -> 
         epilog="Defaults are the values at the top of the script: edit them there or override them here.",
         allow_abbrev=False,
     )
-    for name, kind, default, help_text in declared_hyperparameters(module):
+    sections = {}  # banner -> its argparse group: --help lists the hyperparameters under their banners
+    for name, kind, default, help_text, section in declared_hyperparameters(module):
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        parser.add_argument(
+        if section not in sections:
+            sections[section] = parser.add_argument_group(section) if section else parser
+        sections[section].add_argument(
             *flags,
             dest=name,
             type=parse_bool if kind is bool else kind,

@@ -1,9 +1,4 @@
-"""Drawing maps: undo the normalization, color a map, blend it over the image, draw boxes, save PNGs;
-and the figures of evaluate_cam.py's report, from its records (results.py).
-
-Images are uint8 RGB (H, W, 3) numpy arrays; maps are floats in [0, 1] (H, W). OpenCV's colormaps
-give BGR, converted here, so nothing outside this module deals with BGR.
-"""
+"""TODO docstring."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,64 +8,15 @@ import cv2
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 
-import localization
-from utils.cli import UserError
-from utils.files import atomic_output
+from evaluation import localization
+from utils.drawing import colorize, draw_box, overlay, save_figure
 
 if TYPE_CHECKING:
-    from results import FaithfulnessResult, LocalizationResult, SanityResult
+    from evaluation.results import FaithfulnessResult, LocalizationResult, SanityResult
+from datasets.ground_truth import as_boxes
+from evaluation import map_reading
 
-
-def to_rgb_image(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """Undo the normalization of a model input (C, H, W) -> uint8 RGB (H, W, 3); gray is repeated."""
-    mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-    std_t = torch.tensor(std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
-    pixels = (image * std_t + mean_t).clamp(0, 1).mul(255).round().byte().cpu()
-    return pixels.expand(3, -1, -1).permute(1, 2, 0).contiguous().numpy()
-
-
-def colormap_code(name: str) -> int:
-    """OpenCV's code for a colormap name ('jet' -> cv2.COLORMAP_JET)."""
-    code = getattr(cv2, f"COLORMAP_{name.upper()}", None)
-    if code is None:
-        names = sorted(key[len("COLORMAP_"):].lower() for key in dir(cv2) if key.startswith("COLORMAP_"))
-        raise UserError(f"unknown colormap {name!r}; choose one of: {', '.join(names)}")
-    return code
-
-
-def colorize(heat: np.ndarray, colormap: str = "jet") -> np.ndarray:
-    """A map in [0, 1] (H, W) -> uint8 RGB (H, W, 3) in the colormap (OpenCV gives BGR; converted)."""
-    levels = np.clip(np.round(heat * 255), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(levels, colormap_code(colormap)), cv2.COLOR_BGR2RGB)
-
-
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
-    """Blend the colorized map (H, W) in [0, 1] over a uint8 RGB image (H, W, 3): uint8 RGB (H, W, 3)."""
-    blended = (1 - alpha) * image.astype(np.float32) + alpha * colorize(heat, colormap).astype(np.float32)
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def draw_box(rgb: np.ndarray, box: np.ndarray, color: tuple[int, int, int], thickness: int = 1) -> None:
-    """Draw box (x0, y0, x1, y1), exclusive ends, on a uint8 RGB image (H, W, 3) in place; an empty box draws nothing."""
-    x0, y0, x1, y1 = (int(value) for value in box)
-    if x1 > x0 and y1 > y0:
-        cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), color, thickness)
-
-
-def save_png(path: Path, rgb: np.ndarray) -> None:
-    with atomic_output(path) as temporary:
-        Image.fromarray(rgb).save(temporary, format="PNG")
-
-
-def save_figure(figure: Figure, path, **options) -> None:
-    """Write a matplotlib figure as a PNG at 100 dpi, atomically; options go to savefig."""
-    with atomic_output(path) as temporary:
-        figure.savefig(temporary, dpi=100, format="png", **options)
-
-
-# --- the figures of evaluate_cam.py's report; each row or curve is named by the caller ---
 
 @dataclass
 class Example:
@@ -96,17 +42,12 @@ def boxed_overlay(image: np.ndarray, heat: np.ndarray, truth: np.ndarray, box: n
     size = (image.shape[1] * scale, image.shape[0] * scale)
     drawn = overlay(cv2.resize(image, size, interpolation=cv2.INTER_NEAREST),
                     cv2.resize(heat, size, interpolation=cv2.INTER_NEAREST), alpha=0.45)
-    true_boxes = localization.as_boxes(np.asarray(truth)[None])[0]
+    true_boxes = as_boxes(np.asarray(truth)[None])[0]
     for true_box in true_boxes[true_boxes[:, 2] >= true_boxes[:, 0]]:
         draw_box(drawn, true_box * scale, (255, 0, 0))
     if box is not None:
         draw_box(drawn, box * scale, (0, 255, 0))
     return drawn
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """A uint8 RGB image (H, W, 3) encoded as PNG."""
-    return cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
 
 
 def examples_figure(examples: list[Example], path: Path, scale: int = 4) -> None:
@@ -117,7 +58,7 @@ def examples_figure(examples: list[Example], path: Path, scale: int = 4) -> None
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, example in zip(axes, examples):
         drawn = boxed_overlay(example.image, example.heat, example.truth, example.box, scale)
-        truth = localization.as_boxes(np.asarray(example.truth)[None])[0]  # (M, 4), padding rows x1 < x0
+        truth = as_boxes(np.asarray(example.truth)[None])[0]  # (M, 4), padding rows x1 < x0
         scored = "" if example.box is None else f"\nIoU {localization.best_iou(example.box[None], truth[None])[0]:.2f}"
         axis.imshow(drawn)
         mark = "" if example.true == example.predicted else " (wrong)"
@@ -178,7 +119,7 @@ def cascade_figure(rows: list[tuple[str, dict[str, np.ndarray]]], path: Path) ->
     axes = figure.subplots(len(rows), len(stages), squeeze=False)
     for row, (label, maps) in enumerate(rows):
         for column, stage in enumerate(stages):
-            heat = localization.normalize_maps(torch.from_numpy(maps[stage][None]))[0].numpy()
+            heat = map_reading.normalize_maps(torch.from_numpy(maps[stage][None]))[0].numpy()
             axes[row, column].imshow(colorize(heat))
             axes[row, column].set_xticks([])
             axes[row, column].set_yticks([])
@@ -208,4 +149,3 @@ def sanity_curves_figure(rows: list[tuple[str, "SanityResult"]], path: Path) -> 
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
     save_figure(figure, path)
-

@@ -9,9 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-import faithfulness
-import localization
-from methods import Method
+from evaluation import localization, sanity
+from evaluation.registry import Method
 
 GROUPS = ("localization", "faithfulness", "sanity")  # evaluate_cam.py's groups, each a record of MethodResult
 
@@ -71,7 +70,7 @@ class FaithfulnessResult:
 
 @dataclass
 class Similarities:
-    """Adebayo et al.'s scores of maps against the trained model's (faithfulness.similarities): the
+    """Adebayo et al.'s scores of maps against the trained model's (sanity.similarities): the
     means over the images, averaged over the random draws of the cascade (SanityEvaluator's seeds),
     and the standard deviation of the per-draw means across the draws (None from a single draw: the
     trained stage, the random-labels model, or --sanity_seeds=1)."""
@@ -97,8 +96,8 @@ class SanityResult:
     def from_stages(cls, stages: dict[str, dict[str, float]]) -> "SanityResult":
         """From one method's entry of SanityEvaluator.compute()."""
         cascade = {stage: Similarities(**scores) for stage, scores in stages.items()
-                   if stage != faithfulness.RANDOM_LABELS}
-        other = stages.get(faithfulness.RANDOM_LABELS)
+                   if stage != sanity.RANDOM_LABELS}
+        other = stages.get(sanity.RANDOM_LABELS)
         return cls(cascade, Similarities(**other) if other else None)
 
     @property
@@ -110,9 +109,9 @@ class SanityResult:
     def passes_cascade(self) -> bool:
         """Adebayo et al.'s cascading randomization passed: once every stage is re-initialized, the
         maps are uncorrelated in rank with the trained ones in every draw, read as |mean Spearman| +
-        2 sd over the draws below faithfulness.UNCORRELATED (one draw: its |Spearman| alone)."""
+        2 sd over the draws below sanity.UNCORRELATED (one draw: its |Spearman| alone)."""
         last = self.last_stage
-        return abs(last.spearman) + 2 * (last.spearman_std or 0.0) < faithfulness.UNCORRELATED
+        return abs(last.spearman) + 2 * (last.spearman_std or 0.0) < sanity.UNCORRELATED
 
 
 @dataclass

@@ -13,38 +13,18 @@ Choe et al., "Evaluating Weakly Supervised Object Localization Methods Right" (C
 MaxBoxAcc, MaxBoxAccV2 and PxAP; see `LocalizationEvaluator`.
 """
 
-import math
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-import model as models
+from datasets.ground_truth import GroundTruth, as_boxes
 
 CAM_THRESHOLD = 0.2  # the CAM paper's box rule: the largest region above 20% of the normalized map
+
+
 THRESHOLD_STEP = 0.01  # the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP: 0.00, 0.01, ..., 0.99
-CENTER_SIGMA = 0.25  # the centered baseline's Gaussian: its standard deviation as a share of the image side
+
+
 LABELS_16_BIT = np.iinfo(np.uint16).max  # OpenCV's 16-bit labels: a labelling call's labels (background too) below it
-
-
-@dataclass
-class GroundTruth:
-    """The ground truth of N images, at the resolution their maps are scored at (H, W):
-
-    boxes: int64 (N, M, 4), up to M boxes (x0, y0, x1, y1) per image; rows of -1 are padding (an
-        image with fewer boxes: such a row overlaps no box). inclusive False: x1, y1 are the last pixel + 1 (this repo's
-        cluttered set); True: x1, y1 are the last pixel itself and widths are x1 - x0 + 1, as
-        wsolevaluation's metadata and IoU count them (CUB, ILSVRC).
-    masks: bool (N, H, W) or None (no masks: no PxAP); ignore: bool (N, H, W) or None, pixels that
-        PxAP leaves out (OpenImages' ignore regions).
-    """
-
-    boxes: np.ndarray
-    masks: np.ndarray | None = None
-    ignore: np.ndarray | None = None
-    inclusive: bool = False
 
 
 def threshold_sweep(step: float = THRESHOLD_STEP) -> np.ndarray:
@@ -53,77 +33,15 @@ def threshold_sweep(step: float = THRESHOLD_STEP) -> np.ndarray:
 
 
 DEFAULT_THRESHOLDS = threshold_sweep()
+
+
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 averages over these
+
+
 BOX_CONVENTIONS = {  # LocalizationEvaluator.compute()'s "box_convention", by GroundTruth.inclusive
     False: "exclusive ends, boxes of 8-connected components of map > t",
     True: "inclusive ends (+1 widths) and wsolevaluation's boxes (8-bit map > int(255 t), cv2 contours)",
 }
-
-
-def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of float maps (B, N, h, w) -> (B, N, H, W), before any 8-bit conversion."""
-    return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
-
-
-NORMALIZATIONS = ("minmax", "max", "ivr")
-
-
-def normalize_maps(maps: torch.Tensor, normalization: str = "minmax", percentile: float = 0.0,
-                   eps: float = 1e-8) -> torch.Tensor:
-    """Each map (..., H, W) scaled to [0, 1], as Kim et al. ("Normalization Matters in Weakly
-    Supervised Object Localization", ICCV 2021) compare them:
-    - "minmax": (M - min) / (max - min), the published tables' reading of CAM;
-    - "max": ReLU(M) / max, so that negative evidence reads as none rather than lifting the rest;
-    - "ivr": M minus its `percentile` quantile (in [0, 1)), clipped at 0, divided by its max.
-    A map with nothing above its floor becomes zeros, not NaN."""
-    if normalization == "minmax":
-        floor = maps.amin(dim=(-2, -1), keepdim=True)
-    elif normalization == "max":
-        floor = torch.zeros_like(maps[..., :1, :1])
-    elif normalization == "ivr":  # the quantile by linear interpolation, as torch.quantile (which caps its input size)
-        ordered = maps.flatten(-2).sort(dim=-1).values
-        position = percentile * (ordered.shape[-1] - 1)
-        low, high = math.floor(position), math.ceil(position)
-        floor = (ordered[..., low] + (position - low) * (ordered[..., high] - ordered[..., low]))[..., None, None]
-    else:
-        raise ValueError(f"unknown normalization {normalization!r}; choose one of {NORMALIZATIONS}")
-    shifted = (maps - floor).clamp_min(0)
-    return shifted / shifted.amax(dim=(-2, -1), keepdim=True).clamp_min(eps)
-
-
-@dataclass(frozen=True)
-class MapReading:
-    """How `cam_heat_maps` turns raw CAMs into heat maps: the normalization (see normalize_maps) with
-    its percentile, and whether the CAMs of the mirror image, mirrored back, are averaged in (and
-    the logits likewise), as test-time flips."""
-
-    normalization: str = "minmax"
-    percentile: float = 0.0
-    flip: bool = False
-
-
-STANDARD_READING = MapReading()  # raw CAM, min-max normalized: the reading of the published tables
-RECIPE_READING = MapReading("max", 0.0, True)  # the reading chosen on the validation split (docs/localization.md): the scripts' default
-
-
-def cam_heat_maps(net, images: torch.Tensor, reading: MapReading = STANDARD_READING,
-                  classes: torch.Tensor | None = None, topk: int = 1, size: int | tuple[int, int] | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The one place where CAMs become the heat maps that boxes are drawn from (visualize_cam.py and
-    evaluate_cam.py both read maps here). images (B, C, H, W) -> (logits (B, num_classes), classes
-    int64 (B, K), heat float (B, K, size, size) in [0, 1]): the CAMs of `classes` (B, K), or of each
-    image's `topk` most probable classes when None, read as `reading` says, upsampled bilinearly to
-    size (default: the images' size) and normalized. The maps are CAM's, fc x features."""
-    with torch.no_grad():
-        logits, cams = models.class_activation_maps(net, images)
-        if reading.flip:
-            mirror_logits, mirror_cams = models.class_activation_maps(net, images.flip(-1))
-            logits, cams = (logits + mirror_logits) / 2, (cams + mirror_cams.flip(-1)) / 2
-    if classes is None:
-        classes = logits.topk(topk, dim=1).indices
-    chosen = cams.gather(1, classes[:, :, None, None].expand(-1, -1, *cams.shape[-2:]))
-    heat = normalize_maps(upsample_maps(chosen, size or images.shape[-2:]), reading.normalization, reading.percentile)
-    return logits, classes, heat
 
 
 def threshold_levels(maps: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -235,36 +153,6 @@ def best_iou(boxes: np.ndarray, truth_boxes: np.ndarray, inclusive: bool = False
     ious = box_iou(np.asarray(boxes)[:, None], truth_boxes, inclusive)
     ious[truth_boxes[..., 2] < truth_boxes[..., 0]] = 0.0
     return ious.max(axis=1) if ious.shape[1] else np.zeros(len(ious))
-
-
-def has_boxes(truth: GroundTruth) -> bool:
-    """Whether any image of truth has a true box (OpenImages' ground truth is masks only)."""
-    boxes = as_boxes(truth.boxes)
-    return bool((boxes[..., 2] >= boxes[..., 0]).any()) if boxes.size else False
-
-
-def as_boxes(boxes: np.ndarray) -> np.ndarray:
-    """True boxes as int64 (N, M, 4): one box per image (N, 4) becomes (N, 1, 4)."""
-    boxes = np.asarray(boxes, dtype=np.int64)
-    return boxes[:, None] if boxes.ndim == 2 else boxes
-
-
-def to_inclusive(truth: GroundTruth) -> GroundTruth:
-    """The same ground truth with inclusive box ends (x1 - 1, y1 - 1; padding stays padding)."""
-    if truth.inclusive:
-        return truth
-    boxes = as_boxes(truth.boxes).copy()
-    valid = boxes[..., 2] >= boxes[..., 0]
-    boxes[..., 2:] -= valid[..., None]
-    return GroundTruth(boxes, truth.masks, truth.ignore, inclusive=True)
-
-
-def exclusive_boxes(truth: GroundTruth) -> np.ndarray:
-    """truth's boxes as int64 (N, M, 4) with exclusive ends (x1 + 1, y1 + 1 when inclusive), padding kept."""
-    boxes = as_boxes(truth.boxes).copy()
-    if truth.inclusive:
-        boxes[..., 2:] += (boxes[..., 2] >= boxes[..., 0])[..., None]
-    return boxes
 
 
 def sweep_ious(levels: np.ndarray, gt_boxes: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -461,12 +349,3 @@ def at_threshold(metrics: dict, threshold: float) -> dict:
     index = int(np.abs(np.asarray(curves["thresholds"]) - threshold).argmin())
     return {"threshold": curves["thresholds"][index], "top1_loc": curves["top1_loc"][index],
             "gt_known_loc": curves["box_acc_largest_iou0.5"][index]}
-
-
-def centered_gaussian(height: int, width: int, sigma: float = CENTER_SIGMA) -> np.ndarray:
-    """The centered baseline's map: float32 (H, W) in [0, 1], a Gaussian at the image center with
-    standard deviation sigma times the side. Its boxes over the sweep are centered boxes of every size."""
-    rows = (np.arange(height) - (height - 1) / 2) / (sigma * height)
-    cols = (np.arange(width) - (width - 1) / 2) / (sigma * width)
-    heat = np.exp(-0.5 * (rows[:, None] ** 2 + cols[None, :] ** 2))
-    return ((heat - heat.min()) / (heat.max() - heat.min())).astype(np.float32)

@@ -9,36 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import datasets
 
-import localization
-
+from datasets.ground_truth import GroundTruth
 from utils.cli import DatasetError, UserError
 from utils.files import atomic_output
 from utils.idx_files import open_mnist_like
+from utils.memory import check_memory
 
 CLUTTER_DEFAULTS = {"clutter": 6, "clutter_size": 10, "clutter_seed": 0}
+
+
 CLUTTER_FORMAT = 3  # bump when make_cluttered changes, so that old caches are not reused
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this machine can still give (Linux's MemAvailable), or None where unknown."""
-    try:
-        with open("/proc/meminfo") as file:
-            fields = dict(line.split(":", 1) for line in file)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def check_memory(needed: int, what: str, fix: str) -> None:
-    """DatasetError saying how much memory what needs, and the fix, if needed is over what is available."""
-    available = available_memory()
-    if available is not None and needed > available:
-        raise DatasetError(f"the {what} need {needed / 2**30:.1f} GiB of memory, and {available / 2**30:.1f} GiB "
-                           f"is available; {fix}")
 
 
 def paste_max(canvas: np.ndarray, patches: np.ndarray, top: np.ndarray, left: np.ndarray) -> None:
@@ -113,9 +97,9 @@ class ClutteredFashionMNIST(Dataset):
                 arrays = torch.load(cache, weights_only=True)
             except Exception:  # noqa: BLE001 -- a broken cache is made again
                 arrays = None
-        self.classes = list(datasets.FashionMNIST.classes)
+        self.classes = list(torchvision.datasets.FashionMNIST.classes)
         if arrays is None:  # made from the Fashion-MNIST items, read only on a cache miss
-            source = open_mnist_like(datasets.FashionMNIST, "fashion-mnist")(Path(root), train, None, download)
+            source = open_mnist_like(torchvision.datasets.FashionMNIST, "fashion-mnist")(Path(root), train, None, download)
             check_memory(len(source.data) * size * size * 2, f"{split} canvases of {size} px", "lower --image_size")
             made = make_cluttered(source.data.numpy(), size, clutter, clutter_size, seed=2 * clutter_seed + (not train))
             made["masks"] = np.packbits(made["masks"], axis=-1)  # 8 pixels a byte
@@ -134,12 +118,12 @@ class ClutteredFashionMNIST(Dataset):
         """(images uint8 (N, 1, size, size), labels int64 (N,)): the split as stored (DatasetSpec.tensors)."""
         return self.images[:, None], self.targets
 
-    def ground_truth(self, index) -> localization.GroundTruth:
+    def ground_truth(self, index) -> GroundTruth:
         """The canvases at index (a slice or N indices): boxes int64 (N, 1, 4) with exclusive ends,
         masks bool (N, size, size), nothing ignored."""
         side = self.images.shape[-1]
         masks = np.unpackbits(self.packed_masks[index].numpy(), axis=-1, count=side).astype(bool)
-        return localization.GroundTruth(self.boxes[index].numpy().astype(np.int64)[:, None], masks)
+        return GroundTruth(self.boxes[index].numpy().astype(np.int64)[:, None], masks)
 
     def __len__(self) -> int:
         return len(self.targets)

@@ -49,18 +49,26 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-import faithfulness
-import localization
 import model as models
+from evaluation import baselines, map_reading
 from utils import cli
 
 MapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]  # (net, images, classes, seed)
+
+
 RawFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (net, images, classes)
+
+
 LogitsFunction = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (net, images) -> (B, num_classes)
+
+
 LogitsAndMapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int],  # (net, images, classes, seed) ->
                                  tuple[torch.Tensor, torch.Tensor]]  # (logits, maps): Method.logits', Method.maps'
 
+
 CAM_BATCH_SIZE = 64  # Score-CAM and Ablation-CAM: masked or ablated copies of an image per forward pass (speed only)
+
+
 SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its maps (float32, the library's 1e-7 guards)
 
 
@@ -107,11 +115,9 @@ def model_logits(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return models.class_activation_maps(net, images)[0]
 
 
-# --- the shared parts: raw maps at the image's size, the readings of CAM, and pytorch-grad-cam ---
-
 def upsampled(maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """Maps (B, h, w) upsampled bilinearly to the images' size: (B, H, W)."""
-    return localization.upsample_maps(maps[:, None], images.shape[-2:])[:, 0]
+    return map_reading.upsample_maps(maps[:, None], images.shape[-2:])[:, 0]
 
 
 def class_cams(net: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -144,20 +150,20 @@ def logits_and_relu_cam(net: nn.Module, images: torch.Tensor, classes: torch.Ten
     """From one forward pass: the model's logits (B, num_classes), as model_logits gives them, and
     relu_cam's maps (B, H, W) of the classes."""
     logits, cams = logits_and_class_cams(net, images, classes)
-    return logits, localization.normalize_maps(upsampled(cams.relu(), images))
+    return logits, map_reading.normalize_maps(upsampled(cams.relu(), images))
 
 
-def cam_logits_and_maps(reading: localization.MapReading) -> LogitsAndMapsFunction:
+def cam_logits_and_maps(reading: map_reading.MapReading) -> LogitsAndMapsFunction:
     """The logits that go with CAM read as `reading` says (averaged with the mirror image's when it
-    flips) and its maps of the classes, from one localization.cam_heat_maps call (the one place CAMs
+    flips) and its maps of the classes, from one map_reading.cam_heat_maps call (the one place CAMs
     become heat maps)."""
     def logits_and_maps(net, images, classes, seed):
-        logits, _, heat = localization.cam_heat_maps(net, images, reading, classes[:, None])
+        logits, _, heat = map_reading.cam_heat_maps(net, images, reading, classes[:, None])
         return logits, heat[:, 0]
     return logits_and_maps
 
 
-def cam_maps(reading: localization.MapReading) -> MapsFunction:
+def cam_maps(reading: map_reading.MapReading) -> MapsFunction:
     """CAM read as `reading` says (cam_logits_and_maps' maps)."""
     logits_and_maps = cam_logits_and_maps(reading)
     def maps(net, images, classes, seed):
@@ -165,14 +171,14 @@ def cam_maps(reading: localization.MapReading) -> MapsFunction:
     return maps
 
 
-def cam_logits(reading: localization.MapReading) -> LogitsFunction:
+def cam_logits(reading: map_reading.MapReading) -> LogitsFunction:
     """The logits that go with CAM read as `reading` says (averaged with the mirror image's when it flips)."""
     def logits(net, images):
-        return localization.cam_heat_maps(net, images, reading)[0]
+        return map_reading.cam_heat_maps(net, images, reading)[0]
     return logits
 
 
-def describe_reading(reading: localization.MapReading) -> str:
+def describe_reading(reading: map_reading.MapReading) -> str:
     """The read CAM's display name, e.g. "CAM, ivr 0.3, flips"."""
     parts = [reading.normalization + (f" {reading.percentile:g}" if reading.normalization == "ivr" else "")]
     return "CAM, " + ", ".join(parts + (["flips"] if reading.flip else []))
@@ -255,6 +261,8 @@ LIBRARY = {  # key: (display name, pytorch-grad-cam class, what it reads), in th
     "score_cam": ("Score-CAM", pytorch_grad_cam.ScoreCAM, "features"),  # Wang et al., CVPR-W 2020
     "ablation_cam": ("Ablation-CAM", pytorch_grad_cam.AblationCAM, "features"),  # Desai & Ramaswamy, WACV 2020
 }
+
+
 BATCHED = (pytorch_grad_cam.ScoreCAM, pytorch_grad_cam.AblationCAM)  # the classes that take a batch_size
 
 
@@ -274,35 +282,27 @@ def library_method(key: str, batch_size: int = CAM_BATCH_SIZE) -> Method:
                   batch_size=batch_size)
 
 
-# --- the baselines ---
-
-def center_maps(net, images, classes, seed):
-    """The centered Gaussian (localization.centered_gaussian, sigma localization.CENTER_SIGMA), whatever the image."""
-    center = torch.from_numpy(localization.centered_gaussian(*images.shape[-2:]))
-    return center.expand(len(images), *center.shape)
+CAM = Method("cam", "CAM (standard: raw, min-max)", cam_maps(map_reading.STANDARD_READING), raw=raw_cam)
 
 
-def random_maps(net, images, classes, seed):
-    """Uniform noise, fixed by seed."""
-    return torch.rand(len(images), *images.shape[-2:], generator=torch.Generator().manual_seed(seed))
-
-
-def edge_raw(net, images, classes):
-    return faithfulness.sobel_edges(images)
-
-
-def edge_maps(net, images, classes, seed):
-    """The Sobel edge map of the image, min-max normalized: it never looks at the model."""
-    return localization.normalize_maps(edge_raw(net, images, classes))
-
-
-CAM = Method("cam", "CAM (standard: raw, min-max)", cam_maps(localization.STANDARD_READING), raw=raw_cam)
 FAMILY = [library_method(key) for key in LIBRARY]  # pytorch-grad-cam's methods
+
+
 GRAD_CAM = next(method for method in FAMILY if method.key == "grad_cam")
-CENTER = Method("center", "center baseline", center_maps, uses_weights=False, layer=None)
-RANDOM = Method("random", "random", random_maps, uses_weights=False, layer=None, groups=("faithfulness",))
-EDGE = Method("edge", "edge (Sobel)", edge_maps, raw=edge_raw, uses_weights=False, layer=None, groups=("faithfulness",))
+
+
+CENTER = Method("center", "center baseline", baselines.center_maps, uses_weights=False, layer=None)
+
+
+RANDOM = Method("random", "random", baselines.random_maps, uses_weights=False, layer=None, groups=("faithfulness",))
+
+
+EDGE = Method("edge", "edge (Sobel)", baselines.edge_maps, raw=baselines.edge_raw, uses_weights=False, layer=None, groups=("faithfulness",))
+
+
 METHODS: list[Method] = [CAM, *FAMILY, CENTER, RANDOM, EDGE]  # the registry, in the report's order
+
+
 READ_CAM = "cam_read"  # the key of CAM read as the scripts' reading flags say (read_cam)
 
 
@@ -314,17 +314,17 @@ def register(method: Method) -> Method:
     return method
 
 
-def read_cam(reading: localization.MapReading) -> Method:
+def read_cam(reading: map_reading.MapReading) -> Method:
     """CAM read as `reading` says, classified with that reading's logits; the sanity checks' raw
     CAM stands for it (a reading does not change the map's ranks)."""
     return Method(READ_CAM, describe_reading(reading), cam_maps(reading), logits=cam_logits(reading),
                   logits_and_maps=cam_logits_and_maps(reading))
 
 
-def for_reading(reading: localization.MapReading) -> list[Method]:
+def for_reading(reading: map_reading.MapReading) -> list[Method]:
     """The methods a report measures: the registry, with CAM read as `reading` right after the
     standard CAM when the reading differs from the standard one."""
-    if reading == localization.STANDARD_READING:
+    if reading == map_reading.STANDARD_READING:
         return list(METHODS)
     at = next(i for i, method in enumerate(METHODS) if method is CAM) + 1
     return [*METHODS[:at], read_cam(reading), *METHODS[at:]]
@@ -344,11 +344,11 @@ def parse_keys(text: str) -> list[str]:
     return known if "all" in keys else keys
 
 
-def choose(keys: list[str], reading: localization.MapReading, batch_size: int = CAM_BATCH_SIZE) -> list[Method]:
+def choose(keys: list[str], reading: map_reading.MapReading, batch_size: int = CAM_BATCH_SIZE) -> list[Method]:
     """The methods of keys (parse_keys) in the registry's order, CAM read as `reading` for READ_CAM
     (the standard CAM when the reading is the standard one), the batching library methods with
     batch_size copies per forward pass."""
-    wanted = set(keys) | ({CAM.key} if READ_CAM in keys and reading == localization.STANDARD_READING else set())
+    wanted = set(keys) | ({CAM.key} if READ_CAM in keys and reading == map_reading.STANDARD_READING else set())
     return [library_method(method.key, batch_size) if method.key in LIBRARY and method.batch_size else method
             for method in for_reading(reading) if method.key in wanted]
 

@@ -28,18 +28,25 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from localization import GroundTruth
+from datasets.ground_truth import GroundTruth
 from utils.cli import DatasetError
 from utils.images import read_image
 
 SCORED_SIZE = 224  # wsolevaluation's evaluation.py _RESIZE_LENGTH: boxes and masks are scored at 224 x 224
+
+
 FOLDERS = {"cub": "CUB", "ilsvrc": "ILSVRC", "openimages": "OpenImages"}  # --dataset -> wsolevaluation's name
+
+
 WITH_MASKS = {"openimages"}  # localization.txt lists masks; the others list boxes
-# how each benchmark's image ids are laid out, per split (CUB: <class>/<file>, never under a split folder)
+
+
 ID_LAYOUTS = {
     "ilsvrc": {"train": r"train/n\d{8}/[^/]+$", "val": r"val2/[^/]+/[^/]+$", "test": r"val/[^/]+$"},
     "openimages": {split: split + r"/[^/]+/[^/]+$" for split in ("train", "val", "test")},
 }
+
+
 SPLIT_NAMED = ("train/", "val/", "val2/", "test/")
 
 

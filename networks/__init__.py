@@ -1,0 +1,1 @@
+"""Networks beyond model.py's own: torchvision's GAP classifiers cut into (features, fc)."""
