@@ -7,9 +7,9 @@
     torchrun --standalone --nproc_per_node=4 train.py # 4 GPUs, DistributedDataParallel (README)
     python train.py --help                            # every hyperparameter with its default
 
-best.pt is the epoch of best accuracy on the validation split (--validation, or the dataset's own: cub, ilsvrc, openimages)
-among those measured (every --evaluate_every-th and the last); a run without one chooses it on
-the test split, records so in best.pt ("best_split"), and the scripts that load it say so. Also
+best.pt is the epoch of best accuracy on the validation split (--validation, or the dataset's own: cub,
+ilsvrc, openimages) among those measured (every --evaluate_every-th and the last); a run without one
+chooses it on the test split, records so in best.pt ("best_split"), and the scripts that load it say so. Also
 writes outputs/metrics.csv (one row per epoch) and outputs/training_curves.png. Ctrl-C or SIGTERM
 stops after the current step and saves last.pt, from which --resume goes on. A new run refuses a
 checkpoint_dir or output_dir that holds an earlier run's files (--resume or --overwrite), or a
@@ -29,7 +29,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
@@ -39,221 +38,96 @@ from tqdm import tqdm
 
 import data
 import model as models
-from datasets import cluttered
 from networks import torchvision_models
-from training import metrics, schedules, wsol
+from training import metrics, schedules, settings, wsol
 from utils import checkpoints, devices, distributed, files, run_folder, seeds
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
-dataset: str = "fashion-mnist"  # fashion-mnist | fashion-mnist-cluttered | mnist | cifar10 | cifar100 | svhn | stl10 | folder | cub | ilsvrc | openimages
+# data
+dataset: str = "fashion-mnist"  # fashion-mnist | fashion-mnist-cluttered | mnist | cifar10 | cifar100 | svhn | stl10
+    # | folder | cub | ilsvrc | openimages
 data_dir: str = "data"  # where datasets are looked for and downloaded to (for folder: its root)
-metadata_dir: str = ""  # cub | ilsvrc | openimages: wsolevaluation's metadata/<NAME>/ ("": <data_dir>/metadata/<NAME>). Disk: cub ~1.2 GB, ilsvrc ~150 GB (train 140, val 6.4, ImageNetV2 1.2), openimages a few GB; memory: their metadata only (ilsvrc ~0.1 GB), images are streamed (--num_workers)
+metadata_dir: str = ""  # cub | ilsvrc | openimages: wsolevaluation's metadata/<NAME>/ ("": <data_dir>/metadata/<NAME>)
+    # (disk: cub ~1.2 GB, ilsvrc ~150 GB, openimages a few GB; in memory only the metadata: images are streamed)
 download: bool = True  # download a dataset that is not on disk
 image_size: int = 0  # resize images to this side; 0: the dataset's own size (folder: 128; cluttered: canvas 64)
-clutter: int = cluttered.CLUTTER_DEFAULTS["clutter"]  # fashion-mnist-cluttered: crops of other items pasted on each canvas
-clutter_size: int = cluttered.CLUTTER_DEFAULTS["clutter_size"]  # fashion-mnist-cluttered: side of those crops in pixels (at most 28)
-subset: int = 0  # use only N images of each split (0: all), for quick checks: the first N (folder: N stratified by class, fixed by --seed)
-validation: int = 0  # hold out N training images as a validation split, to choose hyperparameters on: the last N (folder: stratified by class, fixed by --seed)
-model: str = "cnn"  # cnn | resnet18_small | vgg16_gap, or a torchvision classifier with a GAP + linear head (resnet50, densenet121, ...)
-weights: str = ""  # torchvision models: start from these torchvision weights (DEFAULT, IMAGENET1K_V1, ...; "": random); fc resized to the classes
-backbone_lr: float = 0.1  # with --weights: the pretrained features' peak learning rate, as a fraction of --lr (the new layers': fc, and with --wsol_backbone those wsolevaluation trains at its head's rate)
-wsol_backbone: bool = False  # resnet*, inception_v3, vgg16: wsolevaluation's CAM backbone of it (finer maps, new head; docs/localization.md)
-large_feature_map: bool = False  # with --wsol_backbone: wsolevaluation's large_feature_map (28x28 maps at 224 px instead of 14x14)
-width: int = models.CNN_DEFAULTS["width"]  # cnn: channels of its first stage (doubled in each of the next two)
-pools: int = models.CNN_DEFAULTS["pools"]  # cnn: 2x2 max pools after its first stages (0-2); its maps are 1/2**pools of the image side
-convs: str = ",".join(map(str, models.CNN_DEFAULTS["convs"]))  # cnn: conv-BN-ReLU blocks in each of its 3 stages
-head: int = models.CNN_DEFAULTS["head"]  # cnn: channels of a last 1x1 conv-BN-ReLU on the final maps (0: none)
-dilation: int = models.CNN_DEFAULTS["dilation"]  # cnn: dilation of its third stage's convs (2 with one pool fewer: finer maps, same field of view)
+clutter: int = 6  # fashion-mnist-cluttered: crops of other items pasted on each canvas
+clutter_size: int = 10  # fashion-mnist-cluttered: side of those crops in pixels (at most 28)
+subset: int = 0  # use only N images of each split (0: all), for quick checks: the first N
+    # (folder: N stratified by class, fixed by --seed)
+validation: int = 0  # hold out N training images as a validation split, to choose hyperparameters on: the last N
+    # (folder: stratified by class, fixed by --seed)
+permute_labels: bool = False  # train on the training labels randomly permuted (fixed by --seed): a sanity check's model
+# model
+model: str = "cnn"  # cnn | resnet18_small | vgg16_gap, or a torchvision classifier with a GAP + linear head
+    # (resnet50, densenet121, ...)
+weights: str = ""  # torchvision models: start from these torchvision weights (DEFAULT, IMAGENET1K_V1, ...;
+    # "": random); fc resized to the classes
+wsol_backbone: bool = False  # resnet*, inception_v3, vgg16: wsolevaluation's CAM backbone of it (finer maps, new head)
+large_feature_map: bool = False  # with --wsol_backbone: wsolevaluation's large_feature_map
+    # (28x28 maps at 224 px instead of 14x14)
+width: int = 16  # cnn: channels of its first stage (doubled in each of the next two)
+pools: int = 2  # cnn: 2x2 max pools after its first stages (0-2); its maps are 1/2**pools of the image side
+convs: str = "2,2,2"  # cnn: conv-BN-ReLU blocks in each of its 3 stages
+head: int = 256  # cnn: channels of a last 1x1 conv-BN-ReLU on the final maps (0: none)
+dilation: int = 1  # cnn: dilation of its third stage's convs (2 with one pool fewer: finer maps, same field of view)
+# training
 epochs: int = 9  # passes over the training set
 batch_size: int = 128  # images per step (per process under torchrun: N processes step on N x batch_size)
 lr: float = 0.2  # peak learning rate of SGD with Nesterov momentum
+backbone_lr: float = 0.1  # with --weights: the pretrained features' peak learning rate, as a fraction of --lr
+    # (the new layers train at --lr: fc, and with --wsol_backbone those wsolevaluation trains at its head's rate)
 momentum: float = 0.9  # SGD momentum
 weight_decay: float = 5e-4  # L2 penalty on all weights
 schedule: str = "onecycle"  # learning-rate schedule, stepped every batch: onecycle | cosine | step | constant
-decay_every: int = 30  # --schedule=step: epochs between the x0.1 decays of the lr (wsolevaluation's lr_decay_frequency)
+decay_every: int = 30  # --schedule=step: epochs between the x0.1 decays of the lr
+    # (wsolevaluation's lr_decay_frequency)
 label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
-hide_patch: int = 0  # Hide-and-Seek: hide cells of this many pixels a side of each training image (0: off; wsol.py)
-hide_probability: float = 0.5  # Hide-and-Seek: the chance that each cell is hidden
-cutmix: float = 0.0  # CutMix: the chance that a training batch is mixed (0: off; wsol.py)
-align_weight: float = 0.0  # weight of Kim et al.'s feature-direction alignment loss (0: off; wsol.py)
-align_start: float = 0.25  # the alignment and norm losses join the cross-entropy from this fraction of the run on (Kim et al.: after 20-30%)
-norm_weight: float = 0.0  # weight of Kim et al.'s background feature-norm loss (0: off; wsol.py)
-permute_labels: bool = False  # train on the training labels randomly permuted (fixed by --seed): a sanity check's model
+progressive_start: str = "auto"  # progressive resizing: train first on images scaled to this fraction of their side,
+    # growing to full size (1: off; auto: the dataset's own, 0.7 for fashion-mnist, 1 for the others)
+progressive_until: float = 0.5  # progressive resizing: the fraction of the run by which the images reach full size
 seed: int = 0  # seeds the weights, the data order and the augmentation
+# WSOL training methods (training/wsol.py)
+hide_patch: int = 0  # Hide-and-Seek: hide cells of this many pixels a side of each training image (0: off)
+hide_probability: float = 0.5  # Hide-and-Seek: the chance that each cell is hidden
+cutmix: float = 0.0  # CutMix: the chance that a training batch is mixed (0: off)
+align_weight: float = 0.0  # weight of Kim et al.'s feature-direction alignment loss (0: off)
+align_start: float = 0.25  # the alignment and norm losses join the cross-entropy from this fraction of the run on
+    # (Kim et al.: after 20-30%)
+norm_weight: float = 0.0  # weight of Kim et al.'s background feature-norm loss (0: off)
+# evaluation
+flip_test: bool = True  # test accuracy from the mean logits of each image and its mirror image
+    # (datasets trained with flips)
+shift_test: bool = True  # after the last epoch, also the accuracy over 1-pixel diagonal shifts of each image
+    # ("test_tta"; datasets trained with shifts)
+evaluate_every: int = 3  # measure the validation and test splits after every N-th epoch and after the last
+    # (1: every epoch; 0: the last only; best.pt is chosen among them; each costs ~2/3 of a fashion-mnist epoch)
+# system
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 num_workers: int = 0  # image folders: DataLoader worker processes (0: load in the training process)
 channels_last: bool = True  # NHWC memory layout for the convolutions (1.35x faster training on a 2-core CPU)
 precision: str = "auto"  # auto (bf16 autocast on GPUs and CPUs with native bf16, else fp32) | bf16 | fp32
 compile: bool = False  # torch.compile the model (pays off on GPUs, not on a 2-core CPU: see docs/performance.md)
-progressive_start: str = "auto"  # progressive resizing: train first on images scaled to this fraction of their side, growing to full size (1: off; auto: the dataset's own, 0.7 for fashion-mnist, 1 for the others)
-progressive_until: float = 0.5  # progressive resizing: the fraction of the run by which the training images reach full size
-flip_test: bool = True  # test accuracy from the mean logits of each image and its mirror image (datasets trained with flips)
-shift_test: bool = True  # after the last epoch, also the accuracy over 1-pixel diagonal shifts of each image ("test_tta"; datasets trained with shifts)
-evaluate_every: int = 3  # measure the validation and test splits after every N-th epoch and after the last (1: every epoch; 0: the last only); best.pt is chosen among the measured epochs. On fashion-mnist each measure costs ~2/3 of a 20 px epoch (docs/performance.md)
+# output
 checkpoint_dir: str = "checkpoints"  # where last.pt and best.pt are written
 output_dir: str = "outputs"  # where metrics.csv and training_curves.png are written
 resume: bool = False  # continue the run in checkpoint_dir/last.pt with its saved hyperparameters
 overwrite: bool = False  # start a new run in a checkpoint_dir that holds an earlier run's checkpoints, replacing them
 # ------------------------------------------------------------------------------------------------
 
-SCHEDULES = ("onecycle", "cosine", "step", "constant")
-# What --resume may change when given: where and how the saved run goes on, not what it computes.
-RUNTIME_SETTINGS = ("data_dir", "download", "device", "num_workers", "checkpoint_dir", "output_dir", "resume",
-                    "overwrite")
 OUTPUT_FILES = ("metrics.csv", "training_curves.png")  # what a run writes to --output_dir
 
 
 def validate(cfg, given: set[str] = frozenset()) -> None:
-    """Raise UserError for a value out of range, a name that does not exist, or flags that conflict
+    """Raise UserError for a name that does not exist, a value out of range, or flags that conflict
     (given: the hyperparameters set on the command line)."""
-    for option, choices in (("dataset", data.DATASETS), ("schedule", SCHEDULES), ("precision", devices.PRECISIONS)):
+    for option, choices in (("dataset", data.DATASETS), ("schedule", schedules.SCHEDULES),
+                            ("precision", devices.PRECISIONS)):
         cli.check_choice(option, getattr(cfg, option), choices)
     models.check_model_name(cfg.model)
     if cfg.weights:
         models.torchvision_weights(cfg.model, cfg.weights)
-    checks = [
-        (cfg.width >= 1, f"--width must be at least 1, got {cfg.width}"),
-        (0 <= cfg.pools <= 2, f"--pools must be 0, 1 or 2, got {cfg.pools}"),
-        (cfg.head >= 0, f"--head must be >= 0, got {cfg.head}"),
-        (cfg.dilation >= 1, f"--dilation must be at least 1, got {cfg.dilation}"),
-        (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
-        (cfg.evaluate_every >= 0, f"--evaluate_every must be >= 0, got {cfg.evaluate_every}"),
-        (cfg.decay_every >= 1, f"--decay_every must be at least 1, got {cfg.decay_every}"),
-        (0 < starting_scale(cfg) <= 1, f"--progressive_start must be auto or in (0, 1], got {cfg.progressive_start}"),
-        (0 <= cfg.align_start <= 1, f"--align_start must be in [0, 1], got {cfg.align_start}"),
-        (0 < cfg.progressive_until <= 1, f"--progressive_until must be in (0, 1], got {cfg.progressive_until}"),
-        (cfg.batch_size >= 1, f"--batch_size must be at least 1, got {cfg.batch_size}"),
-        (cfg.lr > 0, f"--lr must be positive, got {cfg.lr}"),
-        (cfg.backbone_lr >= 0, f"--backbone_lr must be >= 0, got {cfg.backbone_lr}"),
-        (0 <= cfg.momentum < 1, f"--momentum must be in [0, 1), got {cfg.momentum}"),
-        (cfg.weight_decay >= 0, f"--weight_decay must be >= 0, got {cfg.weight_decay}"),
-        (0 <= cfg.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {cfg.label_smoothing}"),
-        (cfg.hide_patch >= 0, f"--hide_patch must be >= 0, got {cfg.hide_patch}"),
-        (0 <= cfg.hide_probability < 1, f"--hide_probability must be in [0, 1), got {cfg.hide_probability}"),
-        (0 <= cfg.cutmix <= 1, f"--cutmix must be in [0, 1], got {cfg.cutmix}"),
-        (cfg.align_weight >= 0, f"--align_weight must be >= 0, got {cfg.align_weight}"),
-        (cfg.norm_weight >= 0, f"--norm_weight must be >= 0, got {cfg.norm_weight}"),
-        (cfg.image_size >= 0, f"--image_size must be >= 0, got {cfg.image_size}"),
-        (cfg.clutter >= 0, f"--clutter must be >= 0, got {cfg.clutter}"),
-        (1 <= cfg.clutter_size <= 28, f"--clutter_size must be in [1, 28], got {cfg.clutter_size}"),
-        (cfg.subset >= 0, f"--subset must be >= 0, got {cfg.subset}"),
-        (cfg.validation >= 0, f"--validation must be >= 0, got {cfg.validation}"),
-        (cfg.num_workers >= 0, f"--num_workers must be >= 0, got {cfg.num_workers}"),
-    ]
-    cli.require(checks)
-    if cfg.validation and data.DATASETS[cfg.dataset].open_validation is not None:
-        raise cli.UserError(f"--validation holds out training images, and {cfg.dataset} has its own validation split "
-                            "(wsolevaluation's val, with boxes or masks): drop --validation")
-    if cfg.resume and cfg.overwrite:
-        raise cli.UserError("--resume continues the run in --checkpoint_dir and --overwrite replaces it: choose one")
-    if "backbone_lr" in given and not cfg.weights and not cfg.resume:
-        raise cli.UserError("--backbone_lr sets the learning rate of pretrained features, and this run has no --weights: "
-                            "add --weights=DEFAULT (with a torchvision --model), or drop --backbone_lr")
-    if "decay_every" in given and cfg.schedule != "step":
-        raise cli.UserError(f"--decay_every sets the epochs between the decays of --schedule=step, and this run has "
-                            f"--schedule={cfg.schedule}: add --schedule=step, or drop --decay_every")
-    check_image_size(cfg)
-
-
-def model_options(cfg) -> dict:
-    """build_model's options for cfg.model."""
-    if cfg.model != "cnn":
-        wsol = {"wsol": True} if cfg.wsol_backbone else {}
-        return {**wsol, "large_feature_map": True} if cfg.large_feature_map else wsol
-    try:
-        convs = tuple(int(count) for count in cfg.convs.split(","))
-    except ValueError:
-        raise cli.UserError(f"--convs must be 3 whole numbers such as 1,2,2, got {cfg.convs!r}") from None
-    return {"width": cfg.width, "pools": cfg.pools, "convs": convs, "head": cfg.head, "dilation": cfg.dilation}
-
-
-def check_image_size(cfg) -> None:
-    """UserError unless cfg.model gives maps of at least 2x2 on cfg's images (CAM needs them, and so
-    does batch norm when a batch holds one image), and on the first, smaller training images of
-    progressive resizing too."""
-    spec = data.DATASETS[cfg.dataset]
-    size = cfg.image_size or spec.image_size
-    if spec.scored_size and size != spec.scored_size:
-        raise cli.UserError(f"--image_size={size}: {cfg.dataset}'s boxes and masks are scored at {spec.scored_size} x "
-                            f"{spec.scored_size}, as wsolevaluation scores them; drop --image_size")
-    if size < spec.min_image_size:
-        raise cli.UserError(f"--image_size must be at least {spec.min_image_size} for {cfg.dataset}, got {size}")
-    options = model_options(cfg)
-
-    def side(image_size: int) -> int:
-        return models.map_side(cfg.model, spec.channels, image_size, **options)
-
-    def smallest_giving(maps: int, too_small: int) -> int:
-        return models.smallest_image_size(cfg.model, spec.channels, too_small, maps, **options)
-
-    if side(size) < 2:
-        raise cli.UserError(f"--image_size={size} gives {cfg.model} maps of {side(size)}x{side(size)}, and CAM needs at least 2x2: "
-                            f"use --image_size={smallest_giving(2, size)} or more"
-                            + (" (or fewer --pools)" if cfg.model == "cnn" and cfg.pools else ""))
-    first = first_training_side(cfg)
-    if first < size and side(first) < 2:  # first == size was checked just above
-        raise cli.UserError(f"--progressive_start={cfg.progressive_start} starts training on images of {first} px, which give "
-                            f"{cfg.model} maps of {side(first)}x{side(first)}, and batch norm needs at least 2x2: "
-                            f"use --progressive_start={math.ceil(100 * smallest_giving(2, first) / size) / 100} or more "
-                            "(1: no progressive resizing)")
-
-
-def starting_scale(cfg) -> float:
-    """cfg's --progressive_start as a number: auto is the dataset's own (data.DATASETS); UserError for
-    a value that is neither auto nor a number."""
-    if cfg.progressive_start == "auto":
-        return data.DATASETS[cfg.dataset].progressive_start
-    try:
-        return float(cfg.progressive_start)
-    except ValueError:
-        raise cli.UserError(f"--progressive_start must be auto or in (0, 1], got {cfg.progressive_start}") from None
-
-
-def first_training_side(cfg) -> int:
-    """The side of the first training images: smaller than the images' own under progressive
-    resizing (--progressive_start; schedules.progressive_side grows it)."""
-    return max(1, round((cfg.image_size or data.DATASETS[cfg.dataset].image_size) * starting_scale(cfg)))
-
-
-def resume_state(cfg, given: set[str], checkpoint_dir: Path, processes: distributed.Processes) -> tuple[dict, object]:
-    """(checkpoint, cfg with the saved run's hyperparameters) from checkpoint_dir/last.pt; UserError
-    if a flag the user gave (`given`) asks for another value than the saved run has."""
-    path = checkpoint_dir / "last.pt"
-    if not path.is_file():
-        raise cli.UserError(f"--resume: {path} not found; start a run without --resume, or set --checkpoint_dir")
-    _, checkpoint = models.load_checkpoint(path, needs=checkpoints.TRAINING_METADATA)
-    if "optimizer" not in checkpoint:
-        raise cli.UserError(f"--resume: {path} holds no training state (optimizer, scheduler)")
-    saved_processes = checkpoint.get("world_size", 1)
-    if saved_processes != processes.world_size:
-        raise cli.UserError(
-            f"--resume: {path} was trained by {saved_processes} process(es), this run has {processes.world_size}; "
-            f"resume with the same count (torchrun --nproc_per_node=N, or plain python for 1)"
-        )
-    if "best_split" not in checkpoint:
-        raise cli.UserError(f"--resume: {path} was written by an older train.py; start a new run with --overwrite "
-                            f"or another --checkpoint_dir")
-    saved = {**vars(cfg), **checkpoint["hyperparameters"]}  # a setting added since the run began: its default
-    asked = {**saved, **{name: getattr(cfg, name) for name in given}, "checkpoint_dir": cfg.checkpoint_dir,
-             "resume": True}
-    asked["progressive_start"] = starting_scale(SimpleNamespace(**asked))  # auto: the saved dataset's own
-    differing = [f"--{name}={getattr(cfg, name)!r} (saved: {saved[name]!r})" for name in sorted(given)
-                 if name not in RUNTIME_SETTINGS and asked[name] != saved[name]]
-    if differing:
-        raise cli.UserError(f"--resume goes on with the saved run's settings, and {', '.join(differing)} differ; "
-                            f"drop them, or start a new run with --overwrite or another --checkpoint_dir")
-    return checkpoint, type(cfg)(**asked)
-
-
-def check_same_dataset(loaded: data.LoadedDataset, checkpoint: dict, data_dir: str) -> None:
-    """UserError unless the dataset loaded from data_dir is the one the resumed run trained on
-    (its classes, channels, image size and settings)."""
-    saved = checkpoint["dataset"]
-    differing = [f"{key} {value!r} (saved: {saved.get(key)!r})" for key, value in loaded.info.as_dict().items()
-                 if value != saved.get(key)]
-    if differing:
-        raise cli.UserError(f"--resume: the dataset in --data_dir={data_dir} is not the one the saved run trained on: "
-                            f"{'; '.join(differing)[:300]}; resume with the run's own --data_dir, or start a new run")
+    settings.check(cfg, given, data.DATASETS, models.map_side, models.smallest_image_size)
 
 
 @dataclass
@@ -293,19 +167,6 @@ class Run:
         return "validation" if "validation" in self.evaluated else "test"
 
 
-def parameter_groups(cfg, net: models.GapNet) -> list[dict]:
-    """SGD's parameter groups: all at --lr; with --weights, the pretrained features at --lr x
-    --backbone_lr and the new layers at --lr: fc, and with --wsol_backbone the layers that
-    wsolevaluation trains at its classifier's rate (torchvision_models.head_rate_layers)."""
-    if not cfg.weights:
-        return [{"params": list(net.parameters())}]
-    fast = torchvision_models.head_rate_layers(cfg.model) if cfg.wsol_backbone else ()
-    layers = list(net.features.named_children())
-    trunk = [parameter for name, layer in layers if name not in fast for parameter in layer.parameters()]
-    new = [parameter for name, layer in layers if name in fast for parameter in layer.parameters()]
-    return [{"params": trunk, "lr": cfg.lr * cfg.backbone_lr}, {"params": new + list(net.fc.parameters())}]
-
-
 def setup(cfg, given: set[str], device, processes: distributed.Processes, folder: run_folder.RunFolder) -> Run:
     """The Run of cfg: checks the folders, loads the data, builds or resumes the model."""
     checkpoint, cfg = processes.agree(lambda: check_folders(cfg, given, processes, folder))
@@ -314,7 +175,8 @@ def setup(cfg, given: set[str], device, processes: distributed.Processes, folder
         loaded = processes.local_leaders_first(
             lambda: data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options))
     if checkpoint is not None:
-        check_same_dataset(loaded, checkpoint, cfg.data_dir)  # the same verdict in every process: no collective
+        # the same verdict in every process: no collective
+        settings.check_same_dataset(loaded.info.as_dict(), checkpoint["dataset"], cfg.data_dir)
     if cfg.validation:
         loaded = loaded.hold_out(cfg.validation, seeds.mix(cfg.seed))
     if cfg.permute_labels:
@@ -330,11 +192,13 @@ def setup(cfg, given: set[str], device, processes: distributed.Processes, folder
         net = models.model_from_arch(checkpoint["arch"])
     else:
         pretrained = {"weights": cfg.weights, "download": cfg.download} if cfg.weights else {}
-        net = models.build_model(cfg.model, len(loaded.info.classes), loaded.info.channels, **model_options(cfg),
-                                 **pretrained)
+        net = models.build_model(cfg.model, len(loaded.info.classes), loaded.info.channels,
+                                 **settings.model_options(cfg), **pretrained)
     net = net.to(device, memory_format=devices.memory_format(cfg.channels_last))
-    optimizer = torch.optim.SGD(parameter_groups(cfg, net), lr=cfg.lr, momentum=cfg.momentum,
-                                nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    fast = torchvision_models.head_rate_layers(cfg.model) if cfg.weights and cfg.wsol_backbone else ()
+    groups = schedules.parameter_groups(net, cfg.lr * cfg.backbone_lr if cfg.weights else None, fast)
+    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                                weight_decay=cfg.weight_decay)
     scheduler = schedules.make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps_per_epoch,
                                         cfg.decay_every * steps_per_epoch)
     train_net = net
@@ -359,13 +223,17 @@ def check_folders(cfg, given: set[str], processes: distributed.Processes, folder
     --overwrite). The folders are checked by rank 0 (see Processes.agree)."""
     checkpoint = None
     if cfg.resume:
-        checkpoint, cfg = resume_state(cfg, given, folder.path, processes)
+        path = folder.path / "last.pt"
+        if not path.is_file():
+            raise cli.UserError(f"--resume: {path} not found; start a run without --resume, or set --checkpoint_dir")
+        _, checkpoint = models.load_checkpoint(path, needs=checkpoints.TRAINING_METADATA)
+        cfg = settings.resumed(cfg, given, path, checkpoint, processes.world_size, data.DATASETS)
         if repaired := folder.repair_best(checkpoint):
             print(repaired)
     else:
         folder.check_new_run(cfg.overwrite)
         # auto saved as its value: a later change of the dataset's default leaves this run as it was
-        cfg = type(cfg)(**{**vars(cfg), "progressive_start": starting_scale(cfg)})
+        cfg = type(cfg)(**{**vars(cfg), "progressive_start": settings.starting_scale(cfg, data.DATASETS)})
     if processes.rank == 0:
         output_dir = files.writable_folder(cfg.output_dir, "output_dir")
         earlier = [name for name in OUTPUT_FILES if (output_dir / name).exists()]
@@ -405,7 +273,8 @@ def train(cfg, given: set[str] = frozenset()) -> dict:
             folder = processes.agree(lambda: claim.enter_context(
                 run_folder.claimed(cfg.checkpoint_dir, active=processes.rank == 0)))
             run = setup(cfg, given, device, processes, folder)
-            with distributed.stop_requests() as stop, cli.enough_memory("lower --batch_size (or --image_size, --width)"):
+            fix = "lower --batch_size (or --image_size, --width)"
+            with distributed.stop_requests() as stop, cli.enough_memory(fix):
                 return run_epochs(run, stop)
     finally:
         if processes.world_size > 1:
@@ -445,7 +314,7 @@ def train_epoch(run: Run, epoch: int, stop: distributed.StopRequest) -> bool:
     torch.manual_seed(epoch_seed)
     loader = run.loaded.loader("train", cfg.batch_size, generator=torch.Generator().manual_seed(epoch_seed), **run.feed)
     run.train_net.train()
-    layout, first_side = devices.memory_format(cfg.channels_last), first_training_side(cfg)
+    layout, first_side = devices.memory_format(cfg.channels_last), settings.first_training_side(cfg, data.DATASETS)
     until = min(cfg.progressive_until, 1 - 1 / cfg.epochs)  # the last epoch trains at full size
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)

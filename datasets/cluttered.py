@@ -20,8 +20,6 @@ from utils.idx_files import open_mnist_like
 from utils.memory import check_memory
 
 CLUTTER_DEFAULTS = {"clutter": 6, "clutter_size": 10, "clutter_seed": 0}
-
-
 CLUTTER_FORMAT = 3  # bump when make_cluttered changes, so that old caches are not reused
 
 

@@ -33,14 +33,8 @@ from utils.cli import DatasetError
 from utils.images import read_image
 
 SCORED_SIZE = 224  # wsolevaluation's evaluation.py _RESIZE_LENGTH: boxes and masks are scored at 224 x 224
-
-
 FOLDERS = {"cub": "CUB", "ilsvrc": "ILSVRC", "openimages": "OpenImages"}  # --dataset -> wsolevaluation's name
-
-
 WITH_MASKS = {"openimages"}  # localization.txt lists masks; the others list boxes
-
-
 ID_LAYOUTS = {
     "ilsvrc": {"train": r"train/n\d{8}/[^/]+$", "val": r"val2/[^/]+/[^/]+$", "test": r"val/[^/]+$"},
     "openimages": {split: split + r"/[^/]+/[^/]+$" for split in ("train", "val", "test")},

@@ -30,14 +30,8 @@ from datasets.ground_truth import as_boxes, exclusive_boxes, has_boxes
 from utils import seeds
 
 BASELINES = ("blur", "black", "mean")  # what deleted pixels become, and what insertion starts from
-
-
 STEPS = 16  # deletion and insertion: steps from 0% to 100% of the pixels, the reports' and the benchmark's default
-
-
 ROAD_PERCENTAGES = (10, 30, 50, 70, 90)  # % of the pixels ROAD removes
-
-
 ROAD_NOISE = 0.01  # ROAD's imputation noise: its standard deviation, in units of the normalized image
 
 
@@ -273,7 +267,8 @@ class FaithfulnessEvaluator:
     accumulate(net, images, classes, maps, truth) for each batch, then compute() for the
     means: deletion and insertion AUC (in [0, 1]), ROAD MoRF / LeRF probabilities per percentage
     (on the first `road_images` images accumulated), average drop (in %) and increase (% of
-    images), pointing game (% of hits) and energy pointing game (mean share, in %); and the per-image scores and mean curves behind them.
+    images), pointing game (% of hits) and energy pointing game (mean share, in %); and the per-image
+    scores and mean curves behind them.
     maps: float (N, H, W) in [0, 1]; masks bool (N, H, W); boxes int (N, 4)."""
 
     def __init__(self, steps: int, baseline: str, mean: list[float], std: list[float], tolerance: float = 0.0,
@@ -324,8 +319,10 @@ class FaithfulnessEvaluator:
         result = {
             "images": len(deletion), "deletion_auc": float(deletion.mean()), "insertion_auc": float(insertion.mean()),
             "average_drop": float(100 * parts["drop"].mean()), "increase": float(100 * parts["increase"].mean()),
-            "pointing_game": float(100 * parts["pointing"].mean()), "energy_pointing_game": float(100 * parts["energy"].mean()),
-            "curves": {"deletion": parts["deletion"].mean(0).tolist(), "insertion": parts["insertion"].mean(0).tolist()},
+            "pointing_game": float(100 * parts["pointing"].mean()),
+            "energy_pointing_game": float(100 * parts["energy"].mean()),
+            "curves": {"deletion": parts["deletion"].mean(0).tolist(),
+                       "insertion": parts["insertion"].mean(0).tolist()},
             "per_image": {"deletion_auc": deletion.tolist(), "insertion_auc": insertion.tolist()},
         }
         if "road_morf" in parts:

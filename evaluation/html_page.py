@@ -30,8 +30,6 @@ from pathlib import Path
 from utils.files import atomic_output
 
 DECIMALS = 2  # the decimals a number is shown with; data-value holds it whole
-
-
 MISSING = "—"
 
 

@@ -19,11 +19,7 @@ import numpy as np
 from datasets.ground_truth import GroundTruth, as_boxes
 
 CAM_THRESHOLD = 0.2  # the CAM paper's box rule: the largest region above 20% of the normalized map
-
-
 THRESHOLD_STEP = 0.01  # the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP: 0.00, 0.01, ..., 0.99
-
-
 LABELS_16_BIT = np.iinfo(np.uint16).max  # OpenCV's 16-bit labels: a labelling call's labels (background too) below it
 
 
@@ -33,11 +29,7 @@ def threshold_sweep(step: float = THRESHOLD_STEP) -> np.ndarray:
 
 
 DEFAULT_THRESHOLDS = threshold_sweep()
-
-
 IOU_THRESHOLDS = (0.3, 0.5, 0.7)  # MaxBoxAccV2 averages over these
-
-
 BOX_CONVENTIONS = {  # LocalizationEvaluator.compute()'s "box_convention", by GroundTruth.inclusive
     False: "exclusive ends, boxes of 8-connected components of map > t",
     True: "inclusive ends (+1 widths) and wsolevaluation's boxes (8-bit map > int(255 t), cv2 contours)",
@@ -138,8 +130,10 @@ def box_iou(boxes: np.ndarray, others: np.ndarray, inclusive: bool = False) -> n
     (0, 0, 0, 0) is the pixel at the origin, and a union <= 0 gives 0."""
     boxes, others = np.asarray(boxes, dtype=np.float64), np.asarray(others, dtype=np.float64)
     one = 1.0 if inclusive else 0.0
-    width = np.clip(np.minimum(boxes[..., 2], others[..., 2]) - np.maximum(boxes[..., 0], others[..., 0]) + one, 0, None)
-    height = np.clip(np.minimum(boxes[..., 3], others[..., 3]) - np.maximum(boxes[..., 1], others[..., 1]) + one, 0, None)
+    width = np.clip(np.minimum(boxes[..., 2], others[..., 2]) - np.maximum(boxes[..., 0], others[..., 0]) + one,
+                    0, None)
+    height = np.clip(np.minimum(boxes[..., 3], others[..., 3]) - np.maximum(boxes[..., 1], others[..., 1]) + one,
+                     0, None)
     intersection = width * height
     area = (boxes[..., 2] - boxes[..., 0] + one) * (boxes[..., 3] - boxes[..., 1] + one)
     other_area = (others[..., 2] - others[..., 0] + one) * (others[..., 3] - others[..., 1] + one)
@@ -247,7 +241,7 @@ class LocalizationEvaluator:
         self.positive_on = np.zeros(len(self.thresholds), dtype=np.int64)  # mask pixels with map > t
         self.negative_on = np.zeros(len(self.thresholds), dtype=np.int64)  # other pixels with map > t
         self.positives = 0
-        self.top1_by_threshold = np.zeros(len(self.thresholds), dtype=np.int64)  # right class and largest box IoU >= 0.5
+        self.top1_by_threshold = np.zeros(len(self.thresholds), dtype=np.int64)  # right class, largest box IoU >= 0.5
         self.without_masks = 0  # images accumulated without masks: then no PxAP
         self.with_boxes = 0  # images accumulated with true boxes: none (OpenImages' masks) gives no box metrics
         self.inclusive: bool | None = None  # the box convention of the ground truth accumulated
@@ -268,7 +262,8 @@ class LocalizationEvaluator:
         if truth.inclusive:
             levels = None  # made for PxAP alone, where there are masks
             largest, best = sweep_ious_inclusive(maps, gt_boxes, self.thresholds)  # (N, T)
-            boxes = np.stack([contour_boxes(heat, self.cam_threshold)[1] for heat in maps]) if len(maps) else gt_boxes[:, 0]
+            boxes = (np.stack([contour_boxes(heat, self.cam_threshold)[1] for heat in maps]) if len(maps)
+                     else gt_boxes[:, 0])
         else:
             levels = threshold_levels(maps, self.thresholds)  # the sweep's, and PxAP's
             largest, best = sweep_ious(levels, gt_boxes, len(self.thresholds))  # (N, T)
@@ -329,7 +324,8 @@ class LocalizationEvaluator:
         """compute()'s box metrics for ground truth with no box: None, and only the thresholds as curves."""
         return {"images": self.count, "top1_loc": None, "gt_known_loc": None, "max_box_acc": None,
                 "max_box_acc_threshold": None, "max_box_acc_v2": None, "max_box_acc_v2_by_iou": {},
-                "box_convention": BOX_CONVENTIONS[bool(self.inclusive)], "curves": {"thresholds": self.thresholds.tolist()}}
+                "box_convention": BOX_CONVENTIONS[bool(self.inclusive)],
+                "curves": {"thresholds": self.thresholds.tolist()}}
 
     def pixel_metrics(self, metrics: dict) -> dict:
         """metrics with PxAP (None without masks) and the pixel precision-recall curves added."""

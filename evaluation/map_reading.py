@@ -52,9 +52,7 @@ class MapReading:
 
 
 STANDARD_READING = MapReading()  # raw CAM, min-max normalized: the reading of the published tables
-
-
-RECIPE_READING = MapReading("max", 0.0, True)  # the reading chosen on the validation split (docs/localization.md): the scripts' default
+RECIPE_READING = MapReading("max", 0.0, True)  # chosen on the validation split (docs/recipes.md): the scripts' default
 
 
 def cam_heat_maps(net, images: torch.Tensor, reading: MapReading = STANDARD_READING,

@@ -67,9 +67,7 @@ LogitsAndMapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int],  
 
 
 CAM_BATCH_SIZE = 64  # Score-CAM and Ablation-CAM: masked or ablated copies of an image per forward pass (speed only)
-
-
-SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its maps (float32, the library's 1e-7 guards)
+SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its maps (float32; the library's 1e-7s)
 
 
 @dataclass(frozen=True)
@@ -187,8 +185,9 @@ def describe_reading(reading: map_reading.MapReading) -> str:
 @contextlib.contextmanager
 def trainable(net: nn.Module):
     """Within: every parameter of net requires grad (pytorch-grad-cam differentiates the class score
-    with them), until cut_below turns them off. On exit, net's train/eval mode and its parameters' requires_grad and .grad are as
-    before: the library's eval() and zero_grad() and the gradients it leaves do not stay."""
+    with them), until cut_below turns them off. On exit, net's train/eval mode and its parameters'
+    requires_grad and .grad are as before: the library's eval() and zero_grad() and the gradients it
+    leaves do not stay."""
     training = net.training
     saved = [(parameter, parameter.requires_grad, parameter.grad) for parameter in net.parameters()]
     try:
@@ -283,26 +282,15 @@ def library_method(key: str, batch_size: int = CAM_BATCH_SIZE) -> Method:
 
 
 CAM = Method("cam", "CAM (standard: raw, min-max)", cam_maps(map_reading.STANDARD_READING), raw=raw_cam)
-
-
 FAMILY = [library_method(key) for key in LIBRARY]  # pytorch-grad-cam's methods
-
-
 GRAD_CAM = next(method for method in FAMILY if method.key == "grad_cam")
-
-
 CENTER = Method("center", "center baseline", baselines.center_maps, uses_weights=False, layer=None)
-
-
 RANDOM = Method("random", "random", baselines.random_maps, uses_weights=False, layer=None, groups=("faithfulness",))
-
-
-EDGE = Method("edge", "edge (Sobel)", baselines.edge_maps, raw=baselines.edge_raw, uses_weights=False, layer=None, groups=("faithfulness",))
+EDGE = Method("edge", "edge (Sobel)", baselines.edge_maps, raw=baselines.edge_raw, uses_weights=False, layer=None,
+              groups=("faithfulness",))
 
 
 METHODS: list[Method] = [CAM, *FAMILY, CENTER, RANDOM, EDGE]  # the registry, in the report's order
-
-
 READ_CAM = "cam_read"  # the key of CAM read as the scripts' reading flags say (read_cam)
 
 

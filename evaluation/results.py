@@ -1,18 +1,19 @@
 """What an evaluation measured: typed records, one per method and group, and the report holding them.
 
-evaluate_cam.py fills them from the evaluators (localization.LocalizationEvaluator,
-faithfulness.FaithfulnessEvaluator and SanityEvaluator); its tables and drawing.py's figures read
-them and name the methods (Method.name) only then. `Report.as_json()` is localization.json.
+evaluation/groups.py builds them from the evaluators (localization.LocalizationEvaluator,
+faithfulness.FaithfulnessEvaluator, sanity.SanityEvaluator), one record per group; evaluate_cam.py
+builds the Report once every group has run. The tables (evaluation/tables.py) and figures read them
+and format numbers only there. `Report.as_json()` is localization.json.
 """
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from evaluation import localization, sanity
 from evaluation.registry import Method
 
-GROUPS = ("localization", "faithfulness", "sanity")  # evaluate_cam.py's groups, each a record of MethodResult
+GROUPS = ("localization", "faithfulness", "sanity")  # evaluate_cam.py's groups, each a record in the Report
 
 
 @dataclass
@@ -128,7 +129,7 @@ class Cost:
 @dataclass
 class MethodResult:
     """What one method scored in each group that measured it (None: not run, or not applicable),
-    and what its maps cost (timed in the localization group)."""
+    and what its maps cost (timed in the localization group): a view of the report's group records."""
 
     method: Method
     localization: LocalizationResult | None = None
@@ -148,46 +149,109 @@ class MethodResult:
 
 
 @dataclass
+class LocalizationGroup:
+    """The localization group's run: on how many images, how the operating thresholds were chosen
+    ("validation", or the --cam_threshold used), the sweep's step, a plain forward pass's time (the
+    Cost unit, BN folded) and the group's seconds; each method's scores and cost by key."""
+
+    images: int
+    thresholds_chosen_on: str
+    threshold_step: float
+    forward_ms_per_image: float
+    seconds: float
+    scores: dict[str, LocalizationResult]
+    costs: dict[str, Cost]
+
+
+@dataclass
+class FaithfulnessGroup:
+    """The faithfulness group's run: the images explained, deletion and insertion's steps and
+    baseline, ROAD's images, the pointing game's tolerance, the Spearman correlation across images
+    of the standard CAM's box IoU with its deletion AUC (None without boxes or CAM), its seconds (the
+    explained images' loading included); each method's scores by key."""
+
+    images: int
+    steps: int
+    baseline: str
+    road_images: int
+    tolerance: float
+    cam_iou_vs_deletion_spearman: float | None
+    seconds: float
+    scores: dict[str, FaithfulnessResult]
+
+
+@dataclass
+class SanityGroup:
+    """The sanity group's run: the images explained, the cascade's random draws, its seconds; each
+    method's checks by key."""
+
+    images: int
+    seeds: int
+    seconds: float
+    scores: dict[str, SanityResult]
+
+
+@dataclass
 class Report:
-    """An evaluation: what was evaluated, each method's results (by key, in the registry's order)
-    and the settings of the groups that ran (None where a group did not run)."""
+    """An evaluation, built once when every group has run: what was evaluated, the methods chosen (in
+    the registry's order), one record per group that ran (None where it did not), and the files written."""
 
     checkpoint: str
     dataset: dict
     split: str
-    groups: list[str]
-    methods: dict[str, MethodResult]
-    batch_size: int | None = None  # images per batch in every group
-    cam_batch_size: int | None = None  # copies per forward pass of the methods that batch them (None: none chosen)
-    images: int | None = None  # localization: the images measured, and how thresholds were chosen
-    thresholds_chosen_on: str | None = None
-    threshold_step: float | None = None
-    forward_ms_per_image: float | None = None  # localization: a plain forward pass (BN folded), the Cost unit
-    seconds_localization: float | None = None
-    explained_images: int | None = None  # faithfulness and sanity: the images explained
-    steps: int | None = None  # faithfulness: its settings
-    baseline: str | None = None
-    road_images: int | None = None
-    tolerance: float | None = None
-    cam_iou_vs_deletion_spearman: float | None = None
-    seconds_faithfulness: float | None = None  # faithfulness: its seconds (the explained images' loading included)
-    sanity_seeds: int | None = None  # sanity: the cascade's random draws, and the group's seconds
-    seconds_sanity: float | None = None
-    seconds: float | None = None
+    groups: list[str]  # as --groups named them, in that order
+    chosen: list[Method]
+    batch_size: int  # images per batch in every group
+    cam_batch_size: int | None  # copies per forward pass of the methods that batch them (None: none chosen)
+    localization: LocalizationGroup | None
+    faithfulness: FaithfulnessGroup | None
+    sanity: SanityGroup | None
+    seconds: float
     files: list[str] = field(default_factory=list)
+
+    @property
+    def methods(self) -> dict[str, MethodResult]:
+        """Each chosen method's results across the groups, by key, in the registry's order."""
+        return {method.key: MethodResult(
+            method, *(group and group.scores.get(method.key) for group in self.group_records()),
+            self.localization and self.localization.costs.get(method.key)) for method in self.chosen}
+
+    def group_records(self) -> tuple:
+        """(localization, faithfulness, sanity): the group records, None where a group did not run."""
+        return self.localization, self.faithfulness, self.sanity
+
+    @property
+    def explained_images(self) -> int | None:
+        """The images the faithfulness and sanity groups explained (None: neither ran)."""
+        explained = self.faithfulness or self.sanity
+        return explained.images if explained else None
 
     def measured(self, group: str | None = None) -> list[MethodResult]:
         """The results of the methods that group (None: any group) measured, in the registry's order."""
         return [result for result in self.methods.values() if (group in result.groups() if group else result.groups())]
 
     def as_json(self) -> dict:
-        """The report as localization.json holds it: the fields set, and the methods measured, by
-        key, each with its name and its groups' records."""
-        content = {}
-        for entry in fields(self):
-            value = getattr(self, entry.name)
-            if entry.name == "methods":
-                value = {result.method.key: result.as_json() for result in self.measured()}
-            if value is not None:
-                content[entry.name] = value
-        return content
+        """The report as localization.json holds it: what was evaluated, each group's settings and
+        seconds as top-level fields, and the methods measured, by key, each with its name and its
+        groups' records (fields that do not apply are left out)."""
+        located, faithful, sane = self.group_records()
+        content = {
+            "checkpoint": self.checkpoint, "dataset": self.dataset, "split": self.split, "groups": self.groups,
+            "methods": {result.method.key: result.as_json() for result in self.measured()},
+            "batch_size": self.batch_size, "cam_batch_size": self.cam_batch_size,
+        }
+        if located:
+            content |= {"images": located.images, "thresholds_chosen_on": located.thresholds_chosen_on,
+                        "threshold_step": located.threshold_step,
+                        "forward_ms_per_image": located.forward_ms_per_image,
+                        "seconds_localization": located.seconds}
+        content["explained_images"] = self.explained_images
+        if faithful:
+            content |= {"steps": faithful.steps, "baseline": faithful.baseline, "road_images": faithful.road_images,
+                        "tolerance": faithful.tolerance,
+                        "cam_iou_vs_deletion_spearman": faithful.cam_iou_vs_deletion_spearman,
+                        "seconds_faithfulness": faithful.seconds}
+        if sane:
+            content |= {"sanity_seeds": sane.seeds, "seconds_sanity": sane.seconds}
+        content |= {"seconds": self.seconds, "files": self.files}
+        return {name: value for name, value in content.items() if value is not None}

@@ -15,14 +15,8 @@ from evaluation import map_reading
 from utils import seeds
 
 CASCADE_SHOWN = 4  # the sanity checks keep the maps of the first 4 images at each stage, for the cascade figure
-
-
 RANDOM_LABELS = "random labels"  # the sanity checks' name for the model trained on permuted labels
-
-
 SSIM_SIGMA = 1.5  # SSIM's Gaussian window (Wang et al. 2004), as the sanity checks compare maps
-
-
 UNCORRELATED = 0.2  # a method passes the cascade when |Spearman| + 2 sd over its draws stays below this at the end
 
 
@@ -173,7 +167,7 @@ class SanityEvaluator:
 
     def __init__(self, methods: dict[str, Explained], seed: int = 0, draws: int = 1, shown: int = CASCADE_SHOWN):
         self.methods, self.seed, self.draws, self.shown = methods, seed, draws, shown
-        self.scores: dict[tuple[str, str], dict[int, dict[str, list]]] = {}  # (method, stage) -> draw -> score -> arrays
+        self.scores: dict[tuple[str, str], dict[int, dict[str, list]]] = {}  # (method, stage): draw: score: arrays
         self.examples: dict[str, dict[str, np.ndarray]] = {}
 
     def maps(self, model: nn.Module, images: torch.Tensor, classes: torch.Tensor, fixed: dict) -> dict:

@@ -68,8 +68,6 @@ def cam_refusal(name: str) -> str:
 
 
 NOT_GAP = "its head is not global average pooling followed by one linear layer"
-
-
 NOT_GAP_HEADS = {  # why CAM does not apply, by family
     "alexnet": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's VGG)",
     "vgg": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's VGG, "
@@ -84,8 +82,6 @@ NOT_GAP_HEADS = {  # why CAM does not apply, by family
 
 
 WSOL_FAMILIES = ("resnet", "resnext", "wide_resnet", "inception_v3", "vgg16")  # those wsol=True knows
-
-
 WSOL_ONLY = ("vgg16",)  # GapNets only as wsolevaluation's CAM variant (wsol=True)
 
 

@@ -34,7 +34,7 @@ SAME_AS_RELU_CAM = ["grad_cam", "hires_cam", "xgrad_cam"]  # of those
 
 def test_report_on_a_cluttered_checkpoint(trained_cluttered):
     report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5", "--groups=localization", FAMILY_FLAG)
-    assert report.images == 60 and keys(report) == ["cam", "cam_read", *FAMILY, "center"]
+    assert report.localization.images == 60 and keys(report) == ["cam", "cam_read", *FAMILY, "center"]
     for result in report.measured():
         scores = result.localization
         for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
@@ -46,7 +46,7 @@ def test_report_on_a_cluttered_checkpoint(trained_cluttered):
         assert result.cost.ms_per_image > 0 and result.cost.over_forward > 0
         same = result.method.key in SAME_AS_RELU_CAM
         assert (scores.equals_cam_max_diff < 1e-5) if same else (scores.equals_cam_max_diff > 0.01), result.method.key
-    assert report.forward_ms_per_image > 0 and report.batch_size == 25 and report.cam_batch_size is None
+    assert report.localization.forward_ms_per_image > 0 and report.batch_size == 25 and report.cam_batch_size is None
     written = sorted(path.name for path in (trained_cluttered / "report").iterdir())
     assert written == ["localization.json", "localization.md", "localization_examples.png",
                        "localization_thresholds.png", "report.html"]
@@ -163,7 +163,7 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
                       "--steps=4", "--batch_size=8", f"--random_labels_checkpoint={tmp_path / 'random_labels.pt'}",
                       FAMILY_FLAG)
     assert keys(report) == ["cam", "cam_read", *FAMILY, "center", "random", "edge"]
-    assert keys(report, "sanity") == ["cam", *FAMILY, "edge"] and report.sanity_seeds == 3
+    assert keys(report, "sanity") == ["cam", *FAMILY, "edge"] and report.sanity.seeds == 3
     for result in report.measured():
         scores = result.faithfulness
         assert scores.images == 12 and len(scores.curves["deletion"]) == 5
@@ -175,7 +175,7 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
     cam = report.methods["cam"].sanity
     assert cam.last_stage.spearman_std > 0 and cam.cascade["trained"].spearman_std is None
     assert all(result.cost.ms_per_image > 0 for result in report.measured("localization"))
-    assert -1 <= report.cam_iou_vs_deletion_spearman <= 1
+    assert -1 <= report.faithfulness.cam_iou_vs_deletion_spearman <= 1
     written = sorted(path.name for path in (trained_cluttered / "report").iterdir())
     assert {"faithfulness_curves.png", "sanity_cascade.png", "sanity_curves.png", "localization.json"} <= set(written)
     table = (trained_cluttered / "report" / "localization.md").read_text()
@@ -250,7 +250,7 @@ def test_methods_choose_what_every_group_runs(trained_cluttered, tmp_path):
         "--batch_size=4", "--examples=0", "--explained=2", "--steps=2", "--road_images=0", "--sanity_seeds=1",
         "--methods=edge,ablation_cam,cam", "--cam_batch_size=16"]))
     assert keys(report) == ["cam", "ablation_cam", "edge"] and keys(report, "localization") == ["cam", "ablation_cam"]
-    assert keys(report, "sanity") == ["cam", "ablation_cam", "edge"] and report.sanity_seeds == 1
+    assert keys(report, "sanity") == ["cam", "ablation_cam", "edge"] and report.sanity.seeds == 1
     assert report.cam_batch_size == 16 and report.methods["ablation_cam"].method.batch_size == 16
     assert report.methods["cam"].sanity.last_stage.spearman_std is None  # one draw: no spread
     assert report.methods["ablation_cam"].cost.over_forward > 0 and report.methods["edge"].cost is None

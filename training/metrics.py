@@ -1,5 +1,4 @@
-"""What a training run measures and how its schedules go: the learning rate, progressive resizing,
-evaluation with test-time flips and shifts, and the per-epoch metrics files.
+"""What a training run measures: accuracy with test-time flips and shifts, and the per-epoch metrics files.
 
 train.py's step and epoch loop use these; none of them reads train.py's flags.
 """
