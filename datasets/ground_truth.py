@@ -1,4 +1,10 @@
-"""TODO docstring."""
+"""Where the objects are: the GroundTruth of a batch of images (boxes, masks, ignore regions) and its box
+conventions.
+
+A box is (x0, y0, x1, y1) in pixels. This repo's datasets give exclusive ends (width = x1 - x0);
+wsolevaluation's metadata gives inclusive ones (width = x1 - x0 + 1): `to_inclusive` and
+`exclusive_boxes` convert, rows of -1 pad images with fewer boxes.
+"""
 
 from dataclasses import dataclass
 

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Maps that ignore the model, to measure the metrics against: a centered Gaussian, uniform noise and
+the Sobel edge map. Each `*_maps(net, images, classes, seed)` gives float maps (B, H, W) in [0, 1] for
+images (B, C, H, W); a metric that ranks CAM no better than these cannot tell CAM's maps apart.
+"""
 
 import numpy as np
 import torch

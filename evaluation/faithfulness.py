@@ -1,4 +1,4 @@
-"""Does the map explain the model? Faithfulness metrics and sanity checks of saliency maps, batched.
+"""Does the map explain the model? Faithfulness metrics of saliency maps, batched.
 
 Conventions: images are normalized float (N, C, H, W) as the model takes them; a map is float
 (N, H, W) at the image's resolution; `classes` are int64 (N,), the class each map explains. Every
@@ -9,10 +9,7 @@ function is deterministic (random draws come from an explicit seed or generator)
 - Average drop and increase in confidence (Chattopadhay et al., "Grad-CAM++", WACV 2018): `confidence_change`.
 - Pointing game (Zhang et al., ECCV 2016) and its energy-based form (Wang et al., "Score-CAM",
   CVPR-W 2020): `pointing_hits`, `box_energy`.
-- Sanity checks (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018): the cascading
-  model-parameter randomization `cascading_randomization` and the similarity scores
-  `spearman_correlation` and `ssim` (Wang et al., IEEE TIP 2004).
-`FaithfulnessEvaluator` accumulates the per-image scores over batches, wsolevaluation style.
+The sanity checks are evaluation/sanity.py's. `FaithfulnessEvaluator` accumulates the per-image scores over batches, wsolevaluation style.
 """
 
 import math

@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""The figures of evaluate_cam.py's report, drawn from its records (evaluation/results.py): examples with
+boxes, box accuracy against the threshold, deletion and insertion curves, and the sanity cascade.
+
+Images are uint8 RGB (H, W, 3); maps are floats in [0, 1] (H, W); PNGs are written whole
+(utils/drawing.py).
+"""
 
 from dataclasses import dataclass
 from pathlib import Path

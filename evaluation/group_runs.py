@@ -166,7 +166,7 @@ def localization_group(net, split: Split, chosen: list[registry.Method], has_val
         example.box = None if operating is None else localization.boxes_from_maps(example.heat[None],
                                                                                   operating.threshold)[0]
     record = results.LocalizationGroup(
-        count, "validation" if has_validation else f"--cam_threshold={cam_threshold}", threshold_step,
+        count, has_validation, cam_threshold, threshold_step,
         1000 * forward_seconds / count, round(time.perf_counter() - started, 1), measured,
         {key: results.Cost(1000 * seconds[key] / count, seconds[key] / forward_seconds) for key in measured})
     return record, drawn

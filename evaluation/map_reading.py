@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""How raw CAMs become heat maps: the one place both scripts read maps (`cam_heat_maps`).
+
+A reading (`MapReading`) is a normalization to [0, 1] (min-max, max or IVR; Kim et al., "Normalization
+Matters in Weakly Supervised Object Localization", ICCV 2021) and whether the mirror image's CAMs are
+averaged in; maps are upsampled bilinearly as floats before any 8-bit conversion.
+"""
 
 import math
 from dataclasses import dataclass
@@ -6,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-import model as models
+import model
 
 
 def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
@@ -64,9 +69,9 @@ def cam_heat_maps(net, images: torch.Tensor, reading: MapReading = STANDARD_READ
     image's `topk` most probable classes when None, read as `reading` says, upsampled bilinearly to
     size (default: the images' size) and normalized. The maps are CAM's, fc x features."""
     with torch.no_grad():
-        logits, cams = models.class_activation_maps(net, images)
+        logits, cams = model.class_activation_maps(net, images)
         if reading.flip:
-            mirror_logits, mirror_cams = models.class_activation_maps(net, images.flip(-1))
+            mirror_logits, mirror_cams = model.class_activation_maps(net, images.flip(-1))
             logits, cams = (logits + mirror_logits) / 2, (cams + mirror_cams.flip(-1)) / 2
     if classes is None:
         classes = logits.topk(topk, dim=1).indices

@@ -11,7 +11,7 @@ depend on the model's weights (a method that does not is computed once in the ca
 randomization), `layer` which module it reads (`features`, the last conv maps, for GAP nets),
 `library` which pytorch-grad-cam class makes its maps (None: this repo's code) and `groups` which of
 evaluate_cam.py's localization and faithfulness groups measure it (its sanity group measures every
-method with `raw` maps).
+method with `raw` maps). The baselines' maps are evaluation/baselines.py's.
 
 The CAM family comes from pytorch-grad-cam (Gildenblat et al., PyPI grad-cam 1.5.7), one entry per
 class of it that explains a classifier's class, each made by `library_method` (see `LIBRARY`, with
@@ -49,7 +49,7 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-import model as models
+import model
 from evaluation import baselines, map_reading
 from utils import cli
 
@@ -110,7 +110,7 @@ class Method:
 def model_logits(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The model's logits, read off its CAMs (exactly those of CAM's standard reading)."""
     with torch.no_grad():
-        return models.class_activation_maps(net, images)[0]
+        return model.class_activation_maps(net, images)[0]
 
 
 def upsampled(maps: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -127,7 +127,7 @@ def logits_and_class_cams(net: nn.Module, images: torch.Tensor, classes: torch.T
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """From one forward pass: the model's logits (B, num_classes), as model_logits gives them, and class_cams' maps."""
     with torch.no_grad():
-        logits, cams = models.class_activation_maps(net, images)
+        logits, cams = model.class_activation_maps(net, images)
     return logits, cams[torch.arange(len(classes)), classes]
 
 

@@ -44,7 +44,7 @@ class LocalizationResult:
     curves: dict[str, list[float]]
     operating: OperatingPoint | None = None
     box_convention: str = localization.BOX_CONVENTIONS[False]  # which boxes and IoU (LocalizationEvaluator)
-    equals_cam_max_diff: float | None = None  # max |its maps - ReLU(CAM)'s| (methods.relu_cam) over the images
+    equals_cam_max_diff: float | None = None  # max |its maps - ReLU(CAM)'s| (registry.relu_cam) over the images
 
 
 @dataclass
@@ -120,7 +120,7 @@ class Cost:
     """What one method's maps cost in the localization group's run: milliseconds per image of its
     maps calls (with its own logits where the same pass gives them: Method.logits_and_maps) at the
     report's batch size, and their time over that of a plain forward pass of the same batches; both
-    on the model with its batch norms folded (models.folded_batch_norms), as the group runs it."""
+    on the model with its batch norms folded (model.folded_batch_norms), as the group runs it."""
 
     ms_per_image: float
     over_forward: float
@@ -150,17 +150,22 @@ class MethodResult:
 
 @dataclass
 class LocalizationGroup:
-    """The localization group's run: on how many images, how the operating thresholds were chosen
-    ("validation", or the --cam_threshold used), the sweep's step, a plain forward pass's time (the
-    Cost unit, BN folded) and the group's seconds; each method's scores and cost by key."""
+    """The localization group's run: on how many images, whether the operating thresholds were chosen
+    on the validation split (else each is cam_threshold), the sweep's step, a plain forward pass's
+    time (the Cost unit, BN folded) and the group's seconds; each method's scores and cost by key."""
 
     images: int
-    thresholds_chosen_on: str
+    on_validation: bool
+    cam_threshold: float
     threshold_step: float
     forward_ms_per_image: float
     seconds: float
     scores: dict[str, LocalizationResult]
     costs: dict[str, Cost]
+
+    def thresholds_chosen_on(self) -> str:
+        """How the operating thresholds were chosen, as localization.json and the table say it."""
+        return "validation" if self.on_validation else f"--cam_threshold={self.cam_threshold}"
 
 
 @dataclass
@@ -241,7 +246,7 @@ class Report:
             "batch_size": self.batch_size, "cam_batch_size": self.cam_batch_size,
         }
         if located:
-            content |= {"images": located.images, "thresholds_chosen_on": located.thresholds_chosen_on,
+            content |= {"images": located.images, "thresholds_chosen_on": located.thresholds_chosen_on(),
                         "threshold_step": located.threshold_step,
                         "forward_ms_per_image": located.forward_ms_per_image,
                         "seconds_localization": located.seconds}

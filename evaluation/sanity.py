@@ -1,4 +1,13 @@
-"""TODO docstring."""
+"""Do the maps depend on the model? Adebayo et al.'s sanity checks ("Sanity Checks for Saliency Maps",
+NeurIPS 2018), batched.
+
+The cascading model-parameter randomization (`cascading_randomization`) re-initializes the model's
+stages from the top; the maps after each stage are compared with the trained model's by Spearman rank
+correlation (of the maps and of their absolute values) and SSIM (Wang et al., IEEE TIP 2004).
+`SanityEvaluator` accumulates them over batches and random draws, and the maps of a model trained on
+permuted labels (the data randomization test). A method that passes changes: similarities near 0
+once the weights are random.
+"""
 
 import copy
 import math
@@ -145,7 +154,7 @@ def similarities(maps: torch.Tensor, references: torch.Tensor | Reference) -> di
 
 
 class Explained(Protocol):
-    """What the sanity checks need of a method (methods.Method has it): raw(net, images, classes),
+    """What the sanity checks need of a method (registry.Method has it): raw(net, images, classes),
     its unnormalized maps (N, H, W) of classes (N,), and whether they depend on the model's weights."""
 
     raw: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -208,7 +208,7 @@ def localization_note(report: results.Report) -> str:
     located = report.localization
     return (f"Localization of `{report.checkpoint}` on {located.images} {report.dataset['name']} "
             f"{report.split} images (top-1 / GT-known loc at each method's threshold, chosen with "
-            f"{located.thresholds_chosen_on}; sweep step {located.threshold_step}).\n\n" + markdown_table(report)
+            f"{located.thresholds_chosen_on()}; sweep step {located.threshold_step}).\n\n" + markdown_table(report)
             + "\n" + same_maps_note(report) + " What each method's maps cost, per image at batch size "
             f"{report.batch_size} and over a plain forward pass of the same batches "
             f"({located.forward_ms_per_image:.2f} ms per image; both with the batch norms folded into the "

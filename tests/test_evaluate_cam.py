@@ -135,8 +135,10 @@ def test_operating_thresholds_are_chosen_on_the_validation_split(trained_clutter
     common = [f"--checkpoint={tmp_path / 'held_out.pt'}", "--examples=0", "--batch_size=16", "--groups=localization"]
     chosen = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*common, "--split=validation",
                                                                            f"--output_dir={tmp_path / 'validation'}"]))
-    tested = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*common, f"--output_dir={tmp_path / 'test'}"]))
-    assert chosen.images == 40 and tested.images == 60 and tested.thresholds_chosen_on == "validation"
+    tested = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*common,
+                                                                           f"--output_dir={tmp_path / 'test'}"]))
+    assert chosen.localization.images == 40 and tested.localization.images == 60
+    assert tested.localization.on_validation and tested.as_json()["thresholds_chosen_on"] == "validation"
     for result in tested.measured():
         scores, on_validation = result.localization, chosen.methods[result.method.key].localization
         at_best = localization.at_threshold({"curves": scores.curves}, on_validation.max_box_acc_threshold)

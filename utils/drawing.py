@@ -1,5 +1,4 @@
-"""Drawing maps: undo the normalization, color a map, blend it over the image, draw boxes, save PNGs;
-and the figures of evaluate_cam.py's report, from its records (results.py).
+"""Drawing maps: undo the normalization, color a map, blend it over the image, draw boxes, save PNGs.
 
 Images are uint8 RGB (H, W, 3) numpy arrays; maps are floats in [0, 1] (H, W). OpenCV's colormaps
 give BGR, converted here, so nothing outside this module deals with BGR.

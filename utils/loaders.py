@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Feeding a split in batches: from one uint8 tensor on the device (`TensorLoader`), or through a
+DataLoader whose UserErrors arrive as one line (`UserErrorLoader`).
+"""
 
 import math
 from collections.abc import Iterator

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""How much memory is left: refuse work that cannot fit before it starts, with the setting to lower.
+"""
 
 from utils.cli import DatasetError
 
