@@ -197,7 +197,7 @@ def explain(net, scorer, split: Split, chosen: list[registry.Method], groups: li
     the item. The class probabilities that the faithfulness scores read come from scorer, net with
     its batch norms folded (model.folded_batch_norms); the maps come from net itself: the sanity
     cascade re-initializes its batch norms, and the pixel order of ROAD and the curves can turn on
-    float rounding where a map's values tie (docs/performance.md). located: the localization group's
+    float rounding where a map's values tie (docs/methods.md). located: the localization group's
     record, whose operating threshold CAM's IoU uses. Returns (the faithfulness record, the sanity
     record, each None where its group is not in groups, and the cascade figure's maps {stage: {method
     key: maps (shown, H, W)}}, empty without the sanity group)."""
