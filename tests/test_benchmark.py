@@ -6,14 +6,21 @@ from torch import nn
 
 import benchmark
 import model as models
+from evaluation import faithfulness
 from utils import cli
 
 
+def test_the_steps_default_is_the_reports():
+    """benchmark.py's literal --steps is evaluate_cam.py's (faithfulness.STEPS): the peer rows time the report's
+    deletion and insertion, so the two cannot drift apart."""
+    assert benchmark.steps == faithfulness.STEPS
+
+
 def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
-    args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--model_names=cnn", "--dataset_names=fashion-mnist",
-            "--batch_size=8", "--map_batch_size=4", "--warmup=0", "--repeats=2", "--train_warmup=1", "--train_steps=2",
-            "--download=false", "--precision=fp32", "--photo_models=resnet18", "--photo_size=64", "--photo_batch_size=2",
-            "--photo_repeats=1", "--peers=false"]
+    args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--model_names=cnn",
+            "--dataset_names=fashion-mnist", "--batch_size=8", "--map_batch_size=4", "--warmup=0", "--repeats=2",
+            "--train_warmup=1", "--train_steps=2", "--download=false", "--precision=fp32", "--photo_models=resnet18",
+            "--photo_size=64", "--photo_batch_size=2", "--photo_repeats=1", "--peers=false"]
     report = benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
     row, photo = report["rows"]
     assert photo["model"] == "resnet18" and photo["train_images_per_second"] is None and photo["cam_over_forward"] > 0
@@ -33,7 +40,8 @@ def test_benchmark_times_training_and_maps(tmp_path, fashion_data, capsys):
     (["--batch_size=64"], "fewer than 3 training batches of 64"),
     (["--photo_models=vgg16"], "'vgg16' is not a torchvision classifier with a GAP"),
     (["--photo_size=0"], "--photo_size, --photo_batch_size and --photo_repeats must be >= 1"),
-    (["--model_names=", "--photo_models="], "--model_names and --photo_models name no model, so there is nothing to time"),
+    (["--model_names=", "--photo_models="],
+     "--model_names and --photo_models name no model, so there is nothing to time"),
     (["--dataset_names="], "--dataset_names names no dataset to time --model_names=cnn on"),
 ])
 def test_benchmark_errors(tmp_path, fashion_data, extra, message):
@@ -85,7 +93,8 @@ def blob_net_and_images() -> tuple[models.GapNet, torch.Tensor]:
     images = 0.1 * torch.randn(6, 3, 16, 16, generator=generator)
     for n, (y, x) in enumerate(torch.randint(0, 10, (6, 2), generator=generator).tolist()):
         images[n, n % 3, y:y + 6, x:x + 6] += 3
-    return models.GapNet(features, fc, {"name": "blobs", "num_classes": 3, "in_channels": 3, "options": {}}).eval(), images
+    arch = {"name": "blobs", "num_classes": 3, "in_channels": 3, "options": {}}
+    return models.GapNet(features, fc, arch).eval(), images
 
 
 @pytest.mark.oracle
@@ -94,7 +103,8 @@ def test_each_peer_row_times_the_same_computation_as_this_repo():
     pytest.importorskip("torchcam")
     net, images = blob_net_and_images()
     with benchmark.peer_runs(net, images, [0.5] * 3, [0.25] * 3, steps=16) as runs:
-        (_, cam, _, torchcam_cam), (_, maps, _, grad_cam), (_, curves, _, torchcam_curves), (_, road, _, grad_cam_road) = runs
+        (_, cam, _, torchcam_cam), (_, maps, _, grad_cam), (_, curves, _, torchcam_curves) = runs[:3]
+        (_, road, _, grad_cam_road) = runs[3]
         assert torch.allclose(cam(), torchcam_cam(), atol=1e-5)
         assert torch.allclose(maps(), torch.as_tensor(grad_cam()), atol=1e-4)
         deletion, insertion = curves()
@@ -109,9 +119,10 @@ def test_each_peer_row_times_the_same_computation_as_this_repo():
 
 @pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")
 def test_peer_rows_print_beside_the_table(tmp_path, fashion_data, capsys):
-    args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--model_names=cnn", "--dataset_names=fashion-mnist",
-            "--batch_size=8", "--map_batch_size=2", "--warmup=0", "--repeats=1", "--train_warmup=1", "--train_steps=2",
-            "--download=false", "--precision=fp32", "--photo_models=", "--peer_images=2", "--peer_repeats=1", "--steps=4"]
+    args = [f"--data_dir={fashion_data}", f"--output_dir={tmp_path}", "--model_names=cnn",
+            "--dataset_names=fashion-mnist", "--batch_size=8", "--map_batch_size=2", "--warmup=0", "--repeats=1",
+            "--train_warmup=1", "--train_steps=2", "--download=false", "--precision=fp32", "--photo_models=",
+            "--peer_images=2", "--peer_repeats=1", "--steps=4"]
     report = benchmark.run_benchmark(cli.parse_hyperparameters(benchmark, args))
     peers = report["rows"][0]["peers"]
     assert [peer["peer"] for peer in peers] == ["torchcam CAM", "pytorch-grad-cam GradCAM",

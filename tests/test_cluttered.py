@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import write_mnist_like
+from helpers import write_mnist_like
 
 import data
 from datasets import cluttered

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import write_mnist_like
+from helpers import write_mnist_like
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import assert_clean_error, run_script
+from helpers import assert_clean_error, run_script
 from PIL import Image
 
 import data

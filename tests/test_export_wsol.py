@@ -4,12 +4,13 @@ by --dataset=cub and --dataset=openimages, and scored there as the built-in set 
 import cv2
 import numpy as np
 import pytest
-from conftest import run_training, write_mnist_like
+from helpers import run_training, write_mnist_like
 from PIL import Image
 
 import data
 import evaluate_cam
 import export_wsol
+from datasets.cluttered import CLUTTER_DEFAULTS
 from evaluation import localization
 from utils import cli
 
@@ -56,7 +57,8 @@ def test_export_wsol_writes_masks_in_the_openimages_layout(tmp_path):
                       "--image_size=48", "--clutter=2", "--validation=8", "--layout=openimages", "--limit=10"])
     source = data.load_dataset("fashion-mnist-cluttered", tmp_path / "data", False, 48, {"clutter": 2}).hold_out(8)
     loaded = data.load_dataset("openimages", output, download=False)
-    assert [len(loaded.train), len(loaded.validation), len(loaded.test)] == [10, 8, 10]  # --limit: the first 10 of each split
+    # --limit: the first 10 of each split
+    assert [len(loaded.train), len(loaded.validation), len(loaded.test)] == [10, 8, 10]
     assert loaded.test.image_id(0).startswith("test/0") and loaded.test.image_id(0).endswith("/test_000000.png")
     line = (output / "metadata" / "OpenImages" / "test" / "localization.txt").read_text().splitlines()[0]
     image_id, mask, ignore = line.split(",")
@@ -69,15 +71,24 @@ def test_export_wsol_writes_masks_in_the_openimages_layout(tmp_path):
     assert not truth.ignore.any()
 
 
+def test_the_clutter_defaults_are_the_sets_own():
+    """export_wsol.py's literal clutter defaults are cluttered.CLUTTER_DEFAULTS (the set's settings where none are
+    given), so they cannot drift apart."""
+    assert (export_wsol.clutter, export_wsol.clutter_size) == (CLUTTER_DEFAULTS["clutter"],
+                                                               CLUTTER_DEFAULTS["clutter_size"])
+
+
 def test_help_lists_the_layouts(capsys):
     with pytest.raises(SystemExit):
         export_wsol.main(["--help"])
     assert "--layout" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [(["--layout=voc"], "--layout='voc' is unknown; choose one of: cub, openimages"),
-                                           (["--validation=0"], "--validation must be at least 1"),
-                                           (["--limit=-1"], "--limit must be >= 0")])
+@pytest.mark.parametrize("args, message", [
+    (["--layout=voc"], "--layout='voc' is unknown; choose one of: cub, openimages"),
+    (["--validation=0"], "--validation must be at least 1"),
+    (["--limit=-1"], "--limit must be >= 0"),
+])
 def test_bad_values_are_refused(tmp_path, args, message):
     with pytest.raises(cli.UserError, match=message.replace("[", r"\[")):
         export_wsol.main([f"--output_dir={tmp_path}", *args])

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import write_mnist_like
+from helpers import write_mnist_like
 
 import data
 from utils import idx_files

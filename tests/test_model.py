@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import write_bad_checkpoints
+from helpers import write_bad_checkpoints
 from torch import nn
 
 import model as models

@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from conftest import run_training
+from helpers import run_training
 
 import model as models
 import train

@@ -11,6 +11,7 @@ import model as models
 import train
 import visualize_cam
 from networks import torchvision_models
+from training import schedules, settings
 from utils import cli
 
 
@@ -282,7 +283,7 @@ def test_wsol_backbones_load_torchvision_imagenet_weights_offline_and_reload(tmp
 
 def test_train_passes_the_wsol_flags_to_the_model():
     def options(*args):
-        return train.model_options(cli.parse_hyperparameters(train, ["--model=resnet50", *args]))
+        return settings.model_options(cli.parse_hyperparameters(train, ["--model=resnet50", *args]))
     assert options() == {}
     assert options("--wsol_backbone") == {"wsol": True}
     assert options("--wsol_backbone", "--large_feature_map") == {"wsol": True, "large_feature_map": True}
@@ -291,15 +292,14 @@ def test_train_passes_the_wsol_flags_to_the_model():
 @pytest.mark.parametrize("name, fast", [("resnet50", ("layer4",)), ("inception_v3", ("SPG_A3_1b", "SPG_A3_2b")),
                                         ("vgg16", ("conv6",))])
 def test_train_gives_the_layers_wsolevaluation_trains_fast_the_heads_lr(name, fast):
-    cfg = cli.parse_hyperparameters(train, [f"--model={name}", "--weights=IMAGENET1K_V1", "--wsol_backbone",
-                                            "--lr=0.1", "--backbone_lr=0.1"])
+    assert torchvision_models.head_rate_layers(name) == fast
     net = models.build_model(name, 200, 3, wsol=True)  # random weights: only the grouping is tested
-    slow, head = train.parameter_groups(cfg, net)
+    slow, head = schedules.parameter_groups(net, 0.01, fast)
     assert slow["lr"] == pytest.approx(0.01) and "lr" not in head  # the head's group takes --lr
     expected = {id(p) for layer in fast for p in getattr(net.features, layer).parameters()}
     expected |= {id(p) for p in net.fc.parameters()}
     assert {id(p) for p in head["params"]} == expected
     assert len(slow["params"]) + len(head["params"]) == len(list(net.parameters()))  # every weight in one group
-    plain = cli.parse_hyperparameters(train, [f"--model={name}", "--weights=IMAGENET1K_V1", "--wsol_backbone"])
-    plain.wsol_backbone = False  # a torchvision classifier fine-tuned as is: only fc is new
-    assert {id(p) for p in train.parameter_groups(plain, net)[1]["params"]} == {id(p) for p in net.fc.parameters()}
+    plain = schedules.parameter_groups(net, 0.01)  # a torchvision classifier fine-tuned as is: only fc is new
+    assert {id(p) for p in plain[1]["params"]} == {id(p) for p in net.fc.parameters()}
+    assert len(schedules.parameter_groups(net)) == 1  # no pretrained weights: one group at --lr

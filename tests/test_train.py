@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, assert_clean_error, run_script, run_training, train_args, write_mnist_like
+from helpers import REPO, assert_clean_error, run_script, run_training, train_args, write_mnist_like
 
 import model as models
 import train
+from datasets.cluttered import CLUTTER_DEFAULTS
 from training import schedules, wsol
 from utils import cli, distributed
 
@@ -289,6 +290,17 @@ def test_a_diverging_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path,
     assert {path.name: path.read_bytes() for path in (tmp_path / "checkpoints").iterdir()} == before
 
 
+def test_the_defaults_are_the_networks_and_the_cluttered_sets_the_libraries_build():
+    """train.py's literal defaults of the cnn and of the cluttered set are the libraries' own, so they cannot drift
+    apart: model.CNN_DEFAULTS (what build_model("cnn") builds without options, as benchmark.py does) and
+    cluttered.CLUTTER_DEFAULTS (the set's settings where none are given)."""
+    convs = tuple(int(count) for count in train.convs.split(","))
+    assert {"width": train.width, "pools": train.pools, "convs": convs, "head": train.head,
+            "dilation": train.dilation} == models.CNN_DEFAULTS
+    assert {"clutter": train.clutter, "clutter_size": train.clutter_size} == {
+        name: CLUTTER_DEFAULTS[name] for name in ("clutter", "clutter_size")}
+
+
 def test_help_lists_every_hyperparameter(capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--help"])
@@ -401,7 +413,8 @@ def test_the_step_is_cross_entropy_and_adds_the_alignment_terms_from_align_start
         cfg = cli.parse_hyperparameters(train, ["--label_smoothing=0.1", "--precision=fp32", *flags])
         optimizer = torch.optim.SGD(net.parameters(), lr=0.0)  # the weights stay as they are
         run = SimpleNamespace(cfg=cfg, device=torch.device("cpu"), train_net=net, net=net, optimizer=optimizer,
-                              processes=distributed.Processes(), scheduler=schedules.make_scheduler(optimizer, "constant", 1))
+                              processes=distributed.Processes(),
+                              scheduler=schedules.make_scheduler(optimizer, "constant", 1))
         loss, logits, stopping = train.train_step(run, images, labels, progress, torch.Generator(),
                                                   distributed.StopRequest())
         assert torch.allclose(logits, net(images)) and not stopping

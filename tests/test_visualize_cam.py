@@ -1,19 +1,26 @@
 import numpy as np
 import pytest
 import torch
-from conftest import assert_clean_error, pattern_images, run_script
+from helpers import assert_clean_error, pattern_images, run_script
 from PIL import Image
 
 import data
 import model as models
 import visualize_cam as vis
-from evaluation import map_reading
+from evaluation import localization, map_reading
 from utils import cli
 
 
 def draw(trained, *extra):
     args = [f"--checkpoint={trained / 'checkpoints/best.pt'}", f"--output_dir={trained / 'drawn'}", *extra]
     return vis.draw(cli.parse_hyperparameters(vis, args))
+
+
+def test_the_reading_and_box_defaults_are_the_evaluations():
+    """visualize_cam.py's literal defaults read and box the maps as evaluate_cam.py's recipe does
+    (map_reading.RECIPE_READING, localization.CAM_THRESHOLD), so they cannot drift apart."""
+    reading = map_reading.MapReading(vis.normalization, vis.percentile, vis.flip_maps)
+    assert reading == map_reading.RECIPE_READING and vis.box_threshold == localization.CAM_THRESHOLD
 
 
 def test_draw_random_samples_is_seeded(trained, capsys):

@@ -1,47 +1,9 @@
 import numpy as np
-import pytest
-import torch
+from helpers import assert_drawn
 from PIL import Image
 
 from datasets.ground_truth import GroundTruth
 from evaluation import figures, localization, results
-from utils import cli, drawing
-
-
-def test_to_rgb_image_undoes_the_normalization():
-    original = np.random.default_rng(0).integers(0, 256, size=(5, 6, 3), dtype=np.uint8)
-    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
-    pixels = torch.tensor(original).permute(2, 0, 1) / 255
-    tensor = (pixels - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    assert np.array_equal(drawing.to_rgb_image(tensor, mean, std), original)
-    gray = drawing.to_rgb_image(torch.zeros(1, 5, 6), (0.5,), (0.5,))
-    assert gray.shape == (5, 6, 3) and gray.dtype == np.uint8 and (gray == 128).all()
-
-
-def test_colorize_returns_rgb_not_bgr():
-    heat = np.array([[0.0, 1.0]])
-    colors = drawing.colorize(heat, "jet")
-    assert colors.shape == (1, 2, 3) and colors.dtype == np.uint8
-    cold, hot = colors[0, 0], colors[0, 1]
-    assert cold[2] > 100 and cold[0] < 50  # JET's low end is blue: blue channel last in RGB
-    assert hot[0] > 100 and hot[2] < 50  # JET's high end is red: red channel first in RGB
-
-
-def test_overlay_blends_with_alpha():
-    image = np.full((4, 6, 3), 200, dtype=np.uint8)
-    heat = np.linspace(0, 1, 24).reshape(4, 6)
-    colored = drawing.colorize(heat, "jet")
-    assert np.array_equal(drawing.overlay(image, heat, alpha=0.0), image)
-    assert np.array_equal(drawing.overlay(image, heat, alpha=1.0), colored)
-    half = drawing.overlay(image, heat, alpha=0.5)
-    assert half.dtype == np.uint8 and half.shape == (4, 6, 3)
-    assert np.abs(half.astype(int) - (image.astype(int) + colored) / 2).max() <= 0.5
-
-
-def test_unknown_colormap():
-    with pytest.raises(cli.UserError, match="unknown colormap 'rainbowz'; choose one of: .*jet"):
-        drawing.colorize(np.zeros((2, 2)), "rainbowz")
-
 
 
 def localization_result(threshold: float = 0.3) -> results.LocalizationResult:
@@ -56,10 +18,12 @@ def localization_result(threshold: float = 0.3) -> results.LocalizationResult:
 
 def test_examples_figure_draws_a_grid_of_boxed_maps(tmp_path):
     image, heat = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32)
+    heat[2:6, 2:6] = 1.0
     examples = [figures.Example(index, image, heat, np.array([1, 1, 5, 5]), "shirt", predicted,
                                 box=np.array([2, 2, 6, 6])) for index, predicted in ((3, "shirt"), (7, "bag"))]
     figures.examples_figure(examples, tmp_path / "examples.png")
     assert Image.open(tmp_path / "examples.png").size == (420, 240)  # 2 columns of 2.1 in, 1 row of 2.4 in, 100 dpi
+    assert_drawn(tmp_path / "examples.png")
 
 
 def test_threshold_and_removal_curves_figures(tmp_path):
@@ -71,6 +35,7 @@ def test_threshold_and_removal_curves_figures(tmp_path):
     figures.removal_curves_figure([("CAM", faithful)], tmp_path / "removal.png")
     for name in ("thresholds.png", "removal.png"):
         assert Image.open(tmp_path / name).size == (1100, 400)
+        assert_drawn(tmp_path / name)
 
 
 def test_cascade_figure_has_a_row_per_map_and_a_column_per_stage(tmp_path):
@@ -79,6 +44,7 @@ def test_cascade_figure_has_a_row_per_map_and_a_column_per_stage(tmp_path):
     rows = [("image 0", dict.fromkeys(stages, maps)), ("edge (Sobel)\nimage 0", dict.fromkeys(stages, maps))]
     figures.cascade_figure(rows, tmp_path / "cascade.png")
     assert Image.open(tmp_path / "cascade.png").size == (390, 290)
+    assert_drawn(tmp_path / "cascade.png")
 
 
 def test_sanity_curves_figure_draws_each_methods_mean_and_spread_per_stage(tmp_path):
@@ -89,3 +55,4 @@ def test_sanity_curves_figure_draws_each_methods_mean_and_spread_per_stage(tmp_p
     edge = results.SanityResult(dict.fromkeys(("trained", "fc", "features.0"), stage(1.0, 0.0)))
     figures.sanity_curves_figure([("CAM", cam), ("edge", edge)], tmp_path / "sanity.png")
     assert Image.open(tmp_path / "sanity.png").size == (1100, 400)
+    assert_drawn(tmp_path / "sanity.png")

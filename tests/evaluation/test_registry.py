@@ -33,6 +33,8 @@ def hand_cams(images: torch.Tensor) -> torch.Tensor:
 
 
 IMAGES = torch.randn(3, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+
+
 CLASSES = torch.tensor([0, 1, 1])
 
 
@@ -63,6 +65,8 @@ def torchcam_net() -> models.GapNet:
 
 
 SAME_AS_RELU_CAM = ["grad_cam", "hires_cam", "xgrad_cam", "shapley_cam"]  # on a GAP net, by construction
+
+
 UNLIKE_RELU_CAM = ["grad_cam_plusplus", "layer_cam", "grad_cam_elementwise", "eigen_cam", "eigen_grad_cam", "kpca_cam",
                    "fem", "score_cam", "ablation_cam", "full_grad"]
 
@@ -147,19 +151,6 @@ def test_cam_read_with_flips_averages_the_mirror_image_in():
     assert registry.describe_reading(map_reading.MapReading("ivr", 0.3, False)) == "CAM, ivr 0.3"
 
 
-def test_the_baselines_do_not_look_at_the_model():
-    net, other = one_by_one_net(), models.build_model("cnn", 2, 3, width=4, head=0).eval()
-    for method in (registry.CENTER, registry.RANDOM, registry.EDGE):
-        assert not method.uses_weights and method.layer is None
-        assert torch.equal(method.maps(net, IMAGES, CLASSES, 5), method.maps(other, IMAGES, 1 - CLASSES, 5))
-    center = registry.CENTER.maps(net, IMAGES, CLASSES, 0)
-    assert center.shape == (3, 6, 6) and (center.numpy() == baselines.centered_gaussian(6, 6)).all()
-    noise = registry.RANDOM.maps(net, IMAGES, CLASSES, 5)
-    assert not torch.equal(noise, registry.RANDOM.maps(net, IMAGES, CLASSES, 6)) and 0 <= noise.min() <= noise.max() < 1
-    edges = registry.EDGE.maps(net, IMAGES, CLASSES, 0)
-    assert torch.equal(edges, map_reading.normalize_maps(baselines.sobel_edges(IMAGES)))
-
-
 def test_the_registry_and_its_groups():
     family = list(registry.LIBRARY)
     standard = registry.for_reading(map_reading.STANDARD_READING)
@@ -218,3 +209,16 @@ def test_a_method_a_user_adds_runs_in_every_group(trained_cluttered, tmp_path, m
     assert table.count("| CAM, inverted |") == 2  # the localization table and the summary
     written = json.loads((tmp_path / "localization.json").read_text())
     assert written["methods"]["inverted_cam"]["name"] == "CAM, inverted"
+
+
+def test_the_baselines_do_not_look_at_the_model():
+    net, other = one_by_one_net(), models.build_model("cnn", 2, 3, width=4, head=0).eval()
+    for method in (registry.CENTER, registry.RANDOM, registry.EDGE):
+        assert not method.uses_weights and method.layer is None
+        assert torch.equal(method.maps(net, IMAGES, CLASSES, 5), method.maps(other, IMAGES, 1 - CLASSES, 5))
+    center = registry.CENTER.maps(net, IMAGES, CLASSES, 0)
+    assert center.shape == (3, 6, 6) and (center.numpy() == baselines.centered_gaussian(6, 6)).all()
+    noise = registry.RANDOM.maps(net, IMAGES, CLASSES, 5)
+    assert not torch.equal(noise, registry.RANDOM.maps(net, IMAGES, CLASSES, 6)) and 0 <= noise.min() <= noise.max() < 1
+    edges = registry.EDGE.maps(net, IMAGES, CLASSES, 0)
+    assert torch.equal(edges, map_reading.normalize_maps(baselines.sobel_edges(IMAGES)))
