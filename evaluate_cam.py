@@ -209,7 +209,7 @@ def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
     as_json()). given: the hyperparameters set on the command line (cli.given_names), refused when
     no group run uses them. The localization group, the gallery and the faithfulness scores' class
     probabilities run the model with its batch norms folded into its convolutions
-    (models.folded_batch_norms): the same logits and maps up to float rounding, 1.2x sooner on a CPU."""
+    (models.folded_batch_norms): the same logits and maps up to float rounding, sooner on a CPU."""
     validate(cfg, given)
     groups = chosen_groups(cfg.groups)
     device = devices.pick_device(cfg.device)

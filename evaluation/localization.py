@@ -89,8 +89,8 @@ def component_stats(stacked: np.ndarray, block_ends: np.ndarray) -> np.ndarray:
     (each ends with a row of zeros), block_ends (B,) ascending the row after each block (the last:
     R). One connectedComponentsWithStats call per run of whole blocks few enough rows for 16-bit
     labels (an 8-connected scan opens at most one label per 2 x 2 pixels; this bound, not OpenCV,
-    keeps them from overflowing, as only recent OpenCV checks): OpenCV labels those in one thread, 1.3x
-    faster than 32-bit labels over the whole image on two; a block taller than that gets 32-bit
+    keeps them from overflowing, as only recent OpenCV checks): OpenCV labels those in one thread,
+    sooner than 32-bit labels over the whole image on two; a block taller than that gets 32-bit
     labels alone."""
     rows_per_call = 2 * ((LABELS_16_BIT - 1) // ((stacked.shape[1] + 1) // 2))
     stats, start = [], 0
