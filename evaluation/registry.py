@@ -59,11 +59,8 @@ MapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tens
 RawFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (net, images, classes)
 
 
-LogitsFunction = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (net, images) -> (B, num_classes)
-
-
 LogitsAndMapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int],  # (net, images, classes, seed) ->
-                                 tuple[torch.Tensor, torch.Tensor]]  # (logits, maps): Method.logits', Method.maps'
+                                 tuple[torch.Tensor, torch.Tensor]]  # (its logits (B, num_classes), Method.maps')
 
 
 CAM_BATCH_SIZE = 64  # Score-CAM and Ablation-CAM: masked or ablated copies of an image per forward pass (speed only)
@@ -72,12 +69,11 @@ SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its 
 
 @dataclass(frozen=True)
 class Method:
-    """One explanation method: see the module's docstring. logits: the logits its top-1
-    classification (and the class its example maps show) is read from, when they are not the
-    model's own (CAM read with test-time flips averages the mirror image's in); logits_and_maps:
-    (net, images, classes, seed) -> (those same logits, maps(...)) from one pass, where the method has
-    it (the read CAM: its maps' forward passes give its logits). batch_size: for
-    the methods that batch copies of an image (Score-CAM, Ablation-CAM), how many per forward pass."""
+    """One explanation method: see the module's docstring. logits_and_maps, for a method whose top-1
+    classification (and the class its example maps show) is not read from the model's own logits
+    (CAM read with test-time flips averages the mirror image's in): (net, images, classes, seed) ->
+    (its logits, maps(...)) from the passes that make its maps. batch_size: for the methods that
+    batch copies of an image (Score-CAM, Ablation-CAM), how many per forward pass."""
 
     key: str
     name: str
@@ -86,7 +82,6 @@ class Method:
     uses_weights: bool = True
     layer: str | None = "features"
     groups: tuple[str, ...] = ("localization", "faithfulness")
-    logits: LogitsFunction | None = None
     logits_and_maps: LogitsAndMapsFunction | None = None
     library: str | None = None
     batch_size: int | None = None
@@ -97,14 +92,12 @@ class Method:
 
     def classify(self, net: nn.Module, images: torch.Tensor, own: torch.Tensor | None = None) -> torch.Tensor:
         """The logits (B, num_classes) this method classifies images with; own: the model's logits
-        of the images (model_logits), when they are at hand."""
-        if self.logits:
-            return self.logits(net, images)
+        of the images (model_logits), when they are at hand. A method with logits_and_maps gives
+        them with the maps of class 0, which its logits do not depend on."""
+        if self.logits_and_maps:
+            return self.logits_and_maps(net, images, torch.zeros(len(images), dtype=torch.long,
+                                                                 device=images.device), 0)[0]
         return own if own is not None else model_logits(net, images)
-
-    def __post_init__(self):
-        if self.logits_and_maps and not self.logits:
-            raise ValueError(f"method {self.key!r}: logits_and_maps gives its own logits, so it needs logits too")
 
 
 def model_logits(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -167,13 +160,6 @@ def cam_maps(reading: map_reading.MapReading) -> MapsFunction:
     def maps(net, images, classes, seed):
         return logits_and_maps(net, images, classes, seed)[1]
     return maps
-
-
-def cam_logits(reading: map_reading.MapReading) -> LogitsFunction:
-    """The logits that go with CAM read as `reading` says (averaged with the mirror image's when it flips)."""
-    def logits(net, images):
-        return map_reading.cam_heat_maps(net, images, reading)[0]
-    return logits
 
 
 def describe_reading(reading: map_reading.MapReading) -> str:
@@ -305,8 +291,7 @@ def register(method: Method) -> Method:
 def read_cam(reading: map_reading.MapReading) -> Method:
     """CAM read as `reading` says, classified with that reading's logits; the sanity checks' raw
     CAM stands for it (a reading does not change the map's ranks)."""
-    return Method(READ_CAM, describe_reading(reading), cam_maps(reading), logits=cam_logits(reading),
-                  logits_and_maps=cam_logits_and_maps(reading))
+    return Method(READ_CAM, describe_reading(reading), cam_maps(reading), logits_and_maps=cam_logits_and_maps(reading))
 
 
 def for_reading(reading: map_reading.MapReading) -> list[Method]:
