@@ -7,7 +7,7 @@
 Training: images/s of full training steps (loading, augmentation, forward, backward, SGD step) on
 the real training set, and the epoch time that implies. Maps, per image, on batches of test images
 in eval mode: the plain forward pass (the floor), CAM of every class from one forward pass, and
-Grad-CAM as methods.py's registry makes it (pytorch-grad-cam's GradCAM on the same model, maps at the
+Grad-CAM as evaluation/registry.py makes it (pytorch-grad-cam's GradCAM on the same model, maps at the
 image's size); for photos, torchvision's ResNet-50 at 224 px (--photo_models).
 Peers (--peers, on each dataset's models): the same computation in this repo and in torchcam 0.5
 (CAM, DeletionInsertionMetric; skipped with a note where torchcam is not installed) or
@@ -36,33 +36,41 @@ from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostReleva
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
 import data
-import model as models
+import model
 from evaluation import faithfulness, registry
 from networks import torchvision_models
 from utils import devices, files
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
-model_names: str = "cnn"  # comma-separated model names (cnn,resnet18_small,vgg16_gap: every model, many minutes on a CPU)
+# models and data
+model_names: str = "cnn"  # comma-separated model names (cnn,resnet18_small,vgg16_gap: every model, minutes on a CPU)
 dataset_names: str = "fashion-mnist,fashion-mnist-cluttered"  # comma-separated dataset names
+data_dir: str = "data"  # where datasets are looked for (see train.py)
+download: bool = True  # download a dataset that is not on disk
+# training steps
 batch_size: int = 128  # training batch size
 train_warmup: int = 15  # untimed training steps first (oneDNN and the allocator warm up over several)
 train_steps: int = 40  # training steps timed back to back, as in an epoch
+precision: str = "auto"  # training steps: auto (bf16 autocast where it is fast, as in train.py) | bf16 | fp32
+# maps
 map_batch_size: int = 64  # test images per batch when timing maps
 warmup: int = 3  # map timings: untimed rounds before the timed ones
 repeats: int = 50  # map timings: timed rounds, each running every method once; the median is reported
-data_dir: str = "data"  # where datasets are looked for (see train.py)
-download: bool = True  # download a dataset that is not on disk
-device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
-channels_last: bool = True  # NHWC memory layout, as train.py uses by default
-precision: str = "auto"  # training steps: auto (bf16 autocast where it is fast, as in train.py) | bf16 | fp32
-photo_models: str = "resnet50"  # torchvision classifiers whose maps are timed on photo-sized inputs (random weights, 1,000 classes); "": none
+# photos
+photo_models: str = "resnet50"  # torchvision classifiers whose maps are timed on photo-sized inputs
+    # (random weights, 1,000 classes); "": none
 photo_size: int = 224  # side of those inputs
 photo_batch_size: int = 8  # images per batch for those
 photo_repeats: int = 10  # timed rounds for those (after `warmup` untimed ones)
+# peers
 peers: bool = True  # also time the same computations in torchcam and pytorch-grad-cam, where installed
-peer_images: int = 16  # test images of the peer rows (deletion and insertion, ROAD: one sparse solve per image and step)
+peer_images: int = 16  # test images of the peer rows
+    # (deletion and insertion, ROAD: one sparse solve per image and step)
 peer_repeats: int = 3  # timed rounds of the peer rows (after one untimed round)
-steps: int = faithfulness.STEPS  # peer rows: deletion and insertion steps from 0% to 100% of the pixels
+steps: int = 16  # peer rows: deletion and insertion steps from 0% to 100% of the pixels
+# output and runtime
+device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+channels_last: bool = True  # NHWC memory layout, as train.py uses by default
 output_dir: str = "outputs"  # where benchmark.json is written
 # ------------------------------------------------------------------------------------------------
 
@@ -128,9 +136,10 @@ def map_timings(net, images: torch.Tensor, device, warmup_runs: int, timed_runs:
 
     def cam():
         with torch.no_grad():
-            models.class_activation_maps(net, images)
+            model.class_activation_maps(net, images)
 
-    runs = {"forward": forward, "CAM (all classes)": cam, "Grad-CAM": lambda: registry.GRAD_CAM.raw(net, images, classes)}
+    runs = {"forward": forward, "CAM (all classes)": cam,
+            "Grad-CAM": lambda: registry.GRAD_CAM.raw(net, images, classes)}
     seconds = {name: [] for name in runs}
     for round_index in range(warmup_runs + timed_runs):
         for name, run in runs.items():
@@ -161,7 +170,7 @@ def peer_runs(net, images: torch.Tensor, mean: list[float], std: list[float], st
         with torch.no_grad():
             return registry.class_cams(net, images, classes)
 
-    scorer = models.folded_batch_norms(net)  # as evaluate_cam.py scores the curves: the same logits, sooner
+    scorer = model.folded_batch_norms(net)  # as evaluate_cam.py scores the curves: the same logits, sooner
 
     def deletion_and_insertion():
         logits, cams = registry.logits_and_class_cams(net, images, classes)
@@ -261,8 +270,8 @@ def run_benchmark(cfg) -> dict:
     datasets = [name.strip() for name in cfg.dataset_names.split(",") if name.strip()]
     photo_names = [name.strip() for name in cfg.photo_models.split(",") if name.strip()]
     for name in names:
-        if name not in models.MODELS:
-            raise cli.UserError(f"unknown model {name!r} in --model_names; choose from {', '.join(models.MODELS)}")
+        if name not in model.MODELS:
+            raise cli.UserError(f"unknown model {name!r} in --model_names; choose from {', '.join(model.MODELS)}")
     for name in photo_names:
         if name not in torchvision_models.torchvision_names():
             raise cli.UserError(f"--photo_models: {name!r} is not a torchvision classifier with a GAP + linear head "
@@ -287,15 +296,16 @@ def run_benchmark(cfg) -> dict:
         raise cli.UserError(f"--steps must be at least 2, got {cfg.steps}")
     cli.check_choice("precision", cfg.precision, devices.PRECISIONS)
     for name in photo_names:
-        if (side := models.map_side(name, 3, cfg.photo_size)) < 2:
+        if (side := model.map_side(name, 3, cfg.photo_size)) < 2:
             raise cli.UserError(f"--photo_size={cfg.photo_size} gives {name} maps of {side}x{side}, and CAM needs at "
-                                f"least 2x2: use --photo_size={models.smallest_image_size(name, 3, cfg.photo_size)} "
+                                f"least 2x2: use --photo_size={model.smallest_image_size(name, 3, cfg.photo_size)} "
                                 f"or more, or leave {name} out of --photo_models")
     files.writable_folder(cfg.output_dir, "output_dir")  # before minutes of timing, not after
     torch.manual_seed(0)
     rows = []
     machine = devices.describe_device(device)
-    precision = f"{'bf16 autocast' if devices.uses_bf16(cfg.precision, device) else 'fp32'} (--precision={cfg.precision})"
+    kind = "bf16 autocast" if devices.uses_bf16(cfg.precision, device) else "fp32"
+    precision = f"{kind} (--precision={cfg.precision})"
     print(f"benchmark on {machine}; training in {precision}; torch {torch.__version__}")
     for dataset_name in datasets if names else []:  # no dataset models: nothing to time on them
         loaded = data.load_dataset(dataset_name, cfg.data_dir, cfg.download)
@@ -309,8 +319,9 @@ def run_benchmark(cfg) -> dict:
         eval_images = next(iter(loaded.loader("test", 2 * cfg.batch_size, device, memory_format=layout)))[0]
         test_passes = 2 if loaded.augment.flip else 1  # train.py's test accuracy averages each image with its mirror
         for name in names:
-            net = models.build_model(name, len(info.classes), info.channels).to(device, memory_format=layout)
-            images_per_second = training_speed(net, loader, device, layout, lambda: devices.autocast(cfg.precision, device),
+            net = model.build_model(name, len(info.classes), info.channels).to(device, memory_format=layout)
+            images_per_second = training_speed(net, loader, device, layout,
+                                               lambda: devices.autocast(cfg.precision, device),
                                                cfg.train_warmup, cfg.train_steps)
             maps = map_timings(net, test_images, device, cfg.warmup, cfg.repeats)
             test_seconds = test_pass_seconds(net, eval_images, test_passes, len(loaded.test), cfg, device)
@@ -331,7 +342,7 @@ def run_benchmark(cfg) -> dict:
             rows.append(row)
             print(format_row(row))
     for name in photo_names:  # CAM on photos: a torchvision classifier at photo_size, maps only
-        net = models.build_model(name, 1000, 3).to(device, memory_format=torch.channels_last)
+        net = model.build_model(name, 1000, 3).to(device, memory_format=torch.channels_last)
         images = torch.randn(cfg.photo_batch_size, 3, cfg.photo_size, cfg.photo_size, device=device,
                              generator=torch.Generator(device).manual_seed(0)).to(memory_format=torch.channels_last)
         maps = map_timings(net, images, device, cfg.warmup, cfg.photo_repeats)

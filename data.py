@@ -13,7 +13,7 @@ are held in memory (None: read image by image). A dataset with ground-truth boxe
 `ground_truth(index)` method, which `ground_truth` finds under the Subset and Relabeled wrappers.
 
 Fashion-MNIST (the default) and MNIST are found offline where possible (utils/idx_files.py), the
-cluttered Fashion-MNIST is made from Fashion-MNIST (cluttered.py), and image files are decoded by
+cluttered Fashion-MNIST is made from Fashion-MNIST (datasets/cluttered.py), and image files are decoded by
 utils/images.py.
 """
 
@@ -105,7 +105,8 @@ def open_cifar(dataset_class):
 
 
 def open_svhn(root: Path, train: bool, transform, download: bool) -> Dataset:
-    dataset = torchvision.datasets.SVHN(root / "svhn", split="train" if train else "test", transform=transform, download=download)
+    dataset = torchvision.datasets.SVHN(root / "svhn", split="train" if train else "test", transform=transform,
+                                        download=download)
     dataset.classes = [str(digit) for digit in range(10)]
     return dataset
 
@@ -145,7 +146,8 @@ def array_tensors(dataset: torchvision.datasets.SVHN | torchvision.datasets.STL1
 
 DATASETS = {
     "fashion-mnist": DatasetSpec(
-        open=open_mnist_like(torchvision.datasets.FashionMNIST, "fashion-mnist"), tensors=mnist_tensors, channels=1, image_size=28,
+        open=open_mnist_like(torchvision.datasets.FashionMNIST, "fashion-mnist"), tensors=mnist_tensors, channels=1,
+        image_size=28,
         mean=(0.2860,), std=(0.3530,), augment=ShiftFlip(1 / 14, flip=True), progressive_start=0.7,
         expected="FashionMNIST/raw/ (the four .gz files); offline, `apt-get install dataset-fashion-mnist` "
         "puts them in /usr/share/datasets/fashion-mnist/, where they are found too",
@@ -328,7 +330,8 @@ class LoadedDataset:
         if count does not fit."""
         total = len(self.train)
         if not 0 < count < total:
-            raise DatasetError(f"--validation={count} must be between 1 and {total - 1}: the training set has {total} images")
+            raise DatasetError(f"--validation={count} must be between 1 and {total - 1}: the training set has {total} "
+                               "images")
         kept = torch.ones(total, dtype=torch.bool)
         kept[self.pick(self.train, torch.arange(total - count, total), seed)] = False
         unaugmented = copy.copy(self.train)
@@ -424,7 +427,8 @@ def load_dataset(
         except Exception as error:  # noqa: BLE001 -- missing, damaged or undownloadable files raise many types
             raise DatasetError(
                 f"dataset {name!r} not found in {root}/, or damaged, and {failure(error, download)} "
-                f"({' '.join(str(error).split())[:200] or type(error).__name__}); put the files in {root}/{spec.expected}"
+                f"({' '.join(str(error).split())[:200] or type(error).__name__}); "
+                f"put the files in {root}/{spec.expected}"
             ) from None
     if spec.check_splits is not None:
         spec.check_splits(splits)

@@ -31,21 +31,26 @@ import numpy as np
 from PIL import Image
 
 import data
-from datasets import cluttered, wsolevaluation
+from datasets import wsolevaluation
 from datasets.ground_truth import GroundTruth, to_inclusive
 from utils import files
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
+# source
 data_dir: str = "data"  # where Fashion-MNIST is found (and downloaded to) to make the cluttered set
 download: bool = True  # download Fashion-MNIST if it is not on disk
-output_dir: str = "wsol_data"  # writes <output_dir>/CUB/ (images) and <output_dir>/metadata/CUB/ (train.py --data_dir=<output_dir>)
+# canvases
 image_size: int = 64  # side of the canvases in pixels (at least 28)
-clutter: int = cluttered.CLUTTER_DEFAULTS["clutter"]  # crops of other items pasted on each canvas
-clutter_size: int = cluttered.CLUTTER_DEFAULTS["clutter_size"]  # side of those crops in pixels (at most 28)
+clutter: int = 6  # crops of other items pasted on each canvas
+clutter_size: int = 10  # side of those crops in pixels (at most 28)
 validation: int = 5000  # the last N training canvases (as train.py --validation=N holds them out) become the val split
-layout: str = "cub"  # cub (boxes: --dataset=cub) | openimages (masks, scored by PxAP: --dataset=openimages)
 limit: int = 0  # write the first N canvases of each split only (0: all of them), for a quick trial
+# output
+output_dir: str = "wsol_data"  # writes <output_dir>/CUB/ (images) and <output_dir>/metadata/CUB/
+    # (train.py --data_dir=<output_dir>)
+layout: str = "cub"  # cub (boxes: --dataset=cub) | openimages (masks, scored by PxAP: --dataset=openimages)
 overwrite: bool = False  # replace an earlier export in output_dir
+# ------------------------------------------------------------------------------------------------
 
 LAYOUTS = ("cub", "openimages")  # wsolevaluation.FOLDERS names each one's folder
 
@@ -71,7 +76,8 @@ def write_split(root: Path, layout: str, split: str, images: np.ndarray, labels:
     ids, label_lines, size_lines, localization_lines = [], [], [], []
     for number, (image, label) in enumerate(zip(images, labels)):
         class_folder = folders[int(label)]
-        stem = f"{class_folder}/{split}_{number:06d}" if layout == "cub" else f"{split}/{class_folder}/{split}_{number:06d}"
+        stem = f"{class_folder}/{split}_{number:06d}"
+        stem = stem if layout == "cub" else f"{split}/{stem}"
         image_id = stem + ".png"
         save_png(root / folder / image_id, image)
         height, width = image.shape[:2]

@@ -9,7 +9,7 @@ layer `fc` (K -> num_classes) gives the logits. For class c the CAM is
 `class_activation_maps`, after GapNet and `gap_network` (which makes any GAP + linear module a
 GapNet, checked), is the one place this is computed. Then come this
 repo's own networks (`MODELS`), `build_model` (which also builds torchvision's GAP classifiers, cut
-by torchvision_models.py) and the checkpoints (files checked by utils/checkpoints.py).
+by networks/torchvision_models.py) and the checkpoints (files checked by utils/checkpoints.py).
 """
 
 import copy
@@ -181,7 +181,8 @@ def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> list
     ]
 
 
-CNN_DEFAULTS = {"width": 16, "pools": 2, "convs": (2, 2, 2), "head": 256, "dilation": 1}  # the default network (train.py's too)
+# the default network: build_model("cnn") without options (train.py's literals, tests/test_train.py)
+CNN_DEFAULTS = {"width": 16, "pools": 2, "convs": (2, 2, 2), "head": 256, "dilation": 1}
 
 
 def cnn_features(in_channels: int, width: int = CNN_DEFAULTS["width"], pools: int = CNN_DEFAULTS["pools"],

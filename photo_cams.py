@@ -29,13 +29,15 @@ import torch.nn.functional as F
 import torchvision
 from matplotlib.figure import Figure
 
-import model as models
+import model
 from evaluation import map_reading
 from utils import drawing, files
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
+# photos
 photos: str = "chelsea,coffee,rocket"  # comma-separated: chelsea, coffee, astronaut, rocket (scikit-image's photos)
 topk: int = 3  # draw the CAMs of each photo's K most probable ImageNet classes
+# drawing
 alpha: float = 0.5  # opacity of the heatmap over the photo, in [0, 1]
 colormap: str = "jet"  # OpenCV colormap name: jet, turbo, inferno, viridis, hot, ...
 output: str = "docs/photo_cams.png"  # where the figure is written
@@ -79,7 +81,7 @@ def draw(cfg) -> Path:
     output = files.writable_folder(Path(cfg.output).parent, "output") / Path(cfg.output).name
 
     original, samples = lite0_and_photos()
-    net = models.gap_network(original.extract_features, original._fc, reference=original, input_size=INPUT_SIZE)
+    net = model.gap_network(original.extract_features, original._fc, reference=original, input_size=INPUT_SIZE)
     rows = []
     for name in names:
         photo = getattr(samples, name)()

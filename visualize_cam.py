@@ -3,7 +3,7 @@
     python visualize_cam.py                          # 4 random test images, CAM of the predicted class
     python visualize_cam.py --index=42 --topk=3      # test image 42, CAMs of its 3 most probable classes
     python visualize_cam.py --image=photo.png        # your own image, resized as the checkpoint expects
-    python visualize_cam.py --model=resnet50 --weights=DEFAULT --image=photo.jpg --topk=3   # ImageNet's classes, no training
+    python visualize_cam.py --model=resnet50 --weights=DEFAULT --image=photo.jpg --topk=3  # pretrained, no checkpoint
     python visualize_cam.py --methods=cam,grad_cam,layer_cam,eigen_cam   # methods side by side, predicted class
     python visualize_cam.py --help                   # every hyperparameter with its default
 
@@ -40,26 +40,31 @@ from utils import checkpoints, devices, drawing, files, seeds
 from utils.images import read_user_image
 
 # --- hyperparameters: edit them here, or override them on the command line (--name=value) ---
+# what to draw
 checkpoint: str = "checkpoints/last.pt"  # a checkpoint written by train.py: last.pt (the final model), or best.pt
 samples: int = 4  # how many random test images to draw
 index: int = -1  # draw this test image instead of random ones (-1: random)
 seed: int = -1  # seed of the random pick; -1: a new pick each run (the seed is printed to repeat it)
+image: str = ""  # draw this image file instead of test images
+model: str = ""  # with --weights and --image: a torchvision classifier (resnet50, densenet161, ...): no checkpoint
+weights: str = ""  # with --model: torchvision's weights (DEFAULT, IMAGENET1K_V1, ...), read from torch's hub cache
+data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoint was trained with
+download: bool = True  # download the test set if it is not on disk
+# maps
 topk: int = 1  # draw the CAMs of the K most probable classes (1: the predicted class only)
-methods: str = ""  # draw these methods' maps of the predicted class side by side: keys of methods.py's registry (comma-separated; cam_read: CAM as --normalization etc. say), or all; "": CAM alone, of the --topk classes
+methods: str = ""  # draw these methods' maps of the predicted class side by side: keys of evaluation/registry.py,
+    # comma-separated (cam_read: CAM as --normalization etc. say), or all; "": CAM alone, of the --topk classes
+normalization: str = "max"  # how CAMs are scaled to [0, 1]: minmax | max | ivr (map_reading.normalize_maps)
+percentile: float = 0.0  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
+flip_maps: bool = True  # average in the CAMs of the mirror image, mirrored back (datasets trained with flips)
+# drawing
 alpha: float = 0.5  # opacity of the heatmap over the image, in [0, 1]
 colormap: str = "jet"  # OpenCV colormap name: jet, turbo, inferno, viridis, hot, ...
 boxes: bool = True  # draw each map's box (green) and, where the dataset has one, the true box (red)
-box_threshold: float = localization.CAM_THRESHOLD  # the box bounds the largest region above this fraction of the normalized map
-normalization: str = map_reading.RECIPE_READING.normalization  # how CAMs are scaled to [0, 1]: minmax | max | ivr (map_reading.normalize_maps)
-percentile: float = map_reading.RECIPE_READING.percentile  # ivr: the quantile of each map subtracted before scaling, in [0, 1)
-flip_maps: bool = map_reading.RECIPE_READING.flip  # average in the CAMs of the mirror image, mirrored back (datasets trained with flips)
+box_threshold: float = 0.2  # the box bounds the largest region above this fraction of the normalized map
 display_size: int = 224  # side of the written images in pixels (0: the model's input size)
-image: str = ""  # draw this image file instead of test images
-model: str = ""  # with --weights and --image: a torchvision classifier (resnet50, densenet161, ...), no checkpoint needed
-weights: str = ""  # with --model: torchvision's weights (DEFAULT, IMAGENET1K_V1, ...), read from torch's hub cache
+# output and runtime
 output_dir: str = "outputs"  # where the images and the figure are written
-data_dir: str = ""  # where the test set is found; "": the data_dir the checkpoint was trained with
-download: bool = True  # download the test set if it is not on disk
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 # ------------------------------------------------------------------------------------------------
 
@@ -75,7 +80,8 @@ def validate(cfg) -> None:
         (0 <= cfg.alpha <= 1, f"--alpha must be in [0, 1], got {cfg.alpha}"),
         (0 <= cfg.box_threshold < 1, f"--box_threshold must be in [0, 1), got {cfg.box_threshold}"),
         (0 <= cfg.percentile < 1, f"--percentile must be in [0, 1), got {cfg.percentile}"),
-        (0 <= cfg.display_size <= MAX_DISPLAY_SIZE, f"--display_size must be in [0, {MAX_DISPLAY_SIZE}], got {cfg.display_size}"),
+        (0 <= cfg.display_size <= MAX_DISPLAY_SIZE,
+         f"--display_size must be in [0, {MAX_DISPLAY_SIZE}], got {cfg.display_size}"),
     ]
     cli.require(checks)
     cli.check_choice("normalization", cfg.normalization, map_reading.NORMALIZATIONS)
@@ -137,7 +143,8 @@ def draw(cfg) -> list[Path]:
     written, rows = [], []
     for (prefix, description, tensor, label, true_box), maps in zip(
             inputs, maps_to_draw(cfg, net, batch, reading, size, info.classes)):
-        picture = cv2.resize(drawing.to_rgb_image(tensor, info.mean, info.std), (size, size), interpolation=cv2.INTER_NEAREST)
+        picture = cv2.resize(drawing.to_rgb_image(tensor, info.mean, info.std), (size, size),
+                             interpolation=cv2.INTER_NEAREST)
         truth = info.classes[label] if label is not None else "unknown"
         box = np.round(true_box * size / info.image_size) if true_box is not None else None
         written += write_maps(cfg, output_dir, prefix, description, picture, maps, truth, box, rows)

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Training augmentations, each for whole uint8 batches on the device (`batch`) and as torchvision
+transforms for datasets read image by image (`transforms`): shifts and flips, random resized crops.
+"""
 
 from dataclasses import dataclass
 

@@ -19,7 +19,7 @@ from utils.files import atomic_output
 from utils.idx_files import open_mnist_like
 from utils.memory import check_memory
 
-CLUTTER_DEFAULTS = {"clutter": 6, "clutter_size": 10, "clutter_seed": 0}
+CLUTTER_DEFAULTS = {"clutter": 6, "clutter_size": 10, "clutter_seed": 0}  # the dataset's settings (DatasetSpec.options)
 CLUTTER_FORMAT = 3  # bump when make_cluttered changes, so that old caches are not reused
 
 
@@ -34,7 +34,8 @@ def paste_max(canvas: np.ndarray, patches: np.ndarray, top: np.ndarray, left: np
 
 
 def make_cluttered(
-    items: np.ndarray, size: int = 64, clutter: int = 6, clutter_size: int = 10, seed: int = 0
+    items: np.ndarray, size: int = 64, clutter: int = CLUTTER_DEFAULTS["clutter"],
+    clutter_size: int = CLUTTER_DEFAULTS["clutter_size"], seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Cluttered canvases, one per item, vectorized and deterministic from seed.
 
@@ -56,7 +57,8 @@ def make_cluttered(
         crop_top = rng.integers(0, height - clutter_size + 1, size=count)
         crop_left = rng.integers(0, width - clutter_size + 1, size=count)
         offsets = np.arange(clutter_size)
-        crops = items[other[:, None, None], crop_top[:, None, None] + offsets[:, None], crop_left[:, None, None] + offsets]
+        crops = items[other[:, None, None], crop_top[:, None, None] + offsets[:, None],
+                      crop_left[:, None, None] + offsets]
         places = rng.integers(0, size - clutter_size + 1, size=(2, count))
         paste_max(images, crops, places[0], places[1])
     paste_max(images, items, top, left)
@@ -83,8 +85,8 @@ class ClutteredFashionMNIST(Dataset):
     root/fashion-mnist-cluttered/ after it is first made.
     """
 
-    def __init__(self, root: Path, train: bool, transform, download: bool, size: int = 64,
-                 clutter: int = 6, clutter_size: int = 10, clutter_seed: int = 0):
+    def __init__(self, root: Path, train: bool, transform, download: bool, size: int, clutter: int,
+                 clutter_size: int, clutter_seed: int):
         split = "train" if train else "test"
         cache = Path(root) / "fashion-mnist-cluttered" / (
             f"{split}-v{CLUTTER_FORMAT}-size{size}-clutter{clutter}x{clutter_size}-seed{clutter_seed}.pt"
@@ -97,7 +99,8 @@ class ClutteredFashionMNIST(Dataset):
                 arrays = None
         self.classes = list(torchvision.datasets.FashionMNIST.classes)
         if arrays is None:  # made from the Fashion-MNIST items, read only on a cache miss
-            source = open_mnist_like(torchvision.datasets.FashionMNIST, "fashion-mnist")(Path(root), train, None, download)
+            open_items = open_mnist_like(torchvision.datasets.FashionMNIST, "fashion-mnist")
+            source = open_items(Path(root), train, None, download)
             check_memory(len(source.data) * size * size * 2, f"{split} canvases of {size} px", "lower --image_size")
             made = make_cluttered(source.data.numpy(), size, clutter, clutter_size, seed=2 * clutter_seed + (not train))
             made["masks"] = np.packbits(made["masks"], axis=-1)  # 8 pixels a byte

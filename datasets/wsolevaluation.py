@@ -65,8 +65,9 @@ def read_lines(path: Path, fields: int, what: str) -> list[list[str]]:
                 continue
             row = line.split(",")
             if len(row) != fields:
-                raise DatasetError(f"{path} line {number} has {len(row)} fields, not {fields} ({what}): {line[:120]!r}; "
-                                   f"is it the metadata of another dataset? use wsolevaluation's metadata/<NAME>/ layout")
+                raise DatasetError(f"{path} line {number} has {len(row)} fields, not {fields} ({what}): "
+                                   f"{line[:120]!r}; is it the metadata of another dataset? use wsolevaluation's "
+                                   "metadata/<NAME>/ layout")
             rows.append(row)
     return rows
 
@@ -92,8 +93,9 @@ def check_layout(name: str, split: str, ids: list[str], folder: Path) -> None:
         wrong = next((image_id for image_id in ids if image_id.startswith(SPLIT_NAMED)), None)
         expected = "start with a class folder (not train/, val/, val2/ or test/)"
     if wrong is not None:
-        raise DatasetError(f"{folder}/{split}/image_ids.txt lists {wrong!r}, but {FOLDERS[name]}'s {split} ids {expected}: "
-                           f"it is another dataset's metadata; pass --metadata_dir=.../metadata/{FOLDERS[name]}")
+        raise DatasetError(f"{folder}/{split}/image_ids.txt lists {wrong!r}, but {FOLDERS[name]}'s {split} ids "
+                           f"{expected}: it is another dataset's metadata; pass "
+                           f"--metadata_dir=.../metadata/{FOLDERS[name]}")
 
 
 class WSOLSplit(Dataset):
@@ -179,7 +181,8 @@ class WSOLSplit(Dataset):
         path = self.image_root / self.image_id(index)
         if not path.is_file():
             raise DatasetError(f"image {self.image_id(index)} not found under {self.image_root}; put the "
-                               f"{FOLDERS[self.name]} images there (--data_dir is the folder holding {FOLDERS[self.name]}/)")
+                               f"{FOLDERS[self.name]} images there (--data_dir is the folder holding "
+                               f"{FOLDERS[self.name]}/)")
         return path
 
     def __len__(self) -> int:
@@ -304,6 +307,7 @@ def open_split(name: str):
 def open_validation(name: str):
     """open(root, transform, download, metadata_dir="", scored_size=224) of benchmark `name`'s val
     split (DatasetSpec.open_validation)."""
-    def open_val(root: Path, transform, download: bool, metadata_dir: str = "", scored_size: int = SCORED_SIZE) -> WSOLSplit:
+    def open_val(root: Path, transform, download: bool, metadata_dir: str = "", scored_size: int = SCORED_SIZE
+                 ) -> WSOLSplit:
         return WSOLSplit(root, name, "val", transform, metadata_dir, scored_size=scored_size)
     return open_val

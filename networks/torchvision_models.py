@@ -50,7 +50,8 @@ def trunk_and_head(name: str, net: nn.Module) -> tuple[nn.Module, nn.Linear]:
     if name == "inception_v3":
         return sequential("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
                           "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
-                          "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", before=transform), net.fc
+                          "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c",
+                          before=transform), net.fc
     if name == "mobilenet_v2" or name.startswith("efficientnet"):
         return net.features, net.classifier[1]
     if name.startswith("mnasnet"):
@@ -69,10 +70,12 @@ def cam_refusal(name: str) -> str:
 
 NOT_GAP = "its head is not global average pooling followed by one linear layer"
 NOT_GAP_HEADS = {  # why CAM does not apply, by family
-    "alexnet": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's VGG)",
-    "vgg": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's VGG, "
-           "or vgg16 with the option wsol=True, train.py --wsol_backbone, for wsolevaluation's VGG16-GAP)",
-    "convnext": "its head applies a LayerNorm after the global average pooling, so the logits are not a linear map of the pooled features",
+    "alexnet": "its head flattens the feature maps into fully connected layers "
+               "(use --model=vgg16_gap for the CAM paper's VGG)",
+    "vgg": "its head flattens the feature maps into fully connected layers (use --model=vgg16_gap for the CAM paper's "
+           "VGG, or vgg16 with the option wsol=True, train.py --wsol_backbone, for wsolevaluation's VGG16-GAP)",
+    "convnext": "its head applies a LayerNorm after the global average pooling, so the logits are not a linear map "
+                "of the pooled features",
     "mobilenet": "its head is pooling, a linear layer, Hardswish and a second linear layer",
     "squeezenet": "its classifier is a 1x1 conv and a ReLU before the pooling, not a linear layer after it",
     "vit": "it is a vision transformer, with no final conv feature maps to pool",
@@ -183,7 +186,8 @@ def weights_entry(name: str, weights: str):
     UserError listing the choices when it has none of that name."""
     choices = torchvision.models.get_model_weights(name)
     if weights not in choices.__members__:
-        raise UserError(f"--weights={weights!r} is not a weights name of {name}; choose one of: {', '.join(choices.__members__)}")
+        raise UserError(f"--weights={weights!r} is not a weights name of {name}; choose one of: "
+                        f"{', '.join(choices.__members__)}")
     return choices[weights]
 
 
@@ -207,7 +211,8 @@ def pretrained_classifier(name: str, entry, download: bool) -> nn.Module:
 def offline_weights_message(name: str, entry, file: Path, why: str) -> str:
     return (f"the {entry} weights of {name} are not on this machine ({why}): put {entry.url} "
             f"at {file} ($TORCH_HOME/hub/checkpoints/{file.name}; TORCH_HOME defaults to ~/.cache/torch), for example "
-            f"by running `python -c \"import torchvision; torchvision.models.get_model('{name}', weights='{entry.name}')\"` "
+            f"by running `python -c \"import torchvision; "
+            f"torchvision.models.get_model('{name}', weights='{entry.name}')\"` "
             f"on a machine with internet and copying the file")
 
 

@@ -67,7 +67,8 @@ def test_cluttered_dataset_from_the_fashion_mnist_files(tmp_path):
     assert masks.shape == (20, 48, 48) and boxes.shape == (20, 1, 4) and boxes.dtype == np.int64
     assert torch.equal(test.boxes, torch.from_numpy(boxes[:, 0])) and truth.ignore is None and not truth.inclusive
     assert data.ground_truth(loaded.train, 0, 40).masks.shape == (40, 48, 48)
-    assert test.targets.tolist() == arrays["t10k"][1].tolist() and loaded.train.targets.tolist() == arrays["train"][1].tolist()
+    assert test.targets.tolist() == arrays["t10k"][1].tolist()
+    assert loaded.train.targets.tolist() == arrays["train"][1].tolist()
     image, label = test[7]
     assert image.shape == (1, 48, 48) and label == arrays["t10k"][1][7]
     expected = (test.images[7].float() / 255 - loaded.info.mean[0]) / loaded.info.std[0]
@@ -83,7 +84,8 @@ def test_ground_truth_of_a_held_out_split_is_that_of_its_training_canvases(tmp_p
     """The validation split of hold_out() reads the boxes and masks of the last training canvases,
     and each mask is the item's ink, whose tight box is the box."""
     write_mnist_like(tmp_path / "fashion-mnist", train_size=40, test_size=10)
-    loaded = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48, options={"clutter": 3})
+    loaded = data.load_dataset("fashion-mnist-cluttered", tmp_path, download=False, image_size=48,
+                               options={"clutter": 3})
     held = loaded.hold_out(15)
     truth, whole = data.ground_truth(held.validation, 5, 15), data.ground_truth(loaded.train, 30, 40)
     boxes, masks = truth.boxes[:, 0], truth.masks

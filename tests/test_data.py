@@ -147,7 +147,8 @@ def test_info_round_trips_through_a_plain_dict(tmp_path):
 
 
 def test_unknown_dataset(tmp_path):
-    with pytest.raises(data.DatasetError, match="unknown dataset 'imagenet'; choose one of: fashion-mnist, fashion-mnist-cluttered, mnist"):
+    message = "unknown dataset 'imagenet'; choose one of: fashion-mnist, fashion-mnist-cluttered, mnist"
+    with pytest.raises(data.DatasetError, match=message):
         data.load_dataset("imagenet", tmp_path)
 
 

@@ -15,7 +15,8 @@ def test_fashion_mnist_found_in_debian_folder(tmp_path, monkeypatch):
     loaded = data.load_dataset("fashion-mnist", tmp_path / "data", download=False)
     assert (len(loaded.train), len(loaded.test)) == (20, 10)
     staged = sorted(p.name for p in (tmp_path / "data" / "FashionMNIST" / "raw").iterdir())
-    assert staged == sorted(name for pair in idx_files.IDX_PAIRS for name in pair)  # extracted whole, no temporary files left
+    # extracted whole, no temporary files left
+    assert staged == sorted(name for pair in idx_files.IDX_PAIRS for name in pair)
 
 
 def test_a_damaged_staged_file_is_staged_again_from_a_good_source(tmp_path, monkeypatch):

@@ -44,8 +44,8 @@ CASES = [
     ("train", ["--align_start=2"], "--align_start must be in [0, 1], got 2.0"),
     ("train", ["--progressive_until=0"], "--progressive_until must be in (0, 1], got 0.0"),
     ("train", ["--progressive_start=0.1"],
-     "images of 3 px, which give cnn maps of 0x0, and batch norm needs at least 2x2: use --progressive_start=0.29 or "
-     "more"),
+     "images of 3 px, which give cnn maps of 0x0, and batch norm needs at least 2x2: "
+     "use --progressive_start=0.29 or more"),
     ("train", ["--clutter_size=40"], "--clutter_size must be in [1, 28], got 40"),
     ("train", ["--subset=-1"], "--subset must be >= 0"),
     ("train", ["--num_workers=-1"], "--num_workers must be >= 0"),
@@ -110,8 +110,8 @@ CASES = [
                                               "or replace it with --overwrite")),
     ("train", ["--checkpoint_dir=FINISHED", "--resume", "--lr=0.3"], ("--resume goes on with the saved run's settings, "
      "and --epochs=1 (saved: 5), --lr=0.3 (saved: 0.05) differ; drop them, or start a new run with --overwrite")),
-    ("train", ["--output_dir=USEDOUTPUT"], "USEDOUTPUT holds metrics.csv of an earlier run; choose another --output_dir, or "
-                                           "replace them with --overwrite"),
+    ("train", ["--output_dir=USEDOUTPUT"],
+     "USEDOUTPUT holds metrics.csv of an earlier run; choose another --output_dir, or replace them with --overwrite"),
     ("train", ["--checkpoint_dir=LOCKED"], "LOCKED is in use by another training run (process 4242 on"),
     ("train", ["--checkpoint_dir=LOCKED", "--resume"], "LOCKED is in use by another training run"),
     # visualize_cam.py
@@ -261,14 +261,16 @@ def default_arguments(script: str, trained) -> list[str]:
     return [f"--checkpoint={trained / 'checkpoints' / 'best.pt'}", f"--data_dir={trained / 'data'}", "--download=false"]
 
 
-@pytest.mark.parametrize("script, arguments, message", CASES, ids=[f"{s}:{' '.join(a) or 'defaults'}" for s, a, _ in CASES])
+@pytest.mark.parametrize("script, arguments, message", CASES,
+                         ids=[f"{s}:{' '.join(a) or 'defaults'}" for s, a, _ in CASES])
 def test_wrong_input_ends_in_one_clear_message(workspace, trained, script, arguments, message):
     argv = default_arguments(script, trained) + arguments  # later values win
     with pytest.raises(cli.UserError) as raised:
         SCRIPTS[script].main(argv)
     text = str(raised.value)
     assert message in text and "\n" not in text and "Traceback" not in text
-    written = [path for folder in ("outputs", "checkpoints") for path in (workspace / folder).rglob("*") if path.is_file()]
+    written = [path for folder in ("outputs", "checkpoints") for path in (workspace / folder).rglob("*")
+               if path.is_file()]
     assert written == []  # nothing written (a folder may have been made, empty)
     for name in ("last.pt", "best.pt"):  # another run's checkpoints are never touched
         assert (workspace / "FINISHED" / name).read_bytes() == (trained / "checkpoints" / name).read_bytes()

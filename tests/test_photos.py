@@ -16,7 +16,7 @@ from utils import cli
 MISSING = "pip install -r requirements-optional.txt"
 
 PHOTOS = {  # photo: (the classes its top class must be one of, a box (x0, y0, x1, y1) around the object, ends excluded)
-    "chelsea": (range(281, 286), (180, 60, 380, 260)),  # the cats (tabby .. Egyptian cat); in 451x300, its face: eyes to chin
+    "chelsea": (range(281, 286), (180, 60, 380, 260)),  # the cats (tabby .. Egyptian cat); in 451x300, its face
     "coffee": ((967, 968), (170, 15, 415, 310)),  # espresso, cup; in 600x400, the cup with its handle, not the saucer
 }
 

@@ -34,7 +34,8 @@ SMALLEST_OF_EACH_FAMILY = {"resnet18", "resnext50_32x4d", "wide_resnet50_2", "de
                            "mobilenet_v2", "efficientnet_b0", "mnasnet0_5", "regnet_x_400mf", "shufflenet_v2_x0_5"}
 
 
-@pytest.mark.parametrize("name", [name if name in SMALLEST_OF_EACH_FAMILY else pytest.param(name, marks=pytest.mark.slow)
+@pytest.mark.parametrize("name", [name if name in SMALLEST_OF_EACH_FAMILY
+                                  else pytest.param(name, marks=pytest.mark.slow)
                                   for name in torchvision_models.torchvision_names()])
 def test_cam_identity_for_every_supported_torchvision_architecture(name):
     """logits == mean(CAM) + bias, and the GapNet's logits are torchvision's forward pass."""
@@ -104,7 +105,8 @@ def test_missing_weights_offline_name_the_file_and_the_folder(tmp_path, monkeypa
     message = str(error.value)
     assert f"put https://download.pytorch.org/models/resnet50-11ad3fa6.pth at {tmp_path}/hub/checkpoints/" in message
     assert "$TORCH_HOME/hub/checkpoints/resnet50-11ad3fa6.pth" in message and "machine with internet" in message
-    with pytest.raises(cli.UserError, match="'IMAGENET2K' is not a weights name of resnet50; choose one of: IMAGENET1K_V1"):
+    with pytest.raises(cli.UserError,
+                       match="'IMAGENET2K' is not a weights name of resnet50; choose one of: IMAGENET1K_V1"):
         models.torchvision_weights("resnet50", "IMAGENET2K")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
@@ -243,7 +245,8 @@ def cheap_fake_weights(torch_home, name: str, weights: str) -> dict:
     """fake_weights without initializing the model: random values (seed 0) of torchvision's shapes,
     and VGG's 120 M classifier weights as one expanded zero (a file of a few bytes for them)."""
     with torch.device("meta"):
-        shapes = torchvision.models.get_model(name, **({"init_weights": False} if name == "inception_v3" else {})).state_dict()
+        options = {"init_weights": False} if name == "inception_v3" else {}
+        shapes = torchvision.models.get_model(name, **options).state_dict()
     generator = torch.Generator().manual_seed(0)
     state = {key: (torch.zeros(1).expand(value.shape) if key.startswith("classifier.") else
                    torch.randn(value.shape, generator=generator) if value.is_floating_point() else
@@ -263,7 +266,8 @@ def cheap_fake_weights(torch_home, name: str, weights: str) -> dict:
                                        "Mixed_6e.branch_pool.bn.running_var": "Mixed_6e.branch_pool.bn.running_var"}),
     ("vgg16", "IMAGENET1K_V1", {"features.0.weight": "features.0.weight", "features.28.bias": "features.28.bias"}),
 ])
-def test_wsol_backbones_load_torchvision_imagenet_weights_offline_and_reload(tmp_path, monkeypatch, name, weights, checks):
+def test_wsol_backbones_load_torchvision_imagenet_weights_offline_and_reload(tmp_path, monkeypatch, name, weights,
+                                                                             checks):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     saved = cheap_fake_weights(tmp_path, name, weights)
     net = models.build_model(name, 200, 3, weights=weights, download=False, wsol=True)

@@ -173,15 +173,18 @@ def test_another_datasets_metadata_is_refused(tmp_path):
     write_cub(tmp_path)
     write_openimages(tmp_path)
     cub_metadata = tmp_path / "metadata" / "CUB"
-    message = error_of(lambda: data.load_dataset("ilsvrc", tmp_path, False, options={"metadata_dir": str(cub_metadata)}))
+    message = error_of(lambda: data.load_dataset("ilsvrc", tmp_path, False,
+                                                 options={"metadata_dir": str(cub_metadata)}))
     assert "another dataset's metadata" in message and "ILSVRC" in message
     open_metadata = tmp_path / "metadata" / "OpenImages"
-    message = error_of(lambda: data.load_dataset("ilsvrc", tmp_path, False, options={"metadata_dir": str(open_metadata)}))
+    message = error_of(lambda: data.load_dataset("ilsvrc", tmp_path, False,
+                                                 options={"metadata_dir": str(open_metadata)}))
     assert "another dataset's metadata" in message
     message = error_of(lambda: data.load_dataset("cub", tmp_path, False, options={"metadata_dir": str(open_metadata)}))
     assert "another dataset's metadata" in message
     # the whole metadata/ folder works too: its CUB/ is found
-    assert len(data.load_dataset("cub", tmp_path, False, options={"metadata_dir": str(tmp_path / "metadata")}).test) == 3
+    whole = data.load_dataset("cub", tmp_path, False, options={"metadata_dir": str(tmp_path / "metadata")})
+    assert len(whole.test) == 3
 
 
 @pytest.mark.parametrize("split", ["val", "test"])

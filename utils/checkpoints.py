@@ -57,7 +57,8 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
     missing = [key for key in needs if not isinstance(checkpoint.get(key), dict)]
     if missing:
         raise CheckpointError(
-            f"{path} lacks its {' and '.join(missing)} description, which train.py writes; use a checkpoint from train.py"
+            f"{path} lacks its {' and '.join(missing)} description, which train.py writes; "
+            "use a checkpoint from train.py"
         )
     broken = [name for name, tensor in checkpoint["state_dict"].items()
               if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.isfinite().all()]

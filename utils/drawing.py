@@ -46,7 +46,8 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, colormap: s
 
 
 def draw_box(rgb: np.ndarray, box: np.ndarray, color: tuple[int, int, int], thickness: int = 1) -> None:
-    """Draw box (x0, y0, x1, y1), exclusive ends, on a uint8 RGB image (H, W, 3) in place; an empty box draws nothing."""
+    """Draw box (x0, y0, x1, y1), exclusive ends, on a uint8 RGB image (H, W, 3) in place; an empty box draws
+    nothing."""
     x0, y0, x1, y1 = (int(value) for value in box)
     if x1 > x0 and y1 > y0:
         cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), color, thickness)

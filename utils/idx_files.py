@@ -16,7 +16,8 @@ from pathlib import Path
 from utils.cli import DatasetError
 from utils.files import atomic_output
 
-IDX_PAIRS = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+IDX_PAIRS = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
 # where a system package puts a dataset's .gz files, and the Debian package that does ("": none known)
 SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"), "dataset-fashion-mnist"),
                "mnist": (Path("/usr/share/datasets/mnist"), "")}
@@ -32,7 +33,8 @@ def idx_dims(head: bytes, length: int, ndim: int) -> tuple[int, ...]:
     dims = struct.unpack(f">{ndim}I", head[4 : 4 + 4 * ndim])
     expected = 4 + 4 * ndim + math.prod(dims)
     if length != expected:
-        raise ValueError(f"{length} bytes where its header promises {expected}: {'cut short' if length < expected else 'too long'}")
+        raise ValueError(f"{length} bytes where its header promises {expected}: "
+                         f"{'cut short' if length < expected else 'too long'}")
     return dims
 
 

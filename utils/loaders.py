@@ -57,7 +57,8 @@ class TensorLoader:
             images = self.images[index]
             if self.augment is not None and self.generator is not None:
                 images = self.augment.batch(images, self.generator)
-            images = (images.float().div_(255).sub_(self.mean).div_(self.std)).contiguous(memory_format=self.memory_format)
+            images = images.float().div_(255).sub_(self.mean).div_(self.std)
+            images = images.contiguous(memory_format=self.memory_format)
             yield images, self.labels[index]
 
 
