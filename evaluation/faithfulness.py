@@ -9,7 +9,8 @@ function is deterministic (random draws come from an explicit seed or generator)
 - Average drop and increase in confidence (Chattopadhay et al., "Grad-CAM++", WACV 2018): `confidence_change`.
 - Pointing game (Zhang et al., ECCV 2016) and its energy-based form (Wang et al., "Score-CAM",
   CVPR-W 2020): `pointing_hits`, `box_energy`.
-The sanity checks are evaluation/sanity.py's. `FaithfulnessEvaluator` accumulates the per-image scores over batches, wsolevaluation style.
+The sanity checks are evaluation/sanity.py's. `FaithfulnessEvaluator` accumulates the per-image
+scores over batches, wsolevaluation style.
 """
 
 import math

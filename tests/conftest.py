@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from helpers import run_training, write_mnist_like
 
 pytest_plugins = ["oracle_rule"]  # an outside-oracle test never skips in CI

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import assert_clean_error, run_script
+from helpers import assert_clean_error, run_script, write_cub
 from PIL import Image
 
 import data
@@ -33,7 +33,8 @@ SAME_AS_RELU_CAM = ["grad_cam", "hires_cam", "xgrad_cam"]  # of those
 
 
 def test_report_on_a_cluttered_checkpoint(trained_cluttered):
-    report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5", "--groups=localization", FAMILY_FLAG)
+    report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5", "--groups=localization", "--gallery=6",
+                      FAMILY_FLAG)
     assert report.localization.images == 60 and keys(report) == ["cam", "cam_read", *FAMILY, "center"]
     for result in report.measured():
         scores = result.localization
@@ -51,7 +52,7 @@ def test_report_on_a_cluttered_checkpoint(trained_cluttered):
     assert written == ["localization.json", "localization.md", "localization_examples.png",
                        "localization_thresholds.png", "report.html"]
     page = (trained_cluttered / "report" / "report.html").read_text()
-    assert page.count('class="card') == 36 and page.count("data-method=") >= 36 * 9  # the gallery: every method
+    assert page.count('class="card') == 6 and page.count("data-method=") >= 6 * 9  # the gallery: every method
     written = json.loads((trained_cluttered / "report" / "localization.json").read_text())
     assert written == json.loads(json.dumps(report.as_json()))
     assert list(written["methods"]) == ["cam", "cam_read", *FAMILY, "center"]
@@ -62,14 +63,15 @@ def test_report_on_a_cluttered_checkpoint(trained_cluttered):
     table = (trained_cluttered / "report" / "localization.md").read_text()
     assert f"| {registry.CAM.name} |" in table and "| center baseline |" in table and "MaxBoxAccV2" in table
     assert "\nGrad-CAM, HiResCAM, XGrad-CAM: the same maps as ReLU(CAM), min-max normalized, on all 60 images" in table
-    assert "; the others' maps differ from those by a max |diff| of " in table and "| ms / image | × forward |" in table
+    assert "; the others' maps differ from those by a max |diff| of " in table
+    assert "| ms / image | × forward |" in table
 
 
 def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     """The script's CAM numbers are those of LocalizationEvaluator on the true-class maps, and its
     classification accuracy that of the model, batch size not mattering."""
     report = evaluate(trained_cluttered, "--batch_size=7", "--examples=0", "--limit=30", "--normalization=minmax",
-                      "--flip_maps=false", "--groups=localization", FAMILY_FLAG)
+                      "--flip_maps=false", "--groups=localization", "--gallery=0", FAMILY_FLAG)
     net, checkpoint = models.load_checkpoint(trained_cluttered / "checkpoints/best.pt")
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
     test_set = data.load_dataset(info.name, trained_cluttered / "data", False, info.image_size, info.options).test
@@ -189,6 +191,7 @@ def test_all_groups_side_by_side(trained_cluttered, tmp_path):
     assert ("CAM (standard" in passing) == cam.passes_cascade
 
 
+@pytest.mark.slow
 def test_the_fast_layout_and_folded_batch_norms_change_the_scores_by_float_rounding_only(trained_cluttered, tmp_path,
                                                                                          monkeypatch):
     """--channels_last (NHWC) and the folded batch norms (the localization group's forward passes,
@@ -206,7 +209,8 @@ def test_the_fast_layout_and_folded_batch_norms_change_the_scores_by_float_round
                 assert result["localization"][name] == plain[key]["localization"][name], (key, name)
             assert result["localization"]["pxap"] == pytest.approx(plain[key]["localization"]["pxap"], abs=1e-3)
         for name in ("deletion_auc", "insertion_auc", "average_drop", "pointing_game", "energy_pointing_game"):
-            assert result["faithfulness"][name] == pytest.approx(plain[key]["faithfulness"][name], abs=1e-3), (key, name)
+            expected = plain[key]["faithfulness"][name]
+            assert result["faithfulness"][name] == pytest.approx(expected, abs=1e-3), (key, name)
         assert result["faithfulness"]["road"]["morf"] == pytest.approx(plain[key]["faithfulness"]["road"]["morf"],
                                                                        abs=1e-3)
         if result.get("sanity"):
@@ -215,7 +219,8 @@ def test_the_fast_layout_and_folded_batch_norms_change_the_scores_by_float_round
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--groups=localisation"], "--groups='localisation' is unknown; choose one of: localization, faithfulness, sanity"),
+    (["--groups=localisation"],
+     "--groups='localisation' is unknown; choose one of: localization, faithfulness, sanity"),
     (["--groups=,"], "--groups=',' names no group; choose one or more of: localization, faithfulness, sanity"),
     (["--random_labels_checkpoint=x.pt", "--groups=localization"], "add sanity to --groups"),
     (["--groups=localization", "--baseline=black", "--steps=3"],
@@ -250,7 +255,7 @@ def test_methods_choose_what_every_group_runs(trained_cluttered, tmp_path):
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--limit=4",
         "--batch_size=4", "--examples=0", "--explained=2", "--steps=2", "--road_images=0", "--sanity_seeds=1",
-        "--methods=edge,ablation_cam,cam", "--cam_batch_size=16"]))
+        "--methods=edge,ablation_cam,cam", "--cam_batch_size=16", "--gallery=0"]))
     assert keys(report) == ["cam", "ablation_cam", "edge"] and keys(report, "localization") == ["cam", "ablation_cam"]
     assert keys(report, "sanity") == ["cam", "ablation_cam", "edge"] and report.sanity.seeds == 1
     assert report.cam_batch_size == 16 and report.methods["ablation_cam"].method.batch_size == 16
@@ -336,7 +341,7 @@ def test_a_report_records_only_what_ran(trained_cluttered, tmp_path):
     deletion steps, baseline, ROAD or pointing tolerance it did not use."""
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--groups=sanity",
-        "--limit=5", "--methods=cam,grad_cam,center,edge"]))
+        "--limit=5", "--methods=cam,grad_cam,center,edge", "--sanity_seeds=1", "--gallery=0"]))
     assert report.explained_images == 5 and keys(report) == ["cam", "grad_cam", "edge"]
     assert not {"steps", "baseline", "road_images", "tolerance", "images"} & set(report.as_json())
     table = (tmp_path / "localization.md").read_text()
@@ -363,10 +368,11 @@ def test_any_int_seed_works(trained_cluttered, tmp_path):
     assert reports[-1].methods["random"].faithfulness.images == 2
 
 
-def test_save_heatmaps_writes_the_standard_cam_of_each_image_and_refuses_another_runs_folder(trained_cluttered, tmp_path):
+def test_save_heatmaps_writes_the_standard_cam_of_each_image_and_refuses_another_runs_folder(trained_cluttered,
+                                                                                             tmp_path):
     checkpoint = trained_cluttered / "checkpoints/best.pt"
-    args = [f"--checkpoint={checkpoint}", f"--output_dir={tmp_path / 'report'}", "--groups=localization", "--methods=cam",
-            "--limit=6", f"--save_heatmaps={tmp_path / 'maps'}"]
+    args = [f"--checkpoint={checkpoint}", f"--output_dir={tmp_path / 'report'}", "--groups=localization",
+            "--methods=cam", "--limit=6", "--gallery=0", f"--save_heatmaps={tmp_path / 'maps'}"]
     evaluate_cam.main(args)
     saved = sorted((tmp_path / "maps").rglob("*.npy"))
     assert [str(path.relative_to(tmp_path / "maps")) for path in saved] == [f"test/{i:06d}.npy" for i in range(6)]
@@ -383,7 +389,8 @@ def test_save_heatmaps_writes_the_standard_cam_of_each_image_and_refuses_another
 @pytest.mark.slow
 def test_inclusive_boxes_score_the_cluttered_set_as_wsolevaluation_would(trained_cluttered, tmp_path):
     base = [f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", "--groups=localization", "--limit=20"]
-    exclusive = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [*base, f"--output_dir={tmp_path / 'a'}"]))
+    exclusive = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam,
+                                                                [*base, f"--output_dir={tmp_path / 'a'}"]))
     inclusive = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         *base, f"--output_dir={tmp_path / 'b'}", "--inclusive_boxes"]))
     assert "inclusive" in inclusive.methods["cam"].localization.box_convention
@@ -394,8 +401,7 @@ def test_inclusive_boxes_score_the_cluttered_set_as_wsolevaluation_would(trained
 
 
 def test_another_dataset_must_have_the_checkpoints_classes_and_boxes(trained_cluttered, tmp_path):
-    from test_wsol_datasets import write_cub  # a 2-class CUB; the checkpoint has 10 classes
-    write_cub(tmp_path / "cub")
+    write_cub(tmp_path / "cub")  # a 2-class CUB; the checkpoint has 10 classes
     with pytest.raises(cli.UserError, match="--dataset=cub in .* has 2 classes and .* was trained on 10"):
         evaluate(trained_cluttered, "--dataset=cub", f"--data_dir={tmp_path / 'cub'}", "--download=false")
     with pytest.raises(cli.UserError, match="--metadata_dir is the metadata folder of cub, ilsvrc and openimages"):

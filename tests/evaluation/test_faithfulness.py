@@ -25,7 +25,8 @@ def region_model(region: torch.Tensor) -> models.GapNet:
     with torch.no_grad():
         fc.weight.copy_(torch.tensor([[40.0], [-40.0]]))
         fc.bias.zero_()
-    return models.GapNet(RegionOnly(region), fc, {"name": "region", "num_classes": 2, "in_channels": 1, "options": {}}).eval()
+    arch = {"name": "region", "num_classes": 2, "in_channels": 1, "options": {}}
+    return models.GapNet(RegionOnly(region), fc, arch).eval()
 
 
 def test_trapezoid_auc_of_known_curves():

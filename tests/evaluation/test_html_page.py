@@ -116,6 +116,7 @@ def choose(driver, select_id: str, value: str) -> None:
 
 
 @pytest.mark.oracle
+@pytest.mark.slow  # drives Chromium, a subprocess
 def test_images_load_and_the_page_renders(opened, tmp_path):
     loaded = opened.execute_script(
         "return Array.from(document.images).map(image => image.complete && image.naturalWidth > 0);")
@@ -127,6 +128,7 @@ def test_images_load_and_the_page_renders(opened, tmp_path):
 
 
 @pytest.mark.oracle
+@pytest.mark.slow  # drives Chromium, a subprocess
 def test_summary_header_click_sorts_numbers_with_missing_last(opened):
     from selenium.webdriver.common.by import By
 
@@ -146,6 +148,7 @@ def test_summary_header_click_sorts_numbers_with_missing_last(opened):
 
 
 @pytest.mark.oracle
+@pytest.mark.slow  # drives Chromium, a subprocess
 def test_gallery_sorts_by_a_method_score_with_missing_last(opened):
     assert cards_shown(opened) == sorted(INDEXES)
     choose(opened, "gallery-sort", "iou:CAM")  # CAM's IoU: 21: 0.5, 3: —, 57: 0.1, 8: 0.9, 40: —, 15: 0.3
@@ -159,6 +162,7 @@ def test_gallery_sorts_by_a_method_score_with_missing_last(opened):
 
 
 @pytest.mark.oracle
+@pytest.mark.slow  # drives Chromium, a subprocess
 def test_method_checkbox_hides_and_shows_its_overlays_in_every_card(opened):
     from selenium.webdriver.common.by import By
 
@@ -174,6 +178,7 @@ def test_method_checkbox_hides_and_shows_its_overlays_in_every_card(opened):
 
 
 @pytest.mark.oracle
+@pytest.mark.slow  # drives Chromium, a subprocess
 def test_class_and_correctness_filters_show_exactly_the_matching_cards(opened):
     from selenium.webdriver.common.by import By
 

@@ -56,7 +56,8 @@ def test_diagonal_pixels_are_one_component():
 
 
 @pytest.mark.parametrize("shape, pattern", [((40, 12, 10), "random"), ((120, 64, 64), "random"),
-                                            ((130, 64, 64), "isolated"), ((2, 400, 5000), "random")])
+                                            ((130, 64, 64), "isolated"),
+                                            pytest.param((2, 400, 5000), "random", marks=pytest.mark.slow)])
 def test_component_boxes_are_scipys_8_connected_components_mask_by_mask(shape, pattern):
     """The stacked calls (each mask's lit rows only, empty rows inside a mask kept) against
     scipy.ndimage.label on each mask alone: sparse random masks, with (from 3 masks on) an empty one
@@ -241,7 +242,8 @@ def test_at_threshold_reads_the_curves_at_the_nearest_threshold_of_the_sweep():
 def test_inclusive_iou_counts_the_last_pixel_by_hand():
     """wsolevaluation's IoU (calculate_multiple_iou): widths and heights are x1 - x0 + 1."""
     assert localization.box_iou([0, 0, 1, 1], [1, 1, 2, 2]) == 0.0  # exclusive: two 1x1 boxes apart
-    assert localization.box_iou([0, 0, 1, 1], [1, 1, 2, 2], inclusive=True) == pytest.approx(1 / 7)  # 2x2 boxes, 1 shared
+    # 2 x 2 boxes sharing 1 pixel
+    assert localization.box_iou([0, 0, 1, 1], [1, 1, 2, 2], inclusive=True) == pytest.approx(1 / 7)
     assert localization.box_iou([0, 0, 0, 0], [0, 0, 0, 0], inclusive=True) == 1.0  # one pixel, not an empty box
     assert localization.box_iou([2, 2, 6, 5], [2, 2, 5, 4], inclusive=True) == pytest.approx(12 / 20)
 

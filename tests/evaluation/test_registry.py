@@ -88,7 +88,8 @@ def test_grad_cam_is_relu_cam_on_this_repos_networks(name, options, size):
     torch.manual_seed(0)
     net = models.build_model(name, 5, 1, **options).eval()
     images, classes = torch.randn(2, 1, size, size), torch.tensor([0, 4])
-    assert (registry.GRAD_CAM.maps(net, images, classes, 0) - registry.relu_cam(net, images, classes)).abs().max() < 1e-5
+    grad_cam = registry.GRAD_CAM.maps(net, images, classes, 0)
+    assert (grad_cam - registry.relu_cam(net, images, classes)).abs().max() < 1e-5
     assert all(parameter.grad is None for parameter in net.parameters())  # nothing leaks into the model
 
 
@@ -197,7 +198,8 @@ def test_a_method_a_user_adds_runs_in_every_group(trained_cluttered, tmp_path, m
     registry.register(registry.Method("inverted_cam", "CAM, inverted", inverted_cam, raw=negated_raw_cam))
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--limit=8",
-        "--batch_size=4", "--examples=0", "--explained=4", "--steps=2", "--road_images=1", "--methods=cam,inverted_cam"]))
+        "--batch_size=4", "--examples=0", "--explained=4", "--steps=2", "--road_images=1",
+        "--methods=cam,inverted_cam"]))
     added, cam = report.methods["inverted_cam"], report.methods["cam"]
     assert list(report.methods) == ["cam", "inverted_cam"]
     assert added.groups() == ["localization", "faithfulness", "sanity"] and added.cost.ms_per_image > 0

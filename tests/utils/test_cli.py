@@ -99,8 +99,10 @@ def test_help_lists_every_hyperparameter_with_default_and_help(script, capsys):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for fragment in [
-        "model: --name STR which network (a continued help line) (default: 'cnn')", "training: --epochs INT passes over the data (default: 5)",
-        "--lr FLOAT peak rate (100% at the peak of the schedule) (default: 0.1)", "--resume [BOOL] go on from the last run (default: False)",
+        "model: --name STR which network (a continued help line) (default: 'cnn')",
+        "training: --epochs INT passes over the data (default: 5)",
+        "--lr FLOAT peak rate (100% at the peak of the schedule) (default: 0.1)",
+        "--resume [BOOL] go on from the last run (default: False)",
         "--batch_size INT, --batch-size INT images per step (default: 128)", "A script.",
     ]:
         assert fragment in text
@@ -133,7 +135,8 @@ def test_run_lets_bugs_through():
 @pytest.mark.slow
 def test_an_uncaught_ctrl_c_ends_in_one_line():
     """As when Ctrl-C lands while a script's libraries load, before cli.run is reached."""
-    result = subprocess.run([sys.executable, "-c", "from utils import cli; cli.quiet_interrupts(); raise KeyboardInterrupt"],
+    code = "from utils import cli; cli.quiet_interrupts(); raise KeyboardInterrupt"
+    result = subprocess.run([sys.executable, "-c", code],
                             capture_output=True, text=True, cwd=REPO, check=False)
     assert result.stderr == "interrupted\n" and result.returncode in (130, -signal.SIGINT)
 
@@ -159,7 +162,9 @@ def test_every_scripts_help_prints_its_options(script, capsys):
 @pytest.mark.slow
 def test_importing_the_library_leaves_the_interpreter_alone():
     """Only a script's entry point installs process-wide behaviour (sys.excepthook)."""
-    modules = sorted([path.stem for path in REPO.glob("*.py")] + [f"utils.{path.stem}" for path in REPO.glob("utils/*.py")])
+    modules = sorted([path.stem for path in REPO.glob("*.py")] + [
+        f"{path.parent.name}.{path.stem}" for path in REPO.glob("*/*.py") if (path.parent / "__init__.py").exists()
+        and path.parent.name != "tests" and path.stem != "__init__"])
     code = f"import sys; import {', '.join(modules)}; assert sys.excepthook is sys.__excepthook__, sys.excepthook"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

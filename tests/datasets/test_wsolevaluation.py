@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_cub, write_metadata, write_openimages
 from PIL import Image
 
 import data
@@ -14,76 +15,6 @@ import evaluate_cam
 import model as models
 import train
 from utils import cli
-
-RNG = np.random.default_rng(0)
-CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross"]
-
-
-def write_image(path: Path, width: int, height: int, suffix_format: str = "JPEG") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(RNG.integers(0, 256, size=(height, width, 3), dtype=np.uint8)).save(path, suffix_format)
-
-
-def write_metadata(folder: Path, split: str, rows: list[tuple], localization: list[str] | None) -> None:
-    """metadata/<NAME>/<split>/ as wsolevaluation writes it; rows are (id, label, (w, h))."""
-    split_dir = folder / split
-    split_dir.mkdir(parents=True, exist_ok=True)
-    (split_dir / "image_ids.txt").write_text("\n".join(row[0] for row in rows) + "\n")
-    (split_dir / "class_labels.txt").write_text("\n".join(f"{row[0]},{row[1]}" for row in rows) + "\n")
-    (split_dir / "image_sizes.txt").write_text("\n".join(f"{row[0]},{row[2][0]},{row[2][1]}" for row in rows) + "\n")
-    if localization is not None:
-        (split_dir / "localization.txt").write_text("\n".join(localization) + ("\n" if localization else ""))
-
-
-def write_cub(root: Path) -> dict:
-    """A small CUB in its layout: images of several sizes and aspect ratios, one val image with two boxes."""
-    sizes = [(500, 333), (300, 450), (224, 224), (640, 480), (120, 200), (333, 250)]
-    splits = {"train": [], "val": [], "test": []}
-    boxes = {}
-    for number, (width, height) in enumerate(sizes * 2):
-        split = ["train", "train", "val", "test"][number % 4]
-        label = number % 2
-        image_id = f"{CUB_CLASSES[label]}/Bird_{number:04d}_{split}.jpg"
-        write_image(root / "CUB" / image_id, width, height)
-        splits[split].append((image_id, label, (width, height)))
-        boxes[image_id] = [(width // 10, height // 8, width - 1 - width // 5, height - 1)]
-    two = splits["val"][1][0]  # the 500 x 333 one
-    boxes[two].append((0, 0, 9, 19))  # a second box
-    metadata = root / "metadata" / "CUB"
-    for split, rows in splits.items():
-        lines = [f"{row[0]},{x0},{y0},{x1},{y1}" for row in rows for x0, y0, x1, y1 in boxes[row[0]]]
-        write_metadata(metadata, split, rows, lines)
-    return {"splits": splits, "boxes": boxes, "metadata": metadata}
-
-
-def write_openimages(root: Path) -> dict:
-    """A small OpenImages: val and test images with instance masks and ignore masks beside them."""
-    splits = {"train": [], "val": [], "test": []}
-    localization = {"train": [], "val": [], "test": []}
-    masks = {}
-    for number, (width, height) in enumerate([(100, 60), (80, 120), (150, 100), (64, 64), (90, 70), (60, 90)]):
-        split = ["train", "val", "test"][number % 3]
-        label = number % 2
-        folder = ["01226z", "0by6g"][label]
-        image_id = f"{split}/{folder}/{number:016x}.jpg"
-        write_image(root / "OpenImages" / image_id, width, height)
-        splits[split].append((image_id, label, (width, height)))
-        first = np.zeros((height, width), dtype=np.uint8)
-        first[height // 6 : height // 2, width // 5 : width // 2] = 255
-        second = np.zeros_like(first)
-        second[2 * height // 3 : height - 2, 3 * width // 5 : width - 3] = 255
-        ignore = np.zeros_like(first)
-        ignore[2 : height - 2, 4 : width - 4] = 255
-        stem = image_id[: -len(".jpg")]
-        paths = [f"{stem}_m{folder}_{index:08x}.png" for index in range(2)]
-        for path, mask in zip(paths + [f"{stem}_ignore.png"], (first, second, ignore)):
-            Image.fromarray(mask).save(root / "OpenImages" / path)
-        localization[split] += [f"{image_id},{paths[0]},{stem}_ignore.png", f"{image_id},{paths[1]},"]
-        masks[image_id] = (first, second, ignore)
-    metadata = root / "metadata" / "OpenImages"
-    for split, rows in splits.items():
-        write_metadata(metadata, split, rows, localization[split] if split != "train" else [])
-    return {"splits": splits, "masks": masks, "metadata": metadata}
 
 
 def nearest_224(mask: np.ndarray) -> np.ndarray:
@@ -222,6 +153,7 @@ def test_an_image_in_two_splits_is_refused(tmp_path):
     assert shared[0] in message and "train" in message and "test" in message
 
 
+@pytest.mark.slow  # 100,000 metadata lines
 def test_a_large_metadata_folder_loads_without_opening_images(tmp_path, monkeypatch):
     """100,000 ILSVRC-style training ids: only the metadata is read, no image is opened (only the
     first of each split is looked for), quickly."""
