@@ -12,11 +12,12 @@ folder `metadata/<NAME>/<split>/` per split (train, val, test), NAME one of CUB,
 
 `WSOLSplit` is one split: only the metadata is held (ids, labels, sizes, boxes or mask paths), and an
 image file is opened when __getitem__ asks for it, so that DataLoader workers stream them. Its
-`ground_truth(index)` gives a `localization.GroundTruth` at 224 x 224, as wsolevaluation's
+`ground_truth(index)` gives a `datasets.ground_truth.GroundTruth` at 224 x 224, as wsolevaluation's
 evaluator scores (`_RESIZE_LENGTH` in its evaluation.py; evaluate_cam.py --dataset may read them at
 another size, and then scores there): boxes rescaled by its `resize_bbox`,
-masks read and resized by its `load_mask_image` / `get_mask`. data.DATASETS opens the three
-splits with `open_train`, `open_validation` and `open_test`, and checks them with `check_splits`.
+masks read and resized by its `load_mask_image` / `get_mask`. data.DATASETS opens the train and
+test splits with `open_split(name)`, the val split with `open_validation(name)`, and checks the
+three together with `check_splits`.
 """
 
 import functools

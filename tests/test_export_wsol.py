@@ -115,7 +115,8 @@ def test_a_cluttered_checkpoint_scores_the_same_through_the_exported_cub_and_ope
     built_in = report("--inclusive_boxes")
     through_cub = report("--dataset=cub", f"--data_dir={tmp_path / 'wsol'}")
     through_openimages = report("--dataset=openimages", f"--data_dir={tmp_path / 'wsol'}")
-    assert through_cub.dataset["name"] == "cub" and through_cub.images == built_in.images == 60
+    assert through_cub.dataset["name"] == "cub"
+    assert through_cub.localization.images == built_in.localization.images == 60
     measured = [key for key, result in built_in.methods.items() if result.localization is not None]
     assert measured == ["cam", "cam_read", "grad_cam", "center"]
     for key in measured:
