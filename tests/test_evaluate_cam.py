@@ -32,6 +32,25 @@ FAMILY_FLAG = "--methods=" + ",".join(["cam", "cam_read", *FAMILY, "center", "ra
 SAME_AS_RELU_CAM = ["grad_cam", "hires_cam", "xgrad_cam"]  # of those
 
 
+def test_the_defaults_are_the_librarys():
+    """The literals at the top of evaluate_cam.py are the library's defaults (the recipe's reading,
+    the CAM paper's box threshold, the sweep's step, deletion's steps, the CAM family's batch), so
+    they cannot drift apart."""
+    reading = map_reading.MapReading(evaluate_cam.normalization, evaluate_cam.percentile, evaluate_cam.flip_maps)
+    assert reading == map_reading.RECIPE_READING
+    assert (evaluate_cam.cam_threshold, evaluate_cam.threshold_step) == (localization.CAM_THRESHOLD,
+                                                                        localization.THRESHOLD_STEP)
+    assert (evaluate_cam.steps, evaluate_cam.cam_batch_size) == (faithfulness.STEPS, registry.CAM_BATCH_SIZE)
+
+
+def test_each_flag_belongs_to_the_groups_its_banner_names():
+    groups = evaluate_cam.flag_groups()
+    assert groups["threshold_step"] == ["localization"] and groups["steps"] == ["faithfulness"]
+    assert groups["cam_threshold"] == ["localization", "faithfulness"]
+    assert groups["explained"] == ["faithfulness", "sanity"] and groups["sanity_seeds"] == ["sanity"]
+    assert groups["checkpoint"] == groups["seed"] == groups["methods"] == []  # every group
+
+
 def test_report_on_a_cluttered_checkpoint(trained_cluttered):
     report = evaluate(trained_cluttered, "--batch_size=25", "--examples=5", "--groups=localization", "--gallery=6",
                       FAMILY_FLAG)
