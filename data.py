@@ -249,7 +249,7 @@ def unwrap(dataset: Dataset) -> tuple[Dataset, torch.Tensor | None, torch.Tensor
 
 
 def ground_truth(dataset: Dataset, start: int, stop: int):
-    """The localization.GroundTruth (boxes int64 (N, M, 4), masks, ignore, inclusive) of images
+    """The datasets.ground_truth.GroundTruth (boxes int64 (N, M, 4), masks, ignore, inclusive) of images
     start..stop-1 of a split, passed through as the dataset under its Subset and Relabeled wrappers
     gives it (its ground_truth(indices) method, e.g. ClutteredFashionMNIST's), None for a dataset
     without one."""

@@ -27,7 +27,7 @@ import time
 import torch
 
 import data
-import model as models
+import model
 from evaluation import faithfulness, group_runs, heatmaps, map_reading, registry, results, tables
 from utils import checkpoints, devices, files, seeds
 
@@ -37,7 +37,8 @@ checkpoint: str = "checkpoints/last.pt"  # a run trained on a dataset with boxes
 split: str = "test"  # test | validation (the held-out training images of a run trained with --validation)
 dataset: str = ""  # "": the checkpoint's; or one with its classes and boxes (cub on an export_wsol.py folder)
 data_dir: str = ""  # where the dataset is ("": where the checkpoint was trained from)
-metadata_dir: str = ""  # cub | ilsvrc | openimages: wsolevaluation's metadata/<NAME>/ ("": <data_dir>/metadata/<NAME>)
+metadata_dir: str = ""  # cub | ilsvrc | openimages: wsolevaluation's metadata/<NAME>/
+    # ("": the checkpoint's, or <data_dir>/metadata/<NAME>)
 download: bool = True  # download the source dataset if it is not on disk
 groups: str = "localization,faithfulness,sanity"  # the groups to run, comma-separated
 methods: str = "cam,cam_read,grad_cam,center,random,edge"  # registry keys, comma-separated, or all
@@ -155,7 +156,7 @@ def random_labels_model(path: str, checkpoint_path: str, net, checkpoint: dict, 
     as checkpoint (the run of checkpoint_path, whose model is net), and not to be net itself."""
     if not path:
         return None
-    random_labels_net, other = models.load_checkpoint(path, device, checkpoints.TRAINING_METADATA)
+    random_labels_net, other = model.load_checkpoint(path, device, checkpoints.TRAINING_METADATA)
     if not other["hyperparameters"].get("permute_labels"):
         raise cli.UserError(f"--random_labels_checkpoint: {path} was not trained with --permute_labels; train one "
                             "with `python train.py --permute_labels ...`")
@@ -209,19 +210,19 @@ def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
     as_json()). given: the hyperparameters set on the command line (cli.given_names), refused when
     no group run uses them. The localization group, the gallery and the faithfulness scores' class
     probabilities run the model with its batch norms folded into its convolutions
-    (models.folded_batch_norms): the same logits and maps up to float rounding, sooner on a CPU."""
+    (model.folded_batch_norms): the same logits and maps up to float rounding, sooner on a CPU."""
     validate(cfg, given)
     groups = chosen_groups(cfg.groups)
     device = devices.pick_device(cfg.device)
-    net, checkpoint = models.load_checkpoint(cfg.checkpoint, device, checkpoints.TRAINING_METADATA)
+    net, checkpoint = model.load_checkpoint(cfg.checkpoint, device, checkpoints.TRAINING_METADATA)
     if note := checkpoints.selection_note(cfg.checkpoint, checkpoint):
         print(note)
     random_labels_net = random_labels_model(cfg.random_labels_checkpoint, cfg.checkpoint, net, checkpoint, device)
     layout = devices.memory_format(cfg.channels_last)
-    for model in (net, random_labels_net):
-        if model is not None:
-            model.to(memory_format=layout)
-    folded = models.folded_batch_norms(net).to(memory_format=layout)
+    for loaded_net in (net, random_labels_net):
+        if loaded_net is not None:
+            loaded_net.to(memory_format=layout)
+    folded = model.folded_batch_norms(net).to(memory_format=layout)
     info, loaded, has_validation = load_splits(cfg, checkpoint)
     reading = map_reading.MapReading(cfg.normalization, cfg.percentile,
                                      cfg.flip_maps and data.trained_with_flips(info.name))
@@ -234,18 +235,18 @@ def evaluate(cfg, given: set[str] = frozenset()) -> results.Report:
           + ("; operating thresholds chosen on its validation split" if has_validation and "localization" in groups
              else ""))
     started = time.perf_counter()
-    split = group_runs.Split(loaded, cfg.split, device, cfg.batch_size, cfg.channels_last, cfg.limit,
-                             cfg.inclusive_boxes)
+    source = group_runs.Split(loaded, cfg.split, device, cfg.batch_size, cfg.channels_last, cfg.limit,
+                              cfg.inclusive_boxes)
     located, examples = group_runs.localization_group(
-        folded, split, chosen, has_validation, cfg.threshold_step, cfg.cam_threshold, cfg.examples, cfg.seed,
+        folded, source, chosen, has_validation, cfg.threshold_step, cfg.cam_threshold, cfg.examples, cfg.seed,
         heatmaps_folder) if "localization" in groups else (None, [])
     settings = group_runs.ExplainSettings(cfg.explained, cfg.steps, cfg.baseline, cfg.road_images, cfg.tolerance,
                                           cfg.sanity_seeds, cfg.cam_threshold, cfg.seed)
-    faithful, sane, cascade = group_runs.explain(net, folded, split, chosen, groups, settings, random_labels_net,
+    faithful, sane, cascade = group_runs.explain(net, folded, source, chosen, groups, settings, random_labels_net,
                                                  located) if {"faithfulness", "sanity"} & set(groups) else (
         None, None, {})
     pool = next((group.images for group in (faithful, sane, located) if group), 0)  # the images measured
-    gallery = group_runs.gallery(folded, split, chosen, cfg.gallery, pool, cfg.seed, cfg.cam_threshold, located,
+    gallery = group_runs.gallery(folded, source, chosen, cfg.gallery, pool, cfg.seed, cfg.cam_threshold, located,
                                  faithful) if cfg.gallery else []
     report = results.Report(
         str(cfg.checkpoint), loaded.info.as_dict(), cfg.split, groups, chosen, cfg.batch_size,

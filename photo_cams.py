@@ -86,7 +86,7 @@ def draw(cfg) -> Path:
     for name in names:
         photo = getattr(samples, name)()
         logits, top_classes, heats = map_reading.cam_heat_maps(net, network_input(photo), map_reading.RECIPE_READING,
-                                                                topk=cfg.topk, size=photo.shape[:2])
+                                                               topk=cfg.topk, size=photo.shape[:2])
         probabilities = logits.softmax(dim=1)[0, top_classes[0]]
         panels = [(photo, f"skimage.data.{name}()")]
         for heat, c, p in zip(heats[0].numpy(), top_classes[0].tolist(), probabilities.tolist()):

@@ -105,9 +105,9 @@ evaluate_every: int = 3  # measure the validation and test splits after every N-
 # system
 device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
 num_workers: int = 0  # image folders: DataLoader worker processes (0: load in the training process)
-channels_last: bool = True  # NHWC memory layout for the convolutions (1.35x faster training on a 2-core CPU)
+channels_last: bool = True  # NHWC memory layout for the convolutions (faster training on CPUs)
 precision: str = "auto"  # auto (bf16 autocast on GPUs and CPUs with native bf16, else fp32) | bf16 | fp32
-compile: bool = False  # torch.compile the model (pays off on GPUs, not on a 2-core CPU: see docs/performance.md)
+compile: bool = False  # torch.compile the model (pays off on GPUs, not on small CPUs: docs/performance.md)
 # output
 checkpoint_dir: str = "checkpoints"  # where last.pt and best.pt are written
 output_dir: str = "outputs"  # where metrics.csv and training_curves.png are written

@@ -139,7 +139,7 @@ def draw(cfg) -> list[Path]:
     batch = torch.stack([tensor for _, _, tensor, _, _ in inputs]).to(device)
     size = cfg.display_size or info.image_size
     reading = map_reading.MapReading(cfg.normalization, cfg.percentile,
-                                      cfg.flip_maps and data.trained_with_flips(info.name))
+                                     cfg.flip_maps and data.trained_with_flips(info.name))
     written, rows = [], []
     for (prefix, description, tensor, label, true_box), maps in zip(
             inputs, maps_to_draw(cfg, net, batch, reading, size, info.classes)):

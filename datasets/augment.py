@@ -21,7 +21,7 @@ class ShiftFlip:
 
     @property
     def shifts(self) -> bool:
-        """Whether it shifts images (then test-time shifts apply; see training.evaluate)."""
+        """Whether it shifts images (then test-time shifts apply; see training.metrics.evaluate)."""
         return self.padding_fraction > 0
 
     def transforms(self, size: int) -> list:

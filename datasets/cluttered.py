@@ -85,8 +85,9 @@ class ClutteredFashionMNIST(Dataset):
     root/fashion-mnist-cluttered/ after it is first made.
     """
 
-    def __init__(self, root: Path, train: bool, transform, download: bool, size: int, clutter: int,
-                 clutter_size: int, clutter_seed: int):
+    def __init__(self, root: Path, train: bool, transform, download: bool, size: int = 64,
+                 clutter: int = CLUTTER_DEFAULTS["clutter"], clutter_size: int = CLUTTER_DEFAULTS["clutter_size"],
+                 clutter_seed: int = CLUTTER_DEFAULTS["clutter_seed"]):
         split = "train" if train else "test"
         cache = Path(root) / "fashion-mnist-cluttered" / (
             f"{split}-v{CLUTTER_FORMAT}-size{size}-clutter{clutter}x{clutter_size}-seed{clutter_seed}.pt"

@@ -36,12 +36,11 @@ from utils.images import read_image
 SCORED_SIZE = 224  # wsolevaluation's evaluation.py _RESIZE_LENGTH: boxes and masks are scored at 224 x 224
 FOLDERS = {"cub": "CUB", "ilsvrc": "ILSVRC", "openimages": "OpenImages"}  # --dataset -> wsolevaluation's name
 WITH_MASKS = {"openimages"}  # localization.txt lists masks; the others list boxes
+# how each benchmark's image ids are laid out, per split (CUB: <class>/<file>, never under a split folder)
 ID_LAYOUTS = {
     "ilsvrc": {"train": r"train/n\d{8}/[^/]+$", "val": r"val2/[^/]+/[^/]+$", "test": r"val/[^/]+$"},
     "openimages": {split: split + r"/[^/]+/[^/]+$" for split in ("train", "val", "test")},
 }
-
-
 SPLIT_NAMED = ("train/", "val/", "val2/", "test/")
 
 
@@ -194,7 +193,7 @@ class WSOLSplit(Dataset):
         return (self.transform(image) if self.transform else image), int(self.targets[index])
 
     def ground_truth(self, index) -> GroundTruth:
-        """The localization.GroundTruth of the images at index (a slice or N indices), at S x S, S the
+        """The datasets.ground_truth.GroundTruth of the images at index (a slice or N indices), at S x S, S the
         scored size (224, wsolevaluation's; the images' side when evaluate_cam.py --dataset reads them
         at another): CUB, ILSVRC: boxes int64 (N, M, 4) inclusive, rescaled as wsolevaluation's
         resize_bbox does (each coordinate times S / the image side, truncated), rows of -1 for

@@ -28,11 +28,9 @@ from datasets.ground_truth import as_boxes, exclusive_boxes, has_boxes
 from utils import seeds
 
 BASELINES = ("blur", "black", "mean")  # what deleted pixels become, and what insertion starts from
-STEPS = 16  # deletion and insertion: steps from 0% to 100% of the pixels, the reports' and the benchmark's default
+STEPS = 16  # deletion and insertion: steps from 0% to 100% of the pixels (the scripts' --steps equals it)
 ROAD_PERCENTAGES = (10, 30, 50, 70, 90)  # % of the pixels ROAD removes
 ROAD_NOISE = 0.01  # ROAD's imputation noise: its standard deviation, in units of the normalized image
-
-
 BLUR_SIGMA, BLUR_SIDE = 5, 224  # the blur baseline: RISE's Gaussian, sigma 5 px on 224 px images, scaled to the side
 
 

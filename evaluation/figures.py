@@ -14,13 +14,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from evaluation import localization
+from datasets.ground_truth import as_boxes
+from evaluation import localization, map_reading
 from utils.drawing import colorize, draw_box, overlay, save_figure
 
 if TYPE_CHECKING:
     from evaluation.results import FaithfulnessResult, LocalizationResult, SanityResult
-from datasets.ground_truth import as_boxes
-from evaluation import map_reading
 
 
 @dataclass

@@ -187,7 +187,6 @@ PAGE = """<!DOCTYPE html>
 </html>
 """
 
-
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 24px; }
 h1 { font-size: 22px; margin: 0 0 8px; }
@@ -226,7 +225,6 @@ th .arrow:empty::after { content: "↕"; color: #bbb; }
 .report-figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; max-width: 960px; margin-top: 4px; }
 """
-
 
 SCRIPT = """
 "use strict";

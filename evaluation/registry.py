@@ -54,15 +54,9 @@ from evaluation import baselines, map_reading
 from utils import cli
 
 MapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]  # (net, images, classes, seed)
-
-
 RawFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]  # (net, images, classes)
-
-
 LogitsAndMapsFunction = Callable[[nn.Module, torch.Tensor, torch.Tensor, int],  # (net, images, classes, seed) ->
                                  tuple[torch.Tensor, torch.Tensor]]  # (its logits (B, num_classes), Method.maps')
-
-
 CAM_BATCH_SIZE = 64  # Score-CAM and Ablation-CAM: masked or ablated copies of an image per forward pass (speed only)
 SAME_MAPS_TOLERANCE = 1e-4  # maps this close to ReLU(CAM)'s everywhere are its maps (float32; the library's 1e-7s)
 
@@ -246,8 +240,6 @@ LIBRARY = {  # key: (display name, pytorch-grad-cam class, what it reads), in th
     "score_cam": ("Score-CAM", pytorch_grad_cam.ScoreCAM, "features"),  # Wang et al., CVPR-W 2020
     "ablation_cam": ("Ablation-CAM", pytorch_grad_cam.AblationCAM, "features"),  # Desai & Ramaswamy, WACV 2020
 }
-
-
 BATCHED = (pytorch_grad_cam.ScoreCAM, pytorch_grad_cam.AblationCAM)  # the classes that take a batch_size
 
 
@@ -274,8 +266,6 @@ CENTER = Method("center", "center baseline", baselines.center_maps, uses_weights
 RANDOM = Method("random", "random", baselines.random_maps, uses_weights=False, layer=None, groups=("faithfulness",))
 EDGE = Method("edge", "edge (Sobel)", baselines.edge_maps, raw=baselines.edge_raw, uses_weights=False, layer=None,
               groups=("faithfulness",))
-
-
 METHODS: list[Method] = [CAM, *FAMILY, CENTER, RANDOM, EDGE]  # the registry, in the report's order
 READ_CAM = "cam_read"  # the key of CAM read as the scripts' reading flags say (read_cam)
 

@@ -1,6 +1,6 @@
 """What an evaluation measured: typed records, one per method and group, and the report holding them.
 
-evaluation/groups.py builds them from the evaluators (localization.LocalizationEvaluator,
+evaluation/group_runs.py builds them from the evaluators (localization.LocalizationEvaluator,
 faithfulness.FaithfulnessEvaluator, sanity.SanityEvaluator), one record per group; evaluate_cam.py
 builds the Report once every group has run. The tables (evaluation/tables.py) and figures read them
 and format numbers only there. `Report.as_json()` is localization.json.

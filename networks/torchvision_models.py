@@ -82,8 +82,6 @@ NOT_GAP_HEADS = {  # why CAM does not apply, by family
     "swin": "it is a vision transformer, with no final conv feature maps to pool",
     "maxvit": "it is a vision transformer, with no final conv feature maps to pool",
 }
-
-
 WSOL_FAMILIES = ("resnet", "resnext", "wide_resnet", "inception_v3", "vgg16")  # those wsol=True knows
 WSOL_ONLY = ("vgg16",)  # GapNets only as wsolevaluation's CAM variant (wsol=True)
 

@@ -177,6 +177,18 @@ def write_openimages(root: Path) -> dict:
     return {"splits": splits, "masks": masks, "metadata": metadata}
 
 
+def write_balanced_folder(root, per_class=10, size=8):
+    """root/train/{cat,dog}/ with per_class tiny images each (listed class by class, as ImageFolder
+    reads them) and one test image per class."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("test", 1)):
+        for name in ("cat", "dog"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+
+
 def assert_drawn(path: Path, min_ink: float = 0.01, min_color: float = 0.001) -> None:
     """The PNG at path shows something: at least min_ink of its pixels differ from its most common
     color (the background), and at least min_color of them are colored (channels apart by more than

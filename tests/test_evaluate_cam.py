@@ -220,7 +220,7 @@ def test_the_fast_layout_and_folded_batch_norms_change_the_scores_by_float_round
     flags = ("--examples=0", "--limit=20", "--explained=12", "--road_images=3", "--steps=4", "--batch_size=8",
              "--sanity_seeds=1", "--gallery=0", "--methods=cam,cam_read,grad_cam,center,edge")
     fast = evaluate(trained_cluttered, *flags).as_json()["methods"]
-    monkeypatch.setattr(evaluate_cam.models, "folded_batch_norms", lambda net: net)
+    monkeypatch.setattr(evaluate_cam.model, "folded_batch_norms", lambda net: net)
     plain = evaluate(trained_cluttered, *flags, "--channels_last=false").as_json()["methods"]
     for key, result in fast.items():
         if result.get("localization"):

@@ -35,7 +35,7 @@ class EpochPosition:
 def shifted(images: torch.Tensor, offset: int, black: torch.Tensor) -> torch.Tensor:
     """images (B, C, H, W) moved `offset` pixels down and right (up and left when negative), the
     uncovered border filled with black (C,), the normalized value of a black pixel, as the
-    training shifts fill it (data.ShiftFlip)."""
+    training shifts fill it (datasets.augment.ShiftFlip)."""
     out = torch.empty_like(images)
     out[:] = black.to(images)[:, None, None]
     if offset >= 0:

@@ -57,8 +57,8 @@ def describe_device(device: torch.device) -> str:
 
 def fast_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast speeds up convolutions on device: CUDA GPUs that support bf16, and CPUs
-    with native bf16 instructions (AVX512-BF16 or AMX; 1.6x faster training than fp32 on a 2-core
-    AMD EPYC), unless torch's kernels are held below AVX-512 (ATEN_CPU_CAPABILITY=avx2, as when
+    with native bf16 instructions (AVX512-BF16 or AMX: faster training than fp32, docs/performance.md),
+    unless torch's kernels are held below AVX-512 (ATEN_CPU_CAPABILITY=avx2, as when
     emulating an AVX2 CPU). Elsewhere bf16 is emulated and slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -75,7 +75,7 @@ def autocast(precision: str, device: torch.device):
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:
-    """NHWC (channels_last: 1.4x faster convolutions on CPUs) or the default NCHW layout."""
+    """NHWC (channels_last: faster convolutions on CPUs) or the default NCHW layout."""
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
@@ -83,8 +83,8 @@ def keep_freed_memory() -> None:
     """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
 
     By default each buffer over a few MB (a batch of activations) is mmap-ed when allocated and
-    unmapped when freed, so every training step page-faults its activations afresh: up to 1.25x
-    slower training on a 2-core CPU (measured at 64x64). Does nothing where malloc is not glibc's.
+    unmapped when freed, so every training step page-faults its activations afresh: slower
+    training on small CPUs. Does nothing where malloc is not glibc's.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
