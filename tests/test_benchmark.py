@@ -57,8 +57,9 @@ def never(*args, **kwargs):
 
 @pytest.mark.parametrize("extra, message", [
     (["--dataset_names=fashion-mnist,imagenet"], "unknown dataset 'imagenet' in --dataset_names"),
-    (["--photo_models=resnet18,inception_v3", "--photo_size=64"],  # resnet18 gives 2x2 maps at 64 px
-     r"^--photo_size=64 gives inception_v3 maps of 0x0, and CAM needs at least 2x2: use --photo_size=107 or more"),
+    pytest.param(["--photo_models=resnet18,inception_v3", "--photo_size=64"],  # resnet18 gives 2x2 maps at 64 px
+                 r"^--photo_size=64 gives inception_v3 maps of 0x0, and CAM needs at least 2x2: use --photo_size=107 "
+                 "or more", marks=pytest.mark.slow),
 ])
 def test_every_name_and_size_is_checked_before_any_timing(tmp_path, fashion_data, monkeypatch, extra, message):
     monkeypatch.setattr(benchmark, "training_speed", never)

@@ -270,6 +270,7 @@ def test_explanation_flags_are_checked(trained_cluttered, flags, message):
         evaluate_cam.main(arguments(trained_cluttered, *flags))
 
 
+@pytest.mark.slow  # Ablation-CAM in every group
 def test_methods_choose_what_every_group_runs(trained_cluttered, tmp_path):
     report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
         f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={tmp_path}", "--limit=4",

@@ -193,6 +193,7 @@ def negated_raw_cam(net, images, classes):
     return -registry.raw_cam(net, images, classes)
 
 
+@pytest.mark.slow  # a whole report
 def test_a_method_a_user_adds_runs_in_every_group(trained_cluttered, tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "METHODS", list(registry.METHODS))
     registry.register(registry.Method("inverted_cam", "CAM, inverted", inverted_cam, raw=negated_raw_cam))

@@ -111,6 +111,7 @@ def test_missing_weights_offline_name_the_file_and_the_folder(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
+@pytest.mark.slow  # a resnet50 on a photo
 def test_visualize_a_photo_with_pretrained_weights_and_no_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     fake_weights(tmp_path, "resnet18", "IMAGENET1K_V1")
