@@ -22,6 +22,7 @@ from utils import cli  # noqa: I001 -- first: a Ctrl-C while torch loads then en
 if __name__ == "__main__":
     cli.quiet_interrupts()
 
+import os
 import re
 import shutil
 import sys
@@ -53,6 +54,35 @@ overwrite: bool = False  # replace an earlier export in output_dir
 # ------------------------------------------------------------------------------------------------
 
 LAYOUTS = ("cub", "openimages")  # wsolevaluation.FOLDERS names each one's folder
+
+
+MARK = "export_wsol.txt"  # in each folder an export writes: which layout; only such folders are replaced
+
+
+def check_replaceable(output: Path, folder: str, overwrite: bool) -> None:
+    """UserError when output holds an earlier export (folder/ or metadata/folder/) and --overwrite
+    was not given, or when either holds anything but an export of this script (then it is never
+    deleted)."""
+    present = [path for path in (output / folder, output / "metadata" / folder) if path.exists()]
+    if present and not overwrite:
+        raise cli.UserError(f"{output} already holds an export ({folder}/ or metadata/{folder}/); "
+                            f"pass --overwrite to replace it, or choose another --output_dir")
+    for path in present:
+        if not (path / MARK).is_file():
+            raise cli.UserError(f"{path} is not an export of export_wsol.py (no {MARK} in it), so --overwrite "
+                                "will not delete it; move it away, or choose another --output_dir")
+
+
+def swap_in(staging: Path, output: Path, existing: list[Path]) -> None:
+    """Put the export written whole in staging in place of the earlier one: each folder is renamed
+    in (the earlier one renamed aside first, and deleted only once the new one is in place)."""
+    for path in existing:
+        new, aside = staging / path.relative_to(output), staging / f"earlier-{path.name}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.rename(aside)
+        new.rename(path)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def class_folders(classes: list[str]) -> list[str]:
@@ -122,9 +152,7 @@ def export(cfg) -> Path:
     folder = wsolevaluation.FOLDERS[cfg.layout]
     output = files.writable_folder(cfg.output_dir, "output_dir")
     existing = [output / folder, output / "metadata" / folder]
-    if any(path.exists() for path in existing) and not cfg.overwrite:
-        raise cli.UserError(f"{output} already holds an export ({folder}/ or metadata/{folder}/); "
-                            f"pass --overwrite to replace it, or choose another --output_dir")
+    check_replaceable(output, folder, cfg.overwrite)
     options = {"clutter": cfg.clutter, "clutter_size": cfg.clutter_size}
     loaded = data.load_dataset("fashion-mnist-cluttered", cfg.data_dir, cfg.download, cfg.image_size, options)
     loaded = loaded.hold_out(cfg.validation)
@@ -135,10 +163,15 @@ def export(cfg) -> Path:
     if missing:  # the benchmark's classes are those of its train split's class_labels.txt
         raise cli.UserError(f"--limit={cfg.limit} leaves class {folders[missing[0]]} out of the train split, and "
                             f"the export's classes are its train split's: pass a larger --limit (or 0: all)")
-    for path in existing:  # the earlier export goes only once the new one is made and checked
-        shutil.rmtree(path, ignore_errors=True)
-    for wsol_split, (images, labels, truth) in splits.items():
-        write_split(output, cfg.layout, wsol_split, images, labels, truth, folders)
+    staging = output / f".export_wsol-{os.getpid()}"  # the new export is written whole beside the old one
+    try:
+        for wsol_split, (images, labels, truth) in splits.items():
+            write_split(staging, cfg.layout, wsol_split, images, labels, truth, folders)
+        for path in existing:
+            (staging / path.relative_to(output) / MARK).write_text(f"{cfg.layout}\n")
+        swap_in(staging, output, existing)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {output}/{folder}/ and {output}/metadata/{folder}/: "
           f"python train.py --dataset={cfg.layout} --data_dir={output}")
     return output

@@ -141,3 +141,41 @@ def test_a_limit_that_leaves_a_class_out_of_train_is_refused_and_keeps_the_earli
     with pytest.raises(cli.UserError, match="--limit=5 leaves class 006.Sandal out of the train split"):
         export_wsol.main([*args, "--limit=5", "--overwrite"])
     assert len(data.load_dataset("cub", tmp_path / "wsol", download=False).test) == 20  # the earlier export stays
+
+
+def test_an_interrupted_overwrite_keeps_the_earlier_export_whole(tmp_path, monkeypatch):
+    """The new export is written beside the old one and swapped in at the end: a Ctrl-C while it is
+    written leaves the earlier export as it was, and nothing half-written."""
+    write_mnist_like(tmp_path / "data" / "fashion-mnist", train_size=40, test_size=20)
+    args = [f"--data_dir={tmp_path / 'data'}", f"--output_dir={tmp_path / 'wsol'}", "--download=false",
+            "--image_size=32", "--validation=8"]
+    export_wsol.main(args)
+    before = sorted((path.relative_to(tmp_path), path.read_bytes()) for path in (tmp_path / "wsol").rglob("*")
+                    if path.is_file())
+    written = []
+
+    def interrupted(root, layout, split, *rest):
+        written.append(split)
+        if len(written) == 2:
+            raise KeyboardInterrupt  # in the middle of the val split
+        return real(root, layout, split, *rest)
+
+    real = export_wsol.write_split
+    monkeypatch.setattr(export_wsol, "write_split", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_wsol.main([*args, "--overwrite", "--clutter=2"])
+    after = sorted((path.relative_to(tmp_path), path.read_bytes()) for path in (tmp_path / "wsol").rglob("*")
+                   if path.is_file())
+    assert after == before and sorted(path.name for path in (tmp_path / "wsol").iterdir()) == ["CUB", "metadata"]
+    monkeypatch.setattr(export_wsol, "write_split", real)
+    export_wsol.main([*args, "--overwrite", "--clutter=2"])  # and a whole one replaces it
+    assert len(data.load_dataset("cub", tmp_path / "wsol", download=False).test) == 20
+
+
+def test_overwrite_never_deletes_a_folder_it_did_not_write(tmp_path):
+    photo = tmp_path / "wsol" / "CUB" / "001.Mine" / "photo.jpg"
+    photo.parent.mkdir(parents=True)
+    photo.write_bytes(b"mine")
+    with pytest.raises(cli.UserError, match="CUB is not an export of export_wsol.py .* will not delete it"):
+        export_wsol.main([f"--output_dir={tmp_path / 'wsol'}", "--overwrite", "--download=false"])
+    assert photo.read_bytes() == b"mine"
