@@ -23,7 +23,8 @@ three together with `check_splits`.
 import functools
 import os
 import re
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -54,9 +55,11 @@ def metadata_folder(root: Path, name: str, metadata_dir: str) -> Path:
     return base
 
 
-def read_lines(path: Path, fields: int, what: str) -> list[list[str]]:
+def read_lines(path: Path, fields: int, what: str, integers: tuple[int, ...] = (),
+               check: Callable[[list], str | None] | None = None) -> list[list]:
     """The comma-separated lines of a metadata file, each split into `fields` fields (blank lines
-    skipped); DatasetError naming the file and the line if one has another count."""
+    skipped), the fields at `integers` made ints; DatasetError naming the file and the line if one
+    has another count, a field there that is not a whole number, or a fault that check(row) names."""
     rows = []
     with open(path, encoding="utf-8") as file:
         for number, line in enumerate(file, 1):
@@ -68,8 +71,41 @@ def read_lines(path: Path, fields: int, what: str) -> list[list[str]]:
                 raise DatasetError(f"{path} line {number} has {len(row)} fields, not {fields} ({what}): "
                                    f"{line[:120]!r}; is it the metadata of another dataset? use wsolevaluation's "
                                    "metadata/<NAME>/ layout")
+            for position in integers:
+                if not re.fullmatch(r"-?\d+", row[position].strip()):
+                    raise DatasetError(f"{path} line {number}: {row[position][:40]!r} is not a whole number "
+                                       f"({what}): {line[:120]!r}; fix that line")
+                row[position] = int(row[position])
+            fault = check(row) if check else None
+            if fault:
+                raise DatasetError(f"{path} line {number}: {fault}: {line[:120]!r}; fix that line")
             rows.append(row)
     return rows
+
+
+def unsafe_path(text: str) -> str | None:
+    """Why a path from the metadata may not be read (absolute, or climbing out of the data root with
+    ..), or None when it stays inside."""
+    path = PurePosixPath(text.replace("\\", "/"))
+    if path.is_absolute() or re.match(r"^[A-Za-z]:", text):
+        return f"{text[:80]!r} is an absolute path; ids and mask paths are relative to the data folder"
+    if ".." in path.parts:
+        return f"{text[:80]!r} climbs out of the data folder (..); ids and mask paths stay inside it"
+    return None
+
+
+def box_fault(row: list, sizes: dict[str, list[int]]) -> str | None:
+    """What is wrong with a box line (id, x0, y0, x1, y1), inclusive ends, in an image of sizes[id]
+    (width, height), or None."""
+    x0, y0, x1, y1 = row[1:]
+    width, height = sizes.get(row[0], (x1, y1))
+    if min(x0, y0) < 0:
+        return "a box with a negative coordinate"
+    if x1 < x0 or y1 < y0:
+        return "a box whose end comes before its start (x1 < x0 or y1 < y0)"
+    if x1 > width or y1 > height:
+        return f"a box that reaches beyond its image's size in image_sizes.txt ({width}x{height})"
+    return None
 
 
 def metadata_file(folder: Path, split: str, name: str) -> Path:
@@ -116,14 +152,15 @@ class WSOLSplit(Dataset):
         self.image_root = Path(root) / FOLDERS[name]
         folder = metadata_folder(root, name, metadata_dir)
         self.metadata = folder / split
-        ids = [line.rstrip("\r\n") for line in open(metadata_file(folder, split, "image_ids.txt"), encoding="utf-8")]
-        ids = [image_id for image_id in ids if image_id]
+        ids = [row[0] for row in read_lines(metadata_file(folder, split, "image_ids.txt"), 1, "id",
+                                            check=lambda row: unsafe_path(row[0]))]
         if not ids:
             raise DatasetError(f"{folder}/{split}/image_ids.txt lists no images; use wsolevaluation's metadata files")
         check_layout(name, split, ids, folder)
         self.ids = np.array([image_id.encode() for image_id in ids])
-        labels = dict(read_lines(metadata_file(folder, split, "class_labels.txt"), 2, "id,label"))
-        sizes = {row[0]: row[1:] for row in read_lines(metadata_file(folder, split, "image_sizes.txt"), 3, "id,w,h")}
+        labels = dict(read_lines(metadata_file(folder, split, "class_labels.txt"), 2, "id,label", (1,)))
+        sizes = {row[0]: row[1:] for row in read_lines(metadata_file(folder, split, "image_sizes.txt"), 3, "id,w,h",
+                                                       (1, 2), lambda row: min(row[1:]) <= 0 and "a size not above 0")}
         missing = next((image_id for image_id in ids if image_id not in labels or image_id not in sizes), None)
         if missing is not None:
             raise DatasetError(f"image {missing!r} of {folder}/{split}/image_ids.txt has no line in class_labels.txt "
@@ -136,17 +173,20 @@ class WSOLSplit(Dataset):
                                f"0..{len(self.classes) - 1}; use the metadata of one dataset for all splits")
         self.boxes = self.mask_paths = self.ignore_paths = None
         if localization:
-            self.read_localization(folder, split, ids)
+            self.read_localization(folder, split, ids, sizes)
 
-    def read_localization(self, folder: Path, split: str, ids: list[str]) -> None:
-        """Read localization.txt: the boxes (CUB, ILSVRC) or mask paths (OpenImages) of every image."""
+    def read_localization(self, folder: Path, split: str, ids: list[str], sizes: dict[str, list[int]]) -> None:
+        """Read localization.txt: the boxes (CUB, ILSVRC) or mask paths (OpenImages) of every image,
+        sizes: {id: [width, height]} as image_sizes.txt gives them."""
         path = folder / split / "localization.txt"
         if not path.is_file() or path.stat().st_size == 0:
             raise DatasetError(f"{path} is {'empty' if path.is_file() else 'missing'}: the {split} split needs its "
                                f"{'masks' if self.name in WITH_MASKS else 'boxes'} to score localization; use "
                                f"wsolevaluation's metadata/{FOLDERS[self.name]}/{split}/localization.txt")
         masks = self.name in WITH_MASKS
-        rows = read_lines(path, 3 if masks else 5, "id,mask_path,ignore_path" if masks else "id,x0,y0,x1,y1")
+        rows = (read_lines(path, 3, "id,mask_path,ignore_path", check=lambda row: unsafe_path(row[1])
+                           or (row[2] and unsafe_path(row[2]))) if masks
+                else read_lines(path, 5, "id,x0,y0,x1,y1", (1, 2, 3, 4), lambda row: box_fault(row, sizes)))
         found: dict[str, list] = {}
         ignore: dict[str, str] = {}
         for row in rows:
@@ -154,7 +194,7 @@ class WSOLSplit(Dataset):
                 found.setdefault(row[0], []).append(row[1])
                 ignore.setdefault(row[0], row[2])
             else:
-                found.setdefault(row[0], []).append([int(value) for value in row[1:]])
+                found.setdefault(row[0], []).append(row[1:])
         missing = next((image_id for image_id in ids if image_id not in found), None)
         if missing is not None:
             raise DatasetError(f"image {missing!r} of the {split} split has no {'mask' if masks else 'box'} in {path}; "
@@ -190,6 +230,10 @@ class WSOLSplit(Dataset):
 
     def __getitem__(self, index: int):
         image = read_image(self.image_path(index), "RGB")
+        if image.size != tuple(self.sizes[index]):  # the boxes are scaled by the stated size
+            raise DatasetError(f"{self.metadata}/image_sizes.txt says {self.image_id(index)} is "
+                               f"{self.sizes[index][0]}x{self.sizes[index][1]}, but the file is "
+                               f"{image.size[0]}x{image.size[1]}; fix that line")
         return (self.transform(image) if self.transform else image), int(self.targets[index])
 
     def ground_truth(self, index) -> GroundTruth:
@@ -265,7 +309,7 @@ def class_names(folder: Path, name: str) -> list[str]:
 def cached_class_names(labels_path: str, mtime: int, size: int) -> list[str]:
     """class_names of one class_labels.txt, read once per version of the file (the three splits ask)."""
     first: dict[int, str] = {}
-    for image_id, label in read_lines(Path(labels_path), 2, "id,label"):
+    for image_id, label in read_lines(Path(labels_path), 2, "id,label", (1,)):
         first.setdefault(int(label), image_id)
     if not first or min(first) < 0:
         raise DatasetError(f"{labels_path} has no labels or negative ones; use wsolevaluation's class_labels.txt")

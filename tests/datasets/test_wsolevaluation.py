@@ -1,6 +1,7 @@
 """wsolevaluation's benchmarks (cub, ilsvrc, openimages) read from its metadata layout, and export_wsol.py."""
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -205,8 +206,10 @@ def test_train_py_trains_on_cub_and_chooses_best_pt_on_its_own_val_split(tmp_pat
                                 f"--output_dir={tmp_path / 'report'}", f"--save_heatmaps={heatmaps}"])
     cam = json.loads((tmp_path / "report" / "localization.json").read_text())
     assert cam["thresholds_chosen_on"] == "validation"
-    saved = sorted(str(path.relative_to(heatmaps).with_suffix("")) for path in heatmaps.rglob("*.npy"))
-    assert saved == sorted(image_id.removesuffix(".jpg") for image_id, _, _ in written_test_ids(tmp_path))
+    saved = sorted(str(path.relative_to(heatmaps)) for path in heatmaps.rglob("*.npy"))
+    assert saved == sorted(f"{image_id}.npy" for image_id, _, _ in written_test_ids(tmp_path))
+    for image_id, _, _ in written_test_ids(tmp_path):  # where wsolevaluation's evaluate_wsol looks
+        assert os.path.isfile(os.path.join(heatmaps, image_id + ".npy"))
     heat = np.load(next(heatmaps.rglob("*.npy")))
     assert heat.shape == (224, 224) and 0 <= heat.min() and heat.max() <= 1
 
@@ -215,3 +218,57 @@ def written_test_ids(root: Path) -> list[tuple]:
     """The test split's (id, label, size) rows as write_cub wrote them."""
     rows = (root / "data" / "metadata" / "CUB" / "test" / "image_ids.txt").read_text().split()
     return [(row, None, None) for row in rows]
+
+
+def edit_first_line(path: Path, new: str) -> str:
+    """Replace the first line of a metadata file; returns the line it replaced."""
+    lines = path.read_text().splitlines()
+    old, lines[0] = lines[0], new
+    path.write_text("\n".join(lines) + "\n")
+    return old
+
+
+@pytest.mark.parametrize("file, field, message", [
+    ("class_labels.txt", "{id},x", "'x' is not a whole number"),
+    ("image_sizes.txt", "{id},wide,10", "'wide' is not a whole number"),
+    ("image_sizes.txt", "{id},0,10", "a size not above 0"),
+    ("image_sizes.txt", "{id},-5,10", "a size not above 0"),
+    ("localization.txt", "{id},abc,1,2,3", "'abc' is not a whole number"),
+    ("localization.txt", "{id},24.5,1,30,40", "'24.5' is not a whole number"),
+    ("localization.txt", "{id},30,1,20,40", "a box whose end comes before its start"),
+    ("localization.txt", "{id},-1,-1,-1,-1", "a box with a negative coordinate"),
+    ("localization.txt", "{id},0,0,9000,10", "a box that reaches beyond its image's size"),
+])
+def test_an_ill_formed_metadata_line_is_an_error_naming_the_file_and_line(tmp_path, file, field, message):
+    """Every field is checked against wsolevaluation's layout; an ill-formed line is one line naming
+    the file and the line, never a miss scored silently or a suggestion to download the dataset."""
+    written = write_cub(tmp_path)
+    path = written["metadata"] / "test" / file
+    image_id = edit_first_line(path, "").split(",")[0]
+    edit_first_line(path, field.format(id=image_id))
+    error = error_of(lambda: data.load_dataset("cub", tmp_path, download=False))
+    assert message in error and str(path) in error and "line 1" in error and "download" not in error
+
+
+@pytest.mark.parametrize("bad_id, message", [
+    ("../../../outside_dir/trav.png", "climbs out of the data folder"),
+    ("/abs/victim.png", "is an absolute path"),
+])
+def test_an_image_id_outside_the_data_folder_is_refused(tmp_path, bad_id, message):
+    written = write_cub(tmp_path)
+    for name in ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt"):
+        path = written["metadata"] / "test" / name
+        old = edit_first_line(path, "")
+        edit_first_line(path, old.replace(old.split(",")[0], bad_id, 1))
+    error = error_of(lambda: data.load_dataset("cub", tmp_path, download=False))
+    assert message in error and "image_ids.txt line 1" in error
+
+
+def test_an_image_whose_size_disagrees_with_image_sizes_txt_is_refused(tmp_path):
+    written = write_cub(tmp_path)
+    path = written["metadata"] / "test" / "image_sizes.txt"
+    image_id = edit_first_line(path, "").split(",")[0]
+    edit_first_line(path, f"{image_id},7000,7000")
+    loaded = data.load_dataset("cub", tmp_path, download=False)
+    error = error_of(lambda: loaded.test[0])
+    assert "image_sizes.txt says" in error and "7000x7000" in error and image_id in error
