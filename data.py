@@ -20,6 +20,7 @@ utils/images.py.
 import copy
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,9 +125,35 @@ def open_folder(root: Path, train: bool, transform, download: bool) -> Dataset:
             f"the folder dataset needs {root}/train/<class>/ and {root}/test/<class>/"
         )
     try:
-        return torchvision.datasets.ImageFolder(split_dir, transform=transform, loader=read_image)
+        dataset = VisibleImageFolder(split_dir, transform=transform, loader=read_image,
+                                     is_valid_file=lambda path: visible_image(path, split_dir))
     except FileNotFoundError as error:
         raise DatasetError(f"image folder {split_dir} holds no images in class subfolders ({error})") from None
+    if len(dataset.classes) < 2:
+        raise DatasetError(f"image folder {split_dir} holds {len(dataset.classes)} class folder "
+                           f"({', '.join(dataset.classes)}), and a classifier needs at least 2: put each class's "
+                           f"images in a folder of its own under {split_dir}")
+    return dataset
+
+
+class VisibleImageFolder(torchvision.datasets.ImageFolder):
+    """ImageFolder over what a file manager shows: class folders whose names start with "." (such as
+    .ipynb_checkpoints) are no classes."""
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = sorted(entry.name for entry in os.scandir(directory) if entry.is_dir()
+                         and not entry.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"no class folder in {directory}")
+        return classes, {name: label for label, name in enumerate(classes)}
+
+
+def visible_image(path: str, root: Path) -> bool:
+    """Whether path is an image file a file manager shows: an image extension, and no hidden file
+    or folder (a name starting with ".", such as macOS's ._photo.jpg) on its way from root."""
+    relative = Path(path).relative_to(root)
+    return (torchvision.datasets.folder.has_file_allowed_extension(path, torchvision.datasets.folder.IMG_EXTENSIONS)
+            and not any(part.startswith(".") for part in relative.parts))
 
 
 def mnist_tensors(dataset: torchvision.datasets.MNIST) -> tuple[torch.Tensor, torch.Tensor]:

@@ -97,7 +97,10 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
         (cfg.limit >= 0, f"--limit must be >= 0, got {cfg.limit}"),
         (0 <= cfg.cam_threshold < 1, f"--cam_threshold must be in [0, 1), got {cfg.cam_threshold}"),
         (0 <= cfg.percentile < 1, f"--percentile must be in [0, 1), got {cfg.percentile}"),
-        (0 < cfg.threshold_step <= 0.5, f"--threshold_step must be in (0, 0.5], got {cfg.threshold_step}"),
+        (0.001 <= cfg.threshold_step <= 0.5, f"--threshold_step must be in [0.001, 0.5] (a finer sweep than 1,000 "
+                                              f"thresholds costs minutes and moves no digit shown), got "
+                                              f"{cfg.threshold_step}"),
+        (cfg.gallery >= 0, f"--gallery must be >= 0 (0: no gallery), got {cfg.gallery}"),
         (cfg.examples >= 0, f"--examples must be >= 0, got {cfg.examples}"),
         (cfg.explained >= 0, f"--explained must be >= 0, got {cfg.explained}"),
         (cfg.steps >= 2, f"--steps must be at least 2 (with 1, deletion and insertion both average the image's "

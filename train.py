@@ -127,6 +127,14 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
     models.check_model_name(cfg.model)
     if cfg.weights:
         models.torchvision_weights(cfg.model, cfg.weights)
+    for flag in ("wsol_backbone", "large_feature_map"):
+        if getattr(cfg, flag) and cfg.model in models.MODELS:
+            raise cli.UserError(f"--{flag} builds wsolevaluation's CAM backbone of a torchvision resnet, "
+                                f"inception_v3 or vgg16, not of this repo's --model={cfg.model}: pass one of those "
+                                f"(e.g. --model=resnet50), or drop --{flag}")
+    if cfg.metadata_dir and "metadata_dir" not in data.DATASETS[cfg.dataset].options:
+        raise cli.UserError(f"--metadata_dir is the metadata folder of cub, ilsvrc and openimages, not of "
+                            f"{cfg.dataset}: drop it, or pass --dataset=cub|ilsvrc|openimages")
     settings.check(cfg, given, data.DATASETS, models.map_side, models.smallest_image_size)
 
 

@@ -69,12 +69,15 @@ device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | 
 # ------------------------------------------------------------------------------------------------
 
 
+MAX_SAMPLES = 256  # rows of the figure: more is better drawn as several figures
+MAX_FIGURE_PIXELS = 2**28  # the figure's panels together: about 0.8 GB as RGB
 MAX_DISPLAY_SIZE = 8192  # pixels a side: larger overlays need gigabytes and show nothing more
 
 
 def validate(cfg) -> None:
     checks = [
-        (cfg.samples >= 1, f"--samples must be at least 1, got {cfg.samples}"),
+        (1 <= cfg.samples <= MAX_SAMPLES, f"--samples must be in [1, {MAX_SAMPLES}] (the figure holds a row per "
+                                          f"sample), got {cfg.samples}"),
         (cfg.index >= -1, f"--index must be a test image index >= 0 (or -1 for random), got {cfg.index}"),
         (cfg.topk >= 1, f"--topk must be at least 1, got {cfg.topk}"),
         (0 <= cfg.alpha <= 1, f"--alpha must be in [0, 1], got {cfg.alpha}"),
@@ -121,6 +124,20 @@ def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[lis
     return inputs, figure_name
 
 
+def check_drawing_size(cfg, checkpoint: str, image_size) -> None:
+    """UserError before any work when the checkpoint's image size is not a size, or when the figure
+    (a row per sample, the input, the heat map and the overlays, each S x S with S --display_size or
+    the image size) would not fit in MAX_FIGURE_PIXELS."""
+    if not isinstance(image_size, int) or not 1 <= image_size <= MAX_DISPLAY_SIZE:
+        raise cli.UserError(f"{checkpoint} states an image size of {image_size!r}, not one in [1, {MAX_DISPLAY_SIZE}]: "
+                            "it is damaged or not this repo's; train a new one with `python train.py`")
+    side = cfg.display_size or image_size
+    pixels = (1 if cfg.image else cfg.samples) * (2 + max(cfg.topk, 1 + cfg.methods.count(","))) * side ** 2
+    if pixels > MAX_FIGURE_PIXELS:
+        raise cli.UserError(f"the figure would hold {pixels / 1e6:,.0f} megapixels ({side} px a panel), more than "
+                            f"{MAX_FIGURE_PIXELS / 1e6:,.0f}: lower --samples or --display_size")
+
+
 def draw(cfg) -> list[Path]:
     """Compute and write the CAMs cfg asks for; returns the written paths."""
     validate(cfg)
@@ -131,6 +148,7 @@ def draw(cfg) -> list[Path]:
     if note := checkpoints.selection_note(cfg.checkpoint, checkpoint):
         print(note)
     info = data.DatasetInfo.from_dict(checkpoint["dataset"])
+    check_drawing_size(cfg, cfg.checkpoint, info.image_size)
     if cfg.topk > len(info.classes):
         raise cli.UserError(f"--topk={cfg.topk} is more than the {len(info.classes)} classes of the checkpoint")
     inputs, figure_name = pick_inputs(cfg, info, checkpoint["hyperparameters"]["data_dir"])

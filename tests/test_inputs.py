@@ -48,6 +48,15 @@ CASES = [
      "use --progressive_start=0.29 or more"),
     ("train", ["--clutter_size=40"], "--clutter_size must be in [1, 28], got 40"),
     ("train", ["--subset=-1"], "--subset must be >= 0"),
+    ("train", ["--dataset=folder", "--data_dir=ONECLASS"],
+     "ONECLASS/train holds 1 class folder (a), and a classifier needs at least 2"),
+    ("train", ["--wsol_backbone", "--model=resnet18_small"],
+     "--wsol_backbone builds wsolevaluation's CAM backbone of a torchvision resnet, inception_v3 or vgg16, not of "
+     "this repo's --model=resnet18_small"),
+    ("train", ["--wsol_backbone"], "not of this repo's --model=cnn: pass one of those"),
+    ("train", ["--large_feature_map"], "--large_feature_map builds wsolevaluation's CAM backbone"),
+    ("train", ["--metadata_dir=data"], "--metadata_dir is the metadata folder of cub, ilsvrc and openimages, not of "
+     "fashion-mnist"),
     ("train", ["--num_workers=-1"], "--num_workers must be >= 0"),
     ("train", ["--dilation=0"], "--dilation must be at least 1, got 0"),
     ("train", ["--hide_patch=-2"], "--hide_patch must be >= 0, got -2"),
@@ -131,7 +140,10 @@ CASES = [
     ("visualize_cam", ["--data_dir=SHORTLABELS"],
      "mnist/train-labels-idx1-ubyte.gz is damaged (it holds 15 labels for the 20"),
     ("visualize_cam", ["--index=100000"], "--index=100000 is out of range"),
-    ("visualize_cam", ["--samples=0"], "--samples must be at least 1"),
+    ("visualize_cam", ["--samples=0"], "--samples must be in [1, 256]"),
+    ("visualize_cam", ["--samples=100000", "--display_size=64"], "--samples must be in [1, 256]"),
+    ("visualize_cam", ["--samples=256", "--display_size=4096"], "the figure would hold 12,885 megapixels (4096 px"),
+    ("visualize_cam", ["--checkpoint=HUGESIZE"], "HUGESIZE states an image size of 100000, not one in [1, 8192]"),
     ("visualize_cam", ["--topk=11"], "--topk=11 is more than the 10 classes"),
     ("visualize_cam", ["--alpha=1.5"], "--alpha must be in [0, 1]"),
     ("visualize_cam", ["--box_threshold=1"], "--box_threshold must be in [0, 1)"),
@@ -151,7 +163,9 @@ CASES = [
     ("evaluate_cam", ["--batch_size=0"], "--batch_size must be at least 1"),
     ("evaluate_cam", ["--limit=-1"], "--limit must be >= 0"),
     ("evaluate_cam", ["--cam_threshold=1"], "--cam_threshold must be in [0, 1)"),
-    ("evaluate_cam", ["--threshold_step=0"], "--threshold_step must be in (0, 0.5]"),
+    ("evaluate_cam", ["--threshold_step=0"], "--threshold_step must be in [0.001, 0.5]"),
+    ("evaluate_cam", ["--threshold_step=1e-7"], "--threshold_step must be in [0.001, 0.5] (a finer sweep"),
+    ("evaluate_cam", ["--gallery=-1"], "--gallery must be >= 0 (0: no gallery), got -1"),
     ("evaluate_cam", ["--examples=-1"], "--examples must be >= 0"),
     ("evaluate_cam", ["--split=train"], "--split='train' is unknown; choose one of: test, validation"),
     ("evaluate_cam", ["--normalization=softmax"], "--normalization='softmax' is unknown"),
@@ -218,6 +232,10 @@ def wrong_inputs(tmp_path_factory, trained):
                 (tmp_path / name / split / letter).mkdir(parents=True)
                 Image.fromarray(pixels).save(tmp_path / name / split / letter / "fine.png")
     (tmp_path / "CORRUPT" / "train" / "a" / "broken.png").write_text("not a png")
+    for split in ("train", "test"):  # one class, and a hidden folder a file manager does not show
+        for folder in ("a", ".ipynb_checkpoints"):
+            (tmp_path / "ONECLASS" / split / folder).mkdir(parents=True)
+            Image.fromarray(pixels).save(tmp_path / "ONECLASS" / split / folder / "fine.png")
     Image.fromarray(np.full((64, 64, 3), 7, dtype=np.uint8)).save(tmp_path / "whole.png")
     (tmp_path / "TRUNCATEDIMG" / "train" / "a" / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
     good = trained / "checkpoints"
@@ -229,6 +247,9 @@ def wrong_inputs(tmp_path_factory, trained):
     checkpoint = torch.load(good / "best.pt", weights_only=True)
     checkpoint["state_dict"]["features.1.running_mean"][0] = float("nan")
     torch.save(checkpoint, tmp_path / "NANWEIGHTS")
+    checkpoint = torch.load(good / "best.pt", weights_only=True)
+    checkpoint["dataset"]["image_size"] = 100000
+    torch.save(checkpoint, tmp_path / "HUGESIZE")
     (tmp_path / "FINISHED").mkdir()
     for name in ("last.pt", "best.pt"):
         (tmp_path / "FINISHED" / name).write_bytes((good / name).read_bytes())
