@@ -5,6 +5,7 @@ network, "state_dict": its weights, ...metadata}. `write_checkpoint` and `read_c
 nothing of the networks; model.py builds the network from "arch" and checks that the weights fit.
 """
 
+import re
 from pathlib import Path
 
 import torch
@@ -46,8 +47,7 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # noqa: BLE001 -- torch raises many types for truncated, foreign or unsafe files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({reason[:200]})") from None
+        raise CheckpointError(unreadable(path, error)) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint written by this repo's train.py")
     arch = checkpoint.get("arch")
@@ -66,6 +66,18 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
         raise CheckpointError(f"{path} holds NaN or infinite weights ({', '.join(broken[:3])}): its training diverged; "
                               f"use a checkpoint from before that, or retrain with a lower --lr")
     return checkpoint
+
+
+def unreadable(path: Path, error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused path, in one line that never suggests loading it
+    unsafely: pickled code (a class or function to run) is named and not loaded; anything else is not
+    a file torch.save wrote whole."""
+    code = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(error))
+    if code:
+        return (f"{path} holds pickled code ({code.group(1)}), so it was not loaded: a checkpoint of this repo "
+                "holds tensors and plain values only; use one written by train.py")
+    return (f"{path} is not a readable checkpoint (not a file that torch.save wrote whole: cut short, or another "
+            "kind of file); use one written by train.py")
 
 
 def selection_note(path: str | Path, checkpoint: dict) -> str:
