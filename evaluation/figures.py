@@ -142,7 +142,8 @@ def sanity_curves_figure(rows: list[tuple[str, "SanityResult"]], path: Path) -> 
     for name, result in rows:
         stages = [stage.replace("features.", "conv ") for stage in result.cascade]
         for axis, score in zip(axes, ("spearman", "ssim")):
-            means = [getattr(scores, score) for scores in result.cascade.values()]
+            means = [np.nan if getattr(scores, score) is None else getattr(scores, score)  # undefined: no point
+                     for scores in result.cascade.values()]
             deviations = [getattr(scores, f"{score}_std") or 0.0 for scores in result.cascade.values()]
             axis.errorbar(stages, means, yerr=deviations, label=name, marker="o", markersize=3, capsize=2)
     for axis, title in zip(axes, ("Spearman rank correlation", "SSIM")):

@@ -246,12 +246,13 @@ def explain(net, scorer, split: Split, chosen: list[registry.Method], groups: li
 def cam_iou_vs_deletion(cam_maps: np.ndarray, boxes: np.ndarray, threshold: float,
                         cam: results.FaithfulnessResult) -> float | None:
     """The Spearman correlation across images of the standard CAM's box IoU at threshold with its
-    deletion AUC; None without true boxes (OpenImages' masks)."""
+    deletion AUC; None without true boxes (OpenImages' masks) or where it is undefined."""
     if not (boxes[..., 2] >= boxes[..., 0]).any():
         return None
     ious = localization.best_iou(localization.boxes_from_maps(cam_maps, threshold), boxes)
     deletion = np.asarray(cam.per_image["deletion_auc"])
-    return float(sanity.spearman_correlation(ious[None], deletion[None])[0])
+    correlation = float(sanity.spearman_correlation(ious[None], deletion[None])[0])
+    return correlation if np.isfinite(correlation) else None  # undefined: the IoUs or the AUCs are all equal
 
 
 def gallery(net, split: Split, chosen: list[registry.Method], count: int, pool: int, seed: int, cam_threshold: float,

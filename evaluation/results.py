@@ -76,8 +76,8 @@ class Similarities:
     and the standard deviation of the per-draw means across the draws (None from a single draw: the
     trained stage, the random-labels model, or --sanity_seeds=1)."""
 
-    spearman: float
-    spearman_abs: float
+    spearman: float | None  # None: undefined, every map compared was constant
+    spearman_abs: float | None
     ssim: float
     spearman_std: float | None = None
     spearman_abs_std: float | None = None
@@ -107,11 +107,15 @@ class SanityResult:
         return list(self.cascade.values())[-1]
 
     @property
-    def passes_cascade(self) -> bool:
+    def passes_cascade(self) -> bool | None:
         """Adebayo et al.'s cascading randomization passed: once every stage is re-initialized, the
         maps are uncorrelated in rank with the trained ones in every draw, read as |mean Spearman| +
-        2 sd over the draws below sanity.UNCORRELATED (one draw: its |Spearman| alone)."""
+        2 sd over the draws below sanity.UNCORRELATED (one draw: its |Spearman| alone). None where
+        that is undefined: the trained or the randomized maps are constant (a map that does not
+        change with the image cannot pass)."""
         last = self.last_stage
+        if last.spearman is None:
+            return None
         return abs(last.spearman) + 2 * (last.spearman_std or 0.0) < sanity.UNCORRELATED
 
 

@@ -31,7 +31,7 @@ UNCORRELATED = 0.2  # a method passes the cascade when |Spearman| + 2 sd over it
 
 def spearman_correlation(maps: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Spearman rank correlation over the pixels of each pair of maps (N, H, W): (N,) in [-1, 1]
-    (ties share their mean rank; 0 where a map is constant)."""
+    (ties share their mean rank; NaN, undefined, where a map is constant, as scipy's spearmanr)."""
     return rank_correlation(centered_ranks(maps), centered_ranks(others))
 
 
@@ -52,9 +52,10 @@ def centered_ranks(maps: np.ndarray) -> np.ndarray:
 
 
 def rank_correlation(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row pair of centered_ranks (N, P): (N,), 0 where a row is constant."""
+    """Pearson correlation of each row pair of centered_ranks (N, P): (N,), NaN (undefined) where a
+    row is constant."""
     norms = np.sqrt((first**2).sum(1) * (second**2).sum(1))
-    return np.divide((first * second).sum(1), norms, out=np.zeros(len(first)), where=norms > 0)
+    return np.divide((first * second).sum(1), norms, out=np.full(len(first), np.nan), where=norms > 0)
 
 
 def ssim(maps: np.ndarray, others: np.ndarray, sigma: float = SSIM_SIGMA, data_range: float = 1.0,
@@ -219,15 +220,18 @@ class SanityEvaluator:
             self.record(RANDOM_LABELS, 0, self.maps(random_labels_net, images, classes, fixed), trained, unchanged)
 
     def compute(self) -> dict:
-        """{method: {stage: {"spearman", "spearman_abs", "ssim"}: the means over the images, averaged
-        over the draws, and each with "_std": the standard deviation of the per-draw means (None from
-        one draw)}}, stages in cascade order."""
+        """{method: {stage: {"spearman", "spearman_abs", "ssim"}: the means over the images where the
+        score is defined (a Spearman correlation with a constant map is not), averaged over the draws,
+        None where no image has it; each with "_std": the standard deviation of the per-draw means
+        (None from one draw, or where undefined)}}, stages in cascade order."""
         result: dict[str, dict] = {}
         for (method, stage), by_draw in self.scores.items():
             scores = {}
             for name in next(iter(by_draw.values())):
-                means = np.array([np.concatenate(entry[name]).mean() for entry in by_draw.values()])
-                scores[name] = float(means.mean())
-                scores[f"{name}_std"] = float(means.std(ddof=1)) if len(means) > 1 else None
+                values = [np.concatenate(entry[name]) for entry in by_draw.values()]
+                defined = all(np.isfinite(draw).any() for draw in values)
+                means = np.array([np.nanmean(draw) for draw in values]) if defined else None
+                scores[name] = float(means.mean()) if defined else None
+                scores[f"{name}_std"] = float(means.std(ddof=1)) if defined and len(means) > 1 else None
             result.setdefault(method, {})[stage] = scores
         return result

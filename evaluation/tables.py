@@ -151,11 +151,14 @@ def explained_note(report: results.Report) -> str:
             + "; ".join(how) + ").")
     tested = report.measured("sanity")
     if tested:
-        verdicts = {verdict: [result.method.name for result in tested if result.sanity.passes_cascade == verdict]
-                    for verdict in (True, False)}
+        verdicts = {verdict: [result.method.name for result in tested if result.sanity.passes_cascade is verdict]
+                    for verdict in (True, False, None)}
         note += (f" Passes the cascading randomization (after the last stage, |Spearman| + 2 sd below "
                  f"{sanity.UNCORRELATED:g}): {', '.join(verdicts[True]) or 'none'}; fails: "
                  f"{', '.join(verdicts[False]) or 'none'}.")
+        if verdicts[None]:
+            note += (f" Undefined, so not passing: {', '.join(verdicts[None])} (its maps are constant: a "
+                     "rank correlation with a constant map is undefined).")
     if faithful and faithful.cam_iou_vs_deletion_spearman is not None:
         note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "
                  f"{faithful.cam_iou_vs_deletion_spearman:.3f}.")

@@ -428,3 +428,25 @@ def test_another_dataset_must_have_the_checkpoints_classes_and_boxes(trained_clu
         evaluate(trained_cluttered, f"--metadata_dir={tmp_path}")
     with pytest.raises(cli.UserError, match="--dataset='imagenet' is unknown"):
         evaluate(trained_cluttered, "--dataset=imagenet")
+
+
+@pytest.mark.slow  # a whole report
+def test_constant_maps_are_undefined_in_the_sanity_checks_never_passing(trained_cluttered, tmp_path):
+    """A model whose fc weights are zero makes every CAM constant: the rank correlations with them
+    are undefined, so the cascade is reported as undefined (not passing), as is CAM's IoU-deletion
+    correlation, and the table says why."""
+    checkpoint = torch.load(trained_cluttered / "checkpoints/best.pt", weights_only=True)
+    checkpoint["state_dict"]["fc.weight"].zero_()
+    torch.save(checkpoint, tmp_path / "flat.pt")
+    report = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
+        f"--checkpoint={tmp_path / 'flat.pt'}", f"--output_dir={tmp_path / 'out'}", "--limit=8", "--examples=0",
+        "--explained=4", "--steps=2", "--road_images=0", "--sanity_seeds=2", "--gallery=0",
+        "--methods=cam,grad_cam,edge"]))
+    cam = report.methods["cam"].sanity
+    assert cam.passes_cascade is None and cam.last_stage.spearman is None
+    assert report.methods["edge"].sanity.passes_cascade is False  # the edge map is defined, and never changes
+    assert report.faithfulness.cam_iou_vs_deletion_spearman is None
+    table = (tmp_path / "out" / "localization.md").read_text()
+    assert "Undefined, so not passing: CAM (standard: raw, min-max)" in table and "Spearman correlation of" not in table
+    assert json.loads((tmp_path / "out" / "localization.json").read_text())["methods"]["cam"]["sanity"]["cascade"][
+        "fc"]["spearman"] is None
