@@ -138,6 +138,12 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
     settings.check(cfg, given, data.DATASETS, models.map_side, models.smallest_image_size)
 
 
+def split_sizes(loaded: data.LoadedDataset) -> dict[str, int]:
+    """{split: its images} of the splits a run reads: what --resume checks is still on disk."""
+    return {split: len(getattr(loaded, split)) for split in ("train", "validation", "test")
+            if getattr(loaded, split) is not None}
+
+
 @dataclass
 class Run:
     """What the epoch loop needs, as setup() makes it: new, or as saved in last.pt."""
@@ -165,7 +171,8 @@ class Run:
 
     def contents(self, **entries) -> dict:
         """What a checkpoint holds beside the weights (see run_folder.RunFolder.save_last)."""
-        return {"dataset": self.loaded.info.as_dict(), "hyperparameters": vars(self.cfg),
+        return {"dataset": self.loaded.info.as_dict(), "images": split_sizes(self.loaded),
+                "hyperparameters": vars(self.cfg),
                 "world_size": self.processes.world_size, "best_accuracy": self.best_accuracy,
                 "best_split": self.best_split, "history": self.history, **self.best, **entries}
 
@@ -182,13 +189,14 @@ def setup(cfg, given: set[str], device, processes: distributed.Processes, folder
     with cli.enough_memory("lower --image_size"):
         loaded = processes.local_leaders_first(
             lambda: data.load_dataset(cfg.dataset, cfg.data_dir, cfg.download, cfg.image_size, options))
-    if checkpoint is not None:
-        # the same verdict in every process: no collective
-        settings.check_same_dataset(loaded.info.as_dict(), checkpoint["dataset"], cfg.data_dir)
     if cfg.validation:
         loaded = loaded.hold_out(cfg.validation, seeds.mix(cfg.seed))
     if cfg.permute_labels:
         loaded = loaded.with_permuted_labels(seeds.mix(cfg.seed))
+    if checkpoint is not None:  # the same verdict in every process: no collective
+        images = split_sizes(loaded)  # a run saved before they were recorded: its description alone
+        settings.check_same_dataset({**loaded.info.as_dict(), "images": images},
+                                    {**checkpoint["dataset"], "images": checkpoint.get("images", images)}, cfg.data_dir)
     feed = {"device": device, "limit": cfg.subset, "seed": seeds.mix(cfg.seed), "num_workers": cfg.num_workers,
             "rank": processes.rank, "memory_format": devices.memory_format(cfg.channels_last),
             "world_size": processes.world_size}

@@ -427,3 +427,18 @@ def test_the_step_is_cross_entropy_and_adds_the_alignment_terms_from_align_start
     alignment, norm = wsol.alignment_losses(net.features(images).detach(), net.fc.weight[labels].detach())
     assert torch.allclose(step(0.29, *aligning), plain)  # cross-entropy alone before --align_start
     assert torch.allclose(step(0.3, *aligning), plain + 0.1 * alignment + norm)
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_folder_dataset_whose_files_changed(tmp_path, monkeypatch):
+    """The one-cycle schedule and the exact resume are sized for the saved run's images: after 4 of
+    a folder's 12 training images are deleted, --resume is refused, naming the counts."""
+    write_image_folder(tmp_path / "photos", "ab")
+    args = ["--dataset=folder", "--image_size=12", "--model=cnn", "--width=4"]
+    crash_in_epoch(2, monkeypatch, tmp_path / "photos", tmp_path / "run", "--epochs=2", *args)
+    for path in sorted((tmp_path / "photos" / "train" / "a").iterdir())[:4]:
+        path.unlink()
+    changed = r"images \{'train': 8, 'test': 12\} \(saved: \{'train': 12, 'test': 12\}\)"
+    with pytest.raises(cli.UserError, match=r"--resume: the dataset in .* is not the one the saved run trained on: "
+                                            + changed):
+        train.main([f"--checkpoint_dir={tmp_path / 'run/checkpoints'}", "--resume"])
