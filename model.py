@@ -99,6 +99,15 @@ def gap_network(trunk: nn.Module, fc: nn.Linear, reference: nn.Module | None = N
     if fc.bias is None:
         raise UserError("fc has no bias, which class_activation_maps reads: give it a zero one, which changes no "
                         "logit (fc.bias = nn.Parameter(torch.zeros(fc.out_features)))")
+    if not tolerance >= 0:
+        raise UserError(f"tolerance must be >= 0 (the relative logit error allowed), got {tolerance}")
+    if fc.weight.is_meta:
+        raise UserError("fc's weights are on the meta device, not loaded: load or materialize them first")
+    for role, module in (("the trunk", trunk), ("the reference", reference)):
+        weight = next(module.parameters(), None) if module is not None else None
+        if weight is not None and (weight.device, weight.dtype) != (fc.weight.device, fc.weight.dtype):
+            raise UserError(f"{role} holds {weight.dtype} weights on {weight.device} and fc {fc.weight.dtype} on "
+                            f"{fc.weight.device}: put both on one device in one dtype (for example fc.to(...))")
     net = AdaptedGapNet(trunk, fc, source).eval()
     probe = torch.randn(2, in_channels, input_size, input_size, generator=torch.Generator().manual_seed(0))
     probe = probe.to(fc.weight)  # its device and dtype
@@ -112,7 +121,7 @@ def gap_network(trunk: nn.Module, fc: nn.Linear, reference: nn.Module | None = N
                             "fc is not the layer that the head applies to the pooled maps of this trunk")
         logits, _ = class_activation_maps(net, probe)
         forward = fc(features.mean(dim=(-2, -1)))  # net(probe), from the maps above
-        if (error := logits_error(forward, logits)) > tolerance:
+        if not (error := logits_error(forward, logits)) <= tolerance:  # NaN fails too
             raise UserError(f"the logits differ from mean(CAM) + fc.bias by {error:.2g} (relative): fc is not a plain "
                             "linear layer, or the trunk is not deterministic in eval mode")
         if reference is None:
@@ -121,7 +130,7 @@ def gap_network(trunk: nn.Module, fc: nn.Linear, reference: nn.Module | None = N
         if expected.shape != logits.shape:
             raise UserError(f"the reference gives shape {tuple(expected.shape)} but trunk and fc give logits of shape "
                             f"{tuple(logits.shape)}: fc is not the reference's classifier")
-        if (error := logits_error(logits, expected)) > tolerance:
+        if not (error := logits_error(logits, expected)) <= tolerance:
             raise UserError(f"the adapted network's logits differ from those of the {source} by {error:.2g} (relative, "
                             f"{tolerance:g} allowed): its head is not global average pooling + fc on the trunk's maps, "
                             "so CAM does not apply to it as adapted")
@@ -138,6 +147,11 @@ def probe_output(module: nn.Module, probe: torch.Tensor, role: str) -> torch.Ten
                         "the input_size and in_channels that it takes") from None
     if not isinstance(output, torch.Tensor):
         raise UserError(f"{role} must return a tensor, got {type(output).__name__}")
+    if not output.is_floating_point():
+        raise UserError(f"{role} gives {output.dtype} values on a probe batch: it must give floating-point ones")
+    if not output.isfinite().all():
+        raise UserError(f"{role} gives NaN or infinite values on a probe batch of random images: its weights are "
+                        "damaged or not loaded")
     return output
 
 

@@ -195,14 +195,32 @@ REFUSALS = {  # what is wrong with the adapted classifier: the error message
     "fc without bias": "fc has no bias",
     "a plain function": "the trunk must be an nn.Module or a method of one",
     "wrong input channels": r"the trunk fails on a probe batch of shape \(2, 1, 16, 16\)",
+    "integer maps": "the trunk gives torch.int64 values on a probe batch: it must give floating-point ones",
+    "NaN trunk": "the trunk gives NaN or infinite values on a probe batch of random images",
+    "NaN reference": "the reference gives NaN or infinite values on a probe batch",
+    "fc on the meta device": "fc's weights are on the meta device, not loaded",
+    "float64 fc": "the trunk holds torch.float32 weights on cpu and fc torch.float64 on cpu: put both",
+    "negative tolerance": "tolerance must be >= 0 .*, got -1",
 }
+
+
+class Broken(nn.Module):
+    """module's output made integer or NaN: a damaged trunk or reference."""
+
+    def __init__(self, module: nn.Module, how: str):
+        super().__init__()
+        self.module, self.how = module, how
+
+    def forward(self, x):
+        out = self.module(x)
+        return out.long() if self.how == "integer" else out * float("nan")
 
 
 @pytest.mark.parametrize("case", REFUSALS)
 def test_gap_network_refuses_what_is_not_gap_and_linear(case):
     torch.manual_seed(0)
     original = TinyClassifier(nn.AdaptiveMaxPool2d(1) if case == "max pooling head" else None)
-    trunk, fc, options = original.trunk, original.fc, {"input_size": 16}
+    trunk, fc, reference, options = original.trunk, original.fc, original, {"input_size": 16}
     if case == "pooled trunk":
         trunk = nn.Sequential(original.trunk, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     elif case == "channel mismatch":
@@ -215,8 +233,18 @@ def test_gap_network_refuses_what_is_not_gap_and_linear(case):
         trunk = lambda x: original.trunk(x)  # noqa: E731
     elif case == "wrong input channels":
         options["in_channels"] = 1
+    elif case in ("integer maps", "NaN trunk"):
+        trunk = Broken(original.trunk, "integer" if case == "integer maps" else "nan")
+    elif case == "NaN reference":
+        reference = Broken(original, "nan")
+    elif case == "fc on the meta device":
+        fc = nn.Linear(8, 5, device="meta")
+    elif case == "float64 fc":
+        fc = original.fc.double()
+    elif case == "negative tolerance":
+        options["tolerance"] = -1
     with pytest.raises(cli.UserError, match=REFUSALS[case]):
-        models.gap_network(trunk, fc, reference=original, **options)
+        models.gap_network(trunk, fc, reference=reference, **options)
 
 
 @pytest.mark.oracle
