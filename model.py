@@ -375,7 +375,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
     """
     checkpoint = checkpoints.read_checkpoint(path, device, needs)
     arch = checkpoint["arch"]
-    model = model_from_arch(arch)
+    try:
+        model = model_from_arch(arch)
+    except (TypeError, ValueError, RuntimeError) as error:  # options the builders cannot take
+        detail = " ".join(str(error).split())[:200]
+        raise CheckpointError(f"{path} is damaged: its stated model {arch['name']!r} with options {arch['options']} "
+                              f"cannot be built ({detail}); use a checkpoint written by train.py") from None
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:

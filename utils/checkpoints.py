@@ -60,12 +60,40 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu", needs:
             f"{path} lacks its {' and '.join(missing)} description, which train.py writes; "
             "use a checkpoint from train.py"
         )
+    if fault := metadata_fault(checkpoint, needs):
+        raise CheckpointError(f"{path} is damaged: {fault}; use a checkpoint written by train.py")
     broken = [name for name, tensor in checkpoint["state_dict"].items()
               if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not tensor.isfinite().all()]
     if broken:
         raise CheckpointError(f"{path} holds NaN or infinite weights ({', '.join(broken[:3])}): its training diverged; "
                               f"use a checkpoint from before that, or retrain with a lower --lr")
     return checkpoint
+
+
+def metadata_fault(checkpoint: dict, needs: tuple[str, ...]) -> str | None:
+    """What is wrong with a checkpoint's model description and, where needed, its dataset and
+    hyperparameters descriptions (types, ranges, and their agreement with each other), or None."""
+    arch = checkpoint["arch"]
+    whole = {key: value for key, value in arch.items() if key in ("num_classes", "in_channels")}
+    if not isinstance(arch["name"], str) or not isinstance(arch["options"], dict):
+        return "arch.name must be a name and arch.options a dict"
+    if any(not isinstance(value, int) or isinstance(value, bool) or value < 1 for value in whole.values()):
+        return f"arch's num_classes and in_channels must be whole numbers >= 1, got {whole}"
+    if "dataset" in needs:
+        dataset = checkpoint["dataset"]
+        fields = {"name": str, "classes": list, "channels": int, "image_size": int, "mean": list, "std": list}
+        wrong = [key for key, kind in fields.items() if not isinstance(dataset.get(key), kind)]
+        if wrong:
+            return f"its dataset description lacks or mistypes {', '.join(wrong)}"
+        if len(dataset["classes"]) != arch["num_classes"] or dataset["channels"] != arch["in_channels"]:
+            return (f"its dataset has {len(dataset['classes'])} classes and {dataset['channels']} channels, and its "
+                    f"model {arch['num_classes']} outputs and {arch['in_channels']} input channels")
+        if not (len(dataset["mean"]) == len(dataset["std"]) == dataset["channels"]) or not all(
+                isinstance(value, (int, float)) and value > 0 for value in dataset["std"]):
+            return "its dataset's mean and std must give one number per channel, each std above 0"
+    if "hyperparameters" in needs and not isinstance(checkpoint["hyperparameters"].get("data_dir"), str):
+        return "its hyperparameters lack the data_dir it was trained from"
+    return None
 
 
 def unreadable(path: Path, error: Exception) -> str:

@@ -7,6 +7,7 @@ import zipfile
 import pytest
 import torch
 
+import model as models
 from utils import checkpoints
 
 
@@ -60,3 +61,31 @@ def test_a_checkpoint_written_is_read_back_whole(tmp_path):
     assert read["epoch"] == 4 and torch.equal(read["state_dict"]["w"], torch.ones(2))
     with pytest.raises(checkpoints.CheckpointError, match="lacks its hyperparameters description"):
         checkpoints.read_checkpoint(tmp_path / "a.pt", needs=("hyperparameters",))
+
+
+DAMAGED = {  # what is changed in a good checkpoint: the message
+    "dataset empty": (lambda c: c.update(dataset={}), "its dataset description lacks or mistypes name, classes"),
+    "no data_dir": (lambda c: c["hyperparameters"].pop("data_dir"), "its hyperparameters lack the data_dir"),
+    "fewer classes": (lambda c: c["dataset"].update(classes=["a", "b"]),
+                      "its dataset has 2 classes and 1 channels, and its model 4 outputs"),
+    "options a list": (lambda c: c["arch"].update(options=[1, 2]), "arch.options a dict"),
+    "negative width": (lambda c: c["arch"]["options"].update(width=-4), "its stated model 'cnn' with options"),
+    "classes a word": (lambda c: c["arch"].update(num_classes="ten"), "must be whole numbers >= 1"),
+    "std zero": (lambda c: c["dataset"].update(std=[0.0]), "each std above 0"),
+    "three channels": (lambda c: c["dataset"].update(channels=3), "4 classes and 3 channels, and its model 4 outputs"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED)
+def test_a_damaged_checkpoint_description_is_one_line_naming_it(tmp_path, case):
+    """A checkpoint's metadata is checked as its tensors are: each damage is a CheckpointError naming
+    what is wrong, never a traceback in the script that reads it."""
+    change, message = DAMAGED[case]
+    info = {"name": "mnist", "classes": list("abcd"), "channels": 1, "image_size": 28, "mean": [0.5], "std": [0.5]}
+    models.save_checkpoint(tmp_path / "good.pt", models.build_model("cnn", 4, 1, width=4), dataset=info,
+                           hyperparameters={"data_dir": str(tmp_path)})
+    checkpoint = torch.load(tmp_path / "good.pt", weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, tmp_path / "bad.pt")
+    with pytest.raises(checkpoints.CheckpointError, match=message):
+        models.load_checkpoint(tmp_path / "bad.pt", needs=checkpoints.TRAINING_METADATA)
