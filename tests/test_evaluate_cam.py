@@ -297,7 +297,9 @@ def test_every_method_runs_in_every_group(trained_cluttered, tmp_path):
     for key in family:
         result = report.methods[key]
         assert result.cost.ms_per_image > 0 and 0 <= result.faithfulness.deletion_auc <= 1, key
-        assert -1 <= result.sanity.last_stage.spearman <= 1 and result.sanity.last_stage.spearman_std is not None, key
+        last = result.sanity.last_stage  # None: undefined, a map that the random weights made constant
+        assert last.spearman is None or (-1 <= last.spearman <= 1 and last.spearman_std is not None), key
+        assert last.spearman is not None or result.sanity.passes_cascade is None, key
     same = [key for key in keys(report, "localization")
             if report.methods[key].localization.equals_cam_max_diff <= registry.SAME_MAPS_TOLERANCE]
     assert same == ["grad_cam", "hires_cam", "xgrad_cam", "shapley_cam"]
