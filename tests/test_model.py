@@ -248,6 +248,7 @@ def test_gap_network_refuses_what_is_not_gap_and_linear(case):
 
 
 @pytest.mark.oracle
+@pytest.mark.slow  # builds a timm network
 def test_gap_network_adapts_a_timm_classifier_by_its_forward_features():
     """timm's ResNet-18 (random weights) adapted as forward_features + get_classifier(): CAM's identity
     holds and the logits are timm's own; with timm's max pooling head it is refused."""
