@@ -41,10 +41,17 @@ def trapezoid_auc(curves: torch.Tensor) -> torch.Tensor:
     return (curves[:, :-1] + curves[:, 1:]).sum(dim=1) / (2 * steps)
 
 
-def pixel_ranks(maps: torch.Tensor) -> torch.Tensor:
-    """The rank of each pixel of maps (N, H, W) by decreasing value (0: the highest; ties in raster
-    order): int64 (N, H * W)."""
-    order = maps.flatten(1).argsort(dim=1, descending=True, stable=True)
+def pixel_ranks(maps: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The rank of each pixel of maps (N, H, W) by decreasing value (0: the highest): int64 (N, H * W).
+    Equal values are ranked in a uniformly random order, a permutation per map drawn from seed, never
+    by their position: a map says nothing about the order of pixels it scores alike, so every order it
+    allows is equally likely, and the ordered metrics are their expectation (a constant map then
+    scores as the random map does). In raster order, the top rows of a plateau went first, and which
+    side of a plateau a nearly equal value fell on turned on float rounding."""
+    flat = maps.flatten(1)
+    generator = torch.Generator().manual_seed(seeds.mix(seed))
+    shuffled = torch.rand(flat.shape, generator=generator).argsort(dim=1).to(maps.device)  # (N, P) permutations
+    order = shuffled.gather(1, flat.gather(1, shuffled).argsort(dim=1, descending=True, stable=True))
     return torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=maps.device).expand_as(order))
 
 
@@ -108,15 +115,17 @@ def class_probabilities(net: nn.Module, images: torch.Tensor, classes: torch.Ten
 
 @torch.no_grad()
 def removal_curves(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, maps: torch.Tensor, steps: int,
-                   baseline: torch.Tensor, insertion: bool = False, ends: Unmasked | None = None) -> torch.Tensor:
+                   baseline: torch.Tensor, insertion: bool = False, ends: Unmasked | None = None,
+                   order_seed: int = 0) -> torch.Tensor:
     """RISE's deletion (or insertion) curve of each image: the pixels ordered by decreasing map
     value are replaced by the baseline's (or, for insertion, revealed over it) in `steps` equal
     steps, and the class probability is read after each. baseline: images (N, C, H, W) from
     baseline_images. ends: the class probabilities of the images and of the baseline (unmasked),
-    which are the curve's two ends whatever the map, when they are at hand. Returns (N, steps + 1)
-    in [0, 1], from 0% to 100% of the pixels."""
+    which are the curve's two ends whatever the map, when they are at hand. order_seed: the random
+    order of equal map values (pixel_ranks). Returns (N, steps + 1) in [0, 1], from 0% to 100% of
+    the pixels."""
     ends = ends or unmasked(net, images, classes, baseline)
-    ranks = pixel_ranks(maps).view(len(maps), 1, *maps.shape[1:])
+    ranks = pixel_ranks(maps, order_seed).view(len(maps), 1, *maps.shape[1:])
     pixels = ranks[0].numel()
     curve = [ends.baseline_probability if insertion else ends.probability]
     for step in range(1, steps):
@@ -181,12 +190,12 @@ def road_impute(images: torch.Tensor, removed: torch.Tensor, generator: torch.Ge
 
 
 def road_scores(net: nn.Module, images: torch.Tensor, classes: torch.Tensor, maps: torch.Tensor,
-                percentages=ROAD_PERCENTAGES, seed: int = 0) -> dict[str, torch.Tensor]:
+                percentages=ROAD_PERCENTAGES, seed: int = 0, order_seed: int = 0) -> dict[str, torch.Tensor]:
     """ROAD (Rong et al., ICML 2022): the class probability after the p% most relevant pixels
     (MoRF: lower is more faithful) or least relevant pixels (LeRF: higher is more faithful) are
     removed by noisy linear imputation, for each p of percentages: {"morf", "lerf"} -> (N, P).
-    seed: any int."""
-    ranks = pixel_ranks(maps)
+    seed: the imputation noise's, any int; order_seed: the random order of equal map values."""
+    ranks = pixel_ranks(maps, order_seed)
     pixels = ranks.shape[1]
     scores = {"morf": [], "lerf": []}
     for p in percentages:
@@ -291,9 +300,10 @@ class FaithfulnessEvaluator:
         masks = truth.masks if truth.masks is not None else box_masks(boxes, maps.shape[1:])
         maps_t = torch.as_tensor(np.ascontiguousarray(maps), device=images.device, dtype=images.dtype)
         ends = ends or self.unmasked(net, images, classes)
-        self.add("deletion", removal_curves(net, images, classes, maps_t, self.steps, ends.baseline, ends=ends))
-        self.add("insertion", removal_curves(net, images, classes, maps_t, self.steps, ends.baseline, insertion=True,
-                                             ends=ends))
+        order_seed = seeds.mix(self.seed, self.seen)  # each batch's own orders of tied pixels, one per image
+        for name in ("deletion", "insertion"):
+            self.add(name, removal_curves(net, images, classes, maps_t, self.steps, ends.baseline,
+                                          insertion=name == "insertion", ends=ends, order_seed=order_seed))
         drop, increase = confidence_change(net, images, classes, maps_t, self.mean, self.std, ends.probability)
         self.add("drop", drop)
         self.add("increase", increase)
@@ -302,7 +312,8 @@ class FaithfulnessEvaluator:
         self.add("energy", energy_inside(np.asarray(maps), inside))
         road = slice(0, max(0, min(len(images), self.road_images - self.seen)))  # ROAD's solves are costly
         if road.stop:
-            for order, values in road_scores(net, images[road], classes[road], maps_t[road], seed=self.seed).items():
+            for order, values in road_scores(net, images[road], classes[road], maps_t[road], seed=self.seed,
+                                             order_seed=order_seed).items():
                 self.add(f"road_{order}", values)
         self.seen += len(images)
 

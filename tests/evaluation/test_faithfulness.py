@@ -78,9 +78,53 @@ def test_the_curves_ends_shared_by_every_method_give_the_same_scores():
     assert given["curves"]["deletion"][0] == pytest.approx(given["curves"]["insertion"][-1])
 
 
-def test_pixel_ranks_put_the_highest_first_and_ties_in_raster_order():
+def test_pixel_ranks_put_the_highest_first_and_ties_in_a_seeded_random_order():
     maps = torch.tensor([[[0.2, 0.9], [0.2, 0.5]]])
-    assert faithfulness.pixel_ranks(maps).tolist() == [[2, 0, 3, 1]]
+    ranks = [faithfulness.pixel_ranks(maps, seed).tolist()[0] for seed in range(400)]
+    assert all(rank[1] == 0 and rank[3] == 1 and {rank[0], rank[2]} == {2, 3} for rank in ranks)
+    assert ranks[7] == faithfulness.pixel_ranks(maps, 7).tolist()[0]  # the same seed, the same order
+    assert 160 < sum(rank[0] == 2 for rank in ranks) < 240  # either tied pixel first, about as often
+
+
+def mean_deletion_auc(net, maps: torch.Tensor, seed: int = 0) -> tuple[float, float]:
+    """The mean deletion AUC (8 steps, baseline 0) of the region model over its images (ones), one
+    map each (N, 8, 8), and its standard error."""
+    images, classes = torch.ones(len(maps), 1, 8, 8), torch.zeros(len(maps), dtype=torch.long)
+    curves = faithfulness.removal_curves(net, images, classes, maps, 8, torch.zeros_like(images), order_seed=seed)
+    aucs = faithfulness.trapezoid_auc(curves)
+    return float(aucs.mean()), float(aucs.std() / len(aucs) ** 0.5)
+
+
+def top_rows_region_model() -> models.GapNet:
+    region = torch.zeros(8, 8)
+    region[0:2, 1:7] = 1  # the top rows: where raster order began a plateau
+    return region_model(region)
+
+
+def test_a_constant_map_deletes_as_the_random_map_does_in_expectation():
+    """Ties broken at random: a map that says nothing scores as a random map, in expectation (in
+    raster order a constant map deleted the top rows first, the region the logit reads here)."""
+    net, count = top_rows_region_model(), 512
+    constant, spread = mean_deletion_auc(net, torch.full((count, 8, 8), 0.3), seed=1)
+    random_maps = torch.rand(count, 8, 8, generator=torch.Generator().manual_seed(2))
+    random, random_spread = mean_deletion_auc(net, random_maps, seed=3)
+    assert abs(constant - random) < 3 * (spread**2 + random_spread**2) ** 0.5 + 1e-3
+
+
+def test_a_plateau_scores_the_same_broken_by_tiny_noise_or_zeroed_by_a_relu():
+    """A map with a plateau (the background's equal values) scores as the same map with noise far
+    below its steps (which breaks the ties) and as its ReLU, which only zeroes a plateau of negative
+    values, within the spread of the mean over images."""
+    net, count = top_rows_region_model(), 512
+    plateau = torch.zeros(count, 8, 8)
+    plateau[:, 4:7, 2:6] = 1.0  # the object the map points at, away from the region the logit reads
+    noisy = plateau + 1e-7 * torch.rand(count, 8, 8, generator=torch.Generator().manual_seed(4))
+    negative = torch.where(plateau > 0, plateau, torch.full_like(plateau, -0.25))
+    scores = {name: mean_deletion_auc(net, maps, seed) for seed, (name, maps) in
+              enumerate((("plateau", plateau), ("noisy", noisy), ("relu", negative.relu())))}
+    for name in ("noisy", "relu"):
+        difference = abs(scores[name][0] - scores["plateau"][0])
+        assert difference < 3 * (scores[name][1] ** 2 + scores["plateau"][1] ** 2) ** 0.5 + 1e-3, name
 
 
 def test_confidence_change_by_hand():
