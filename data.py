@@ -240,6 +240,13 @@ DATASETS = {
 }
 
 
+def check_metadata_dir(name: str) -> None:
+    """UserError when --metadata_dir is given for a dataset without wsolevaluation's metadata."""
+    if "metadata_dir" not in DATASETS[name].options:
+        raise UserError(f"--metadata_dir is the metadata folder of cub, ilsvrc and openimages, not of {name}: "
+                        "drop it, or pass --dataset=cub|ilsvrc|openimages")
+
+
 def trained_with_flips(name: str) -> bool:
     """Whether train.py mirrors dataset `name`'s training images (so that a mirror image is one the
     model knows: test-time flips apply)."""

@@ -182,9 +182,7 @@ def load_splits(cfg, checkpoint: dict) -> tuple[data.DatasetInfo, data.LoadedDat
     own = name == info.name
     options = dict(info.options) if own else {}
     if cfg.metadata_dir:
-        if "metadata_dir" not in data.DATASETS[name].options:
-            raise cli.UserError(f"--metadata_dir is the metadata folder of cub, ilsvrc and openimages, not of {name}: "
-                                "drop it, or pass --dataset=cub|ilsvrc|openimages")
+        data.check_metadata_dir(name)
         options["metadata_dir"] = cfg.metadata_dir
     loaded = data.load_dataset(name, cfg.data_dir or checkpoint["hyperparameters"]["data_dir"], cfg.download,
                                info.image_size, options, read_as=None if own else info)

@@ -132,9 +132,8 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
             raise cli.UserError(f"--{flag} builds wsolevaluation's CAM backbone of a torchvision resnet, "
                                 f"inception_v3 or vgg16, not of this repo's --model={cfg.model}: pass one of those "
                                 f"(e.g. --model=resnet50), or drop --{flag}")
-    if cfg.metadata_dir and "metadata_dir" not in data.DATASETS[cfg.dataset].options:
-        raise cli.UserError(f"--metadata_dir is the metadata folder of cub, ilsvrc and openimages, not of "
-                            f"{cfg.dataset}: drop it, or pass --dataset=cub|ilsvrc|openimages")
+    if cfg.metadata_dir:
+        data.check_metadata_dir(cfg.dataset)
     settings.check(cfg, given, data.DATASETS, models.map_side, models.smallest_image_size)
 
 
