@@ -72,9 +72,12 @@ device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | 
 MAX_SAMPLES = 256  # rows of the figure: more is better drawn as several figures
 MAX_FIGURE_PIXELS = 2**28  # the figure's panels together: about 0.8 GB as RGB
 MAX_DISPLAY_SIZE = 8192  # pixels a side: larger overlays need gigabytes and show nothing more
+TEST_SET_FLAGS = ("index", "samples")  # they pick test images to draw: with --image, none is drawn
 
 
-def validate(cfg) -> None:
+def validate(cfg, given: set[str] = frozenset()) -> None:
+    """UserError for a bad value, or for a flag set on the command line (given) that does not apply:
+    one that picks test images, with --image."""
     checks = [
         (1 <= cfg.samples <= MAX_SAMPLES, f"--samples must be in [1, {MAX_SAMPLES}] (the figure holds a row per "
                                           f"sample), got {cfg.samples}"),
@@ -94,6 +97,10 @@ def validate(cfg) -> None:
         if cfg.topk > 1:
             raise cli.UserError(f"--methods draws each method's map of the predicted class, and --topk={cfg.topk} asks "
                                 "for more classes: drop --topk, or drop --methods to draw CAM of the top classes")
+    unused = " and ".join(f"--{name}" for name in TEST_SET_FLAGS if name in given)
+    if cfg.image and unused:
+        raise cli.UserError(f"{unused} pick{'s' * (' and ' not in unused)} test images, and --image={cfg.image} "
+                            f"draws your own image instead: drop {unused}, or drop --image")
 
 
 def pick_inputs(cfg, info: data.DatasetInfo, trained_data_dir: str) -> tuple[list, str]:
@@ -138,9 +145,10 @@ def check_drawing_size(cfg, checkpoint: str, image_size) -> None:
                             f"{MAX_FIGURE_PIXELS / 1e6:,.0f}: lower --samples or --display_size")
 
 
-def draw(cfg) -> list[Path]:
-    """Compute and write the CAMs cfg asks for; returns the written paths."""
-    validate(cfg)
+def draw(cfg, given: set[str] = frozenset()) -> list[Path]:
+    """Compute and write the CAMs cfg asks for; returns the written paths. given: the hyperparameters
+    set on the command line (cli.given_names), refused where they do not apply."""
+    validate(cfg, given)
     if cfg.model or cfg.weights:
         return draw_pretrained(cfg)
     device = devices.pick_device(cfg.device)
@@ -288,7 +296,7 @@ def write_figure(rows: list, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     devices.keep_freed_memory()
     with cli.enough_memory("lower --display_size or --samples"):
-        draw(cli.parse_hyperparameters(sys.modules[__name__], argv))
+        draw(cli.parse_hyperparameters(sys.modules[__name__], argv), cli.given_names(argv))
 
 
 if __name__ == "__main__":

@@ -272,12 +272,17 @@ class WSOLSplit(Dataset):
 
     def read_mask(self, mask_path: str, width: int, height: int) -> np.ndarray:
         """A mask file float32 (S, S), resized as wsolevaluation's load_mask_image does; DatasetError
-        if it is missing, unreadable, or not of its image's size."""
+        if it is missing, unreadable, not 8-bit, or not of its image's size. A 16-bit mask is refused:
+        wsolevaluation's cv2.imread(IMREAD_GRAYSCALE) keeps its high byte, so that 0/1 reads as empty.
+        (IMREAD_ANYDEPTH reads an 8-bit file as IMREAD_GRAYSCALE alone does, and shows a deeper one.)"""
         path = self.image_root / mask_path
-        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH) if path.is_file() else None
         if mask is None:
             raise DatasetError(f"mask {mask_path} not found or unreadable under {self.image_root}; put the OpenImages "
                                f"masks beside their images (wsolevaluation's OpenImages_annotations.zip)")
+        if mask.dtype != np.uint8:
+            raise DatasetError(f"mask {path} has {mask.dtype} pixels, and wsolevaluation reads masks as 8-bit (a "
+                               f"16-bit mask of 0/1 reads as empty there); save it as an 8-bit PNG of 0 and 255")
         if mask.shape != (height, width):
             raise DatasetError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is {width}x{height} "
                                f"(image_sizes.txt); use the masks and metadata of the same OpenImages release")

@@ -132,7 +132,8 @@ CASES = [
     ("visualize_cam", ["--image=TEXT"], "is not a readable image"),
     ("visualize_cam", ["--image=TRUNCATEDIMG/train/a/cut.png"], "cut.png is not a readable image"),
     ("visualize_cam", ["--image=TRUNCATEDIMG"], "--image=TRUNCATEDIMG is a folder; pass one image file"),
-    ("visualize_cam", ["--image=BOMB.png"], "BOMB.png is too large to read safely (Image size (10000 pixels) exceeds"),
+    ("visualize_cam", ["--image=BOMB.png"],
+     "BOMB.png is too large to read safely (10,000 pixels, more than Pillow's limit of 4,096 against"),
     ("visualize_cam", ["--checkpoint=NANWEIGHTS"],
      "holds NaN or infinite weights (features.1.running_mean): its training"),
     ("visualize_cam", ["--data_dir=TRUNCATEDGZ"],
@@ -269,7 +270,7 @@ def workspace(wrong_inputs, monkeypatch):
     monkeypatch.chdir(wrong_inputs)
     for name in ("fashion-mnist", "mnist"):
         monkeypatch.setitem(idx_files.SYSTEM_DIRS, name, (wrong_inputs / "nowhere", ""))
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4096)  # 100x100 is then over twice the limit: a "bomb"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4096)  # 100x100 is then over the limit: a "bomb"
     return wrong_inputs
 
 

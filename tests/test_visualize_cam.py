@@ -13,7 +13,17 @@ from utils import cli
 
 def draw(trained, *extra):
     args = [f"--checkpoint={trained / 'checkpoints/best.pt'}", f"--output_dir={trained / 'drawn'}", *extra]
-    return vis.draw(cli.parse_hyperparameters(vis, args))
+    return vis.draw(cli.parse_hyperparameters(vis, args), cli.given_names(args))
+
+
+def error_line(capsys, argv) -> str:
+    """The one line that `python visualize_cam.py ARGV` ends with (cli.run as the script runs it): exit
+    code 1, `error: ...` on stderr, no traceback."""
+    with pytest.raises(SystemExit) as exited:
+        cli.run(lambda: vis.main(argv))
+    stderr = capsys.readouterr().err
+    assert exited.value.code == 1 and stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    return stderr
 
 
 def test_the_reading_and_box_defaults_are_the_evaluations():
@@ -103,6 +113,41 @@ def test_index_errors_write_nothing(trained, tmp_path, monkeypatch, extra, messa
     with pytest.raises(cli.UserError, match=message):
         vis.main([f"--checkpoint={trained / 'checkpoints/best.pt'}", *extra])
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--index=3"], ("error: --index picks test images, and --image=photo.png draws your own image instead: "
+                     "drop --index, or drop --image")),
+    (["--samples=2", "--index=-1"], "error: --index and --samples pick test images, and --image=photo.png"),
+], ids=["index", "index and samples"])
+def test_flags_that_pick_test_images_are_refused_with_image(trained, tmp_path, monkeypatch, capsys, extra, message):
+    """--image draws one image of yours: a flag that picks test images would be ignored, so it is refused (as given:
+    --index=-1, the default, too) before any work. --data_dir, where test images are found, is left alone."""
+    monkeypatch.chdir(tmp_path)
+    Image.new("L", (8, 8)).save(tmp_path / "photo.png")
+    argv = [f"--checkpoint={trained / 'checkpoints/best.pt'}", "--image=photo.png", "--data_dir=data", *extra]
+    assert error_line(capsys, argv).startswith(message)
+    assert [path.name for path in tmp_path.iterdir()] == ["photo.png"]
+
+
+@pytest.mark.parametrize("name, pixels", [("nan.tif", np.nan), ("inf.pfm", np.inf)])
+def test_an_image_of_nan_or_infinite_pixels_is_refused(trained, tmp_path, monkeypatch, capsys, name, pixels):
+    """A float image (a 32-bit TIFF, a PFM) can hold NaN: it was drawn black after a numpy warning."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.full((8, 8), pixels, dtype=np.float32)).save(tmp_path / name)
+    message = error_line(capsys, [f"--checkpoint={trained / 'checkpoints/best.pt'}", f"--image={name}"])
+    assert message.startswith(f"error: {name} holds NaN or infinite pixels (64 of 64)")
+    assert [path.name for path in tmp_path.iterdir()] == [name]
+
+
+def test_a_100_megapixel_image_is_refused_at_pillows_limit(trained, tmp_path, monkeypatch, capsys):
+    """Between Pillow's Image.MAX_IMAGE_PIXELS (89.5 MP), where it warns, and twice that, where it raises, an image
+    was drawn after a warning; it is refused as one over twice the limit is (a 1-bit PNG: 12 KB on disk)."""
+    monkeypatch.chdir(tmp_path)
+    Image.new("1", (10_000, 10_000)).save(tmp_path / "huge.png")
+    assert error_line(capsys, [f"--checkpoint={trained / 'checkpoints/best.pt'}", "--image=huge.png"]) == (
+        "error: huge.png is too large to read safely (100,000,000 pixels, more than Pillow's limit of 89,478,485 "
+        "against decompression bombs); use a smaller image\n")
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ network, "state_dict": its weights, ...metadata}. `write_checkpoint` and `read_c
 nothing of the networks; model.py builds the network from "arch" and checks that the weights fit.
 """
 
+import math
 import re
 from pathlib import Path
 
@@ -88,9 +89,10 @@ def metadata_fault(checkpoint: dict, needs: tuple[str, ...]) -> str | None:
         if len(dataset["classes"]) != arch["num_classes"] or dataset["channels"] != arch["in_channels"]:
             return (f"its dataset has {len(dataset['classes'])} classes and {dataset['channels']} channels, and its "
                     f"model {arch['num_classes']} outputs and {arch['in_channels']} input channels")
-        if not (len(dataset["mean"]) == len(dataset["std"]) == dataset["channels"]) or not all(
-                isinstance(value, (int, float)) and value > 0 for value in dataset["std"]):
-            return "its dataset's mean and std must give one number per channel, each std above 0"
+        mean, std = dataset["mean"], dataset["std"]
+        if not (len(mean) == len(std) == dataset["channels"]) or not all(
+                isinstance(value, (int, float)) and math.isfinite(value) for value in mean + std) or min(std) <= 0:
+            return "its dataset's mean and std must give one finite number per channel, each std above 0"
     if "hyperparameters" in needs and not isinstance(checkpoint["hyperparameters"].get("data_dir"), str):
         return "its hyperparameters lack the data_dir it was trained from"
     return None

@@ -4,6 +4,8 @@
 `read_user_image` reads the one file a user named with --image.
 """
 
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +19,35 @@ def read_image(path: str | Path, mode: str = "RGB") -> Image.Image:
     and bit depth Pillow opens: turned upright as its EXIF orientation says; 16-bit pixels (and
     32-bit integer ones, as Pillow opens 16-bit PGM files) scaled from [0, 65535], float pixels
     from [0, 1]; transparent pixels composited over black; the first frame of an animation.
-    DatasetError naming the file if it is not an image that Pillow reads whole, or has more
-    pixels than Pillow's decompression-bomb limit allows."""
+    DatasetError naming the file if it is not an image that Pillow reads whole, holds NaN or
+    infinite float pixels, or has more pixels than Image.MAX_IMAGE_PIXELS (Pillow's
+    decompression-bomb limit: refused from there, where Pillow only warns up to twice that)."""
     try:
-        with Image.open(path) as image:
-            return eight_bit(ImageOps.exif_transpose(image)).convert(mode)
-    except Image.DecompressionBombError as error:
-        raise DatasetError(f"{path} is too large to read safely ({error}); use a smaller image") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return eight_bit(ImageOps.exif_transpose(image), path).convert(mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        counted = re.search(r"\((\d+) pixels\)", str(error))  # Pillow's "Image size (N pixels) exceeds limit ..."
+        pixels = f"{int(counted.group(1)):,} pixels, " if counted else ""
+        raise DatasetError(f"{path} is too large to read safely ({pixels}more than Pillow's limit of "
+                           f"{Image.MAX_IMAGE_PIXELS:,} against decompression bombs); use a smaller image") from None
+    except DatasetError:
+        raise
     except Exception as error:  # noqa: BLE001 -- Pillow raises many types for broken or unknown files
         raise DatasetError(f"{path} is not a readable image ({str(error) or type(error).__name__}); "
                            f"replace or remove it") from None
 
 
-def eight_bit(image: Image.Image) -> Image.Image:
-    """image with 8-bit channels, its alpha (if any) composited over black: mode "L" or "RGB"."""
+def eight_bit(image: Image.Image, path: str | Path = "the image") -> Image.Image:
+    """image with 8-bit channels, its alpha (if any) composited over black: mode "L" or "RGB".
+    DatasetError naming path if its float pixels are NaN or infinite (they have no gray level)."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         scale = 255.0 if image.mode == "F" else 255.0 / 65535
         pixels = np.asarray(image, dtype=np.float64) * scale
+        if not np.isfinite(pixels).all():
+            raise DatasetError(f"{path} holds NaN or infinite pixels ({np.count_nonzero(~np.isfinite(pixels)):,} of "
+                               f"{pixels.size:,}), which have no gray level; replace them with numbers in [0, 1]")
         return Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8), mode="L")
     if image.mode in ("1", "L", "RGB"):
         return image

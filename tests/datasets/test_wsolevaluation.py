@@ -145,6 +145,20 @@ def test_a_mask_of_another_size_is_refused(tmp_path):
     assert str(mask_path) in message and "12x10" in message
 
 
+def test_a_16_bit_mask_is_refused(tmp_path):
+    """wsolevaluation reads masks with cv2.imread(IMREAD_GRAYSCALE), which keeps a 16-bit pixel's high byte: a
+    16-bit mask of 0/1 read as empty, with no word. It is refused, named, with the fix."""
+    written = write_openimages(tmp_path)
+    image_id = written["splits"]["test"][0][0]
+    mask_path = tmp_path / "OpenImages" / f"{image_id[:-4]}_m01226z_00000001.png"
+    Image.fromarray(written["masks"][image_id][1].astype(np.uint16) // 255).save(mask_path)  # 0/1, 16-bit
+    assert Image.open(mask_path).mode == "I;16"
+    loaded = data.load_dataset("openimages", tmp_path, download=False)
+    message = error_of(lambda: loaded.test.ground_truth([0]))
+    assert message == (f"mask {mask_path} has uint16 pixels, and wsolevaluation reads masks as 8-bit (a 16-bit mask "
+                       "of 0/1 reads as empty there); save it as an 8-bit PNG of 0 and 255")
+
+
 def test_an_image_in_two_splits_is_refused(tmp_path):
     written = write_cub(tmp_path)
     shared = written["splits"]["train"][2]

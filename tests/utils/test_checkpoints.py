@@ -72,6 +72,8 @@ DAMAGED = {  # what is changed in a good checkpoint: the message
     "negative width": (lambda c: c["arch"]["options"].update(width=-4), "its stated model 'cnn' with options"),
     "classes a word": (lambda c: c["arch"].update(num_classes="ten"), "must be whole numbers >= 1"),
     "std zero": (lambda c: c["dataset"].update(std=[0.0]), "each std above 0"),
+    "mean NaN": (lambda c: c["dataset"].update(mean=[float("nan")]), "one finite number per channel"),
+    "std infinite": (lambda c: c["dataset"].update(std=[float("inf")]), "one finite number per channel"),
     "three channels": (lambda c: c["dataset"].update(channels=3), "4 classes and 3 channels, and its model 4 outputs"),
 }
 

@@ -60,3 +60,27 @@ def test_read_image_refuses_a_decompression_bomb_and_a_broken_file_in_one_line(t
     (tmp_path / "broken.tif").write_bytes(b"II*\x00" + bytes(40))
     with pytest.raises(DatasetError, match="broken.tif is not a readable image"):
         images.read_image(tmp_path / "broken.tif")
+
+
+@pytest.mark.parametrize("pixels", [[[np.nan, np.nan]], [[0.5, np.inf]], [[-np.inf, 0.0]]])
+def test_read_image_refuses_nan_or_infinite_float_pixels(tmp_path, pixels):
+    """A 32-bit float TIFF (Pillow's mode F) can hold NaN and infinities: NaN was cast to black after a numpy
+    warning, an infinity clipped to white or black. Each is refused, the file named."""
+    path = saved(tmp_path, Image.fromarray(np.array(pixels, dtype=np.float32)), "float.tif")
+    assert Image.open(path).mode == "F"
+    with pytest.raises(DatasetError, match=r"float.tif holds NaN or infinite pixels \(\d of 2\), which have no gray "
+                                           r"level; replace them with numbers in \[0, 1\]"):
+        images.read_image(path, "L")
+
+
+def test_read_image_refuses_every_image_over_pillows_pixel_limit_alike(tmp_path, monkeypatch):
+    """Pillow warns from Image.MAX_IMAGE_PIXELS and raises from twice that: one rule here, refused from the limit,
+    in the same words (a 100-megapixel PNG was read after a warning)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    images.read_image(saved(tmp_path, Image.new("L", (10, 10)), "limit.png"))  # at the limit: read
+    for side, name in ((11, "warned.png"), (15, "raised.png")):  # 121 pixels: Pillow warns; 225: it raises
+        path = saved(tmp_path, Image.new("1", (side, side)), name)
+        with pytest.raises(DatasetError) as refused:
+            images.read_image(path)
+        assert str(refused.value) == (f"{path} is too large to read safely ({side * side} pixels, more than Pillow's "
+                                      "limit of 100 against decompression bombs); use a smaller image")
