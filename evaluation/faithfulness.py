@@ -31,6 +31,8 @@ BASELINES = ("blur", "black", "mean")  # what deleted pixels become, and what in
 STEPS = 16  # deletion and insertion: steps from 0% to 100% of the pixels (the scripts' --steps equals it)
 ROAD_PERCENTAGES = (10, 30, 50, 70, 90)  # % of the pixels ROAD removes
 ROAD_NOISE = 0.01  # ROAD's imputation noise: its standard deviation, in units of the normalized image
+SCORES = ("deletion_auc", "insertion_auc", "average_drop", "increase", "pointing_game", "energy_pointing_game")
+ROAD_SCORES = ("road_morf", "road_lerf")  # FaithfulnessEvaluator's per-image scores: these on ROAD's images alone
 BLUR_SIGMA, BLUR_SIDE = 5, 224  # the blur baseline: RISE's Gaussian, sigma 5 px on 224 px images, scaled to the side
 
 
@@ -318,19 +320,24 @@ class FaithfulnessEvaluator:
         self.seen += len(images)
 
     def compute(self) -> dict:
+        """The means, the mean curves, and each image's scores ("per_image": deletion_auc,
+        insertion_auc, average_drop, increase, pointing_game, energy_pointing_game, and road_morf,
+        road_lerf for ROAD's images, each image's probability averaged over the percentages), of which
+        every score is the mean."""
         parts = {name: np.concatenate(values) for name, values in self.parts.items()}
         if not parts:
             raise ValueError("no images accumulated")
-        deletion = trapezoid_auc(torch.from_numpy(parts["deletion"])).numpy()
-        insertion = trapezoid_auc(torch.from_numpy(parts["insertion"])).numpy()
+        per_image = {
+            "deletion_auc": trapezoid_auc(torch.from_numpy(parts["deletion"])).numpy(),
+            "insertion_auc": trapezoid_auc(torch.from_numpy(parts["insertion"])).numpy(),
+            "average_drop": 100 * parts["drop"], "increase": 100 * parts["increase"].astype(np.float64),
+            "pointing_game": 100 * parts["pointing"].astype(np.float64), "energy_pointing_game": 100 * parts["energy"],
+            **{name: parts[name].mean(1) for name in ROAD_SCORES if name in parts},
+        }
         result = {
-            "images": len(deletion), "deletion_auc": float(deletion.mean()), "insertion_auc": float(insertion.mean()),
-            "average_drop": float(100 * parts["drop"].mean()), "increase": float(100 * parts["increase"].mean()),
-            "pointing_game": float(100 * parts["pointing"].mean()),
-            "energy_pointing_game": float(100 * parts["energy"].mean()),
-            "curves": {"deletion": parts["deletion"].mean(0).tolist(),
-                       "insertion": parts["insertion"].mean(0).tolist()},
-            "per_image": {"deletion_auc": deletion.tolist(), "insertion_auc": insertion.tolist()},
+            "images": len(per_image["deletion_auc"]), **{name: float(per_image[name].mean()) for name in SCORES},
+            "curves": {name: parts[name].mean(0).tolist() for name in ("deletion", "insertion")},
+            "per_image": {name: values.tolist() for name, values in per_image.items()},
         }
         if "road_morf" in parts:
             result["road"] = {"percentages": list(ROAD_PERCENTAGES),

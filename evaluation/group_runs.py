@@ -18,7 +18,7 @@ import torch
 
 import data
 from datasets.ground_truth import GroundTruth, exclusive_boxes, to_inclusive
-from evaluation import faithfulness, figures, heatmaps, html_page, localization, registry, results, sanity
+from evaluation import faithfulness, figures, heatmaps, html_page, intervals, localization, registry, results, sanity
 from utils import devices, drawing, seeds
 
 
@@ -101,8 +101,9 @@ def measure(net, split: Split, chosen: list[registry.Method], thresholds: np.nda
     key: seconds of its maps calls}, seconds of a plain forward pass of the same batches). Each method
     maps the true class; its top-1 classification comes from its logits (Method.classify, or with its
     maps from Method.logits_and_maps), and its maps are compared with ReLU(CAM)'s
-    (registry.logits_and_relu_cam: LocalizationResult.equals_cam_max_diff). heatmaps_folder: where
-    the standard CAM's maps are saved for wsolevaluation (None: nowhere)."""
+    (registry.logits_and_relu_cam: LocalizationResult.equals_cam_max_diff); the evaluators, with
+    each image's records, come after the results. heatmaps_folder: where the standard CAM's maps are
+    saved for wsolevaluation (None: nowhere)."""
     count = split.count()
     measured = [method for method in chosen if method.runs_in("localization")]
     evaluators = {method.key: localization.LocalizationEvaluator(thresholds, cam_threshold) for method in measured}
@@ -135,22 +136,22 @@ def measure(net, split: Split, chosen: list[registry.Method], thresholds: np.nda
     located = {key: results.LocalizationResult(classification_top1=100 * hits[key] / count, **evaluator.compute(),
                                                equals_cam_max_diff=differences[key])
                for key, evaluator in evaluators.items()}
-    return located, examples, count, seconds, forward_seconds
+    return located, evaluators, examples, count, seconds, forward_seconds
 
 
 def localization_group(net, split: Split, chosen: list[registry.Method], has_validation: bool, threshold_step: float,
-                       cam_threshold: float, examples: int, seed: int, heatmaps_folder: Path | None = None
-                       ) -> tuple[results.LocalizationGroup, list[figures.Example]]:
+                       cam_threshold: float, examples: int, seed: int, resamples: int,
+                       heatmaps_folder: Path | None = None) -> tuple[results.LocalizationGroup, list[figures.Example]]:
     """The localization group: its record, and the examples figure's images (`examples` of them,
     drawn by seed) with the boxes of their maps at the operating threshold. Each method's operating
     threshold is its best box threshold on the validation split when the run held one out (else
-    cam_threshold)."""
+    cam_threshold). resamples: the bootstrap's (intervals.Resamples, drawn by seed; 0: no intervals)."""
     started = time.perf_counter()
     shown_count = split.count()
     shown = sorted(random.Random(seed).sample(range(shown_count), min(examples, shown_count)))
     thresholds = localization.threshold_sweep(threshold_step)
-    measured, drawn, count, seconds, forward_seconds = measure(net, split, chosen, thresholds, cam_threshold, shown,
-                                                               seed, heatmaps_folder)
+    measured, evaluators, drawn, count, seconds, forward_seconds = measure(
+        net, split, chosen, thresholds, cam_threshold, shown, seed, heatmaps_folder)
     boxed = any(result.max_box_acc is not None for result in measured.values())  # OpenImages' masks: no box
     located = [method for method in chosen if method.key in measured]
     best_thresholds = (operating_thresholds(net, split, located, thresholds, cam_threshold, seed)
@@ -161,6 +162,10 @@ def localization_group(net, split: Split, chosen: list[registry.Method], has_val
             None if result.max_box_acc is None  # no boxes (OpenImages): no box at any threshold to score
             else results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best_thresholds[key]))
             if has_validation else results.OperatingPoint(cam_threshold, result.top1_loc, result.gt_known_loc))
+    bootstrap_started = time.perf_counter()
+    if resamples:
+        localization_intervals(evaluators, measured, has_validation, intervals.Resamples.draw(count, resamples, seed))
+    bootstrap_seconds = time.perf_counter() - bootstrap_started
     operating = measured[registry.examples_method(chosen).key].operating
     for example in drawn:
         example.box = None if operating is None else localization.boxes_from_maps(example.heat[None],
@@ -168,8 +173,32 @@ def localization_group(net, split: Split, chosen: list[registry.Method], has_val
     record = results.LocalizationGroup(
         count, has_validation, cam_threshold, threshold_step,
         1000 * forward_seconds / count, round(time.perf_counter() - started, 1), measured,
-        {key: results.Cost(1000 * seconds[key] / count, seconds[key] / forward_seconds) for key in measured})
+        {key: results.Cost(1000 * seconds[key] / count, seconds[key] / forward_seconds) for key in measured},
+        resamples, round(bootstrap_seconds, 2))
     return record, drawn
+
+
+def localization_intervals(evaluators: dict[str, localization.LocalizationEvaluator],
+                           measured: dict[str, results.LocalizationResult], on_validation: bool,
+                           resamples: intervals.Resamples) -> None:
+    """Each result's bootstrap intervals and paired differences from the standard CAM's, over the
+    same resamples of the images: every statistic of the table, the operating point's at its
+    threshold (chosen on validation, so held fixed; else cam_threshold's: top1_loc and gt_known_loc)."""
+    samples = {}
+    for key, evaluator in evaluators.items():
+        scores, result = evaluator.statistics(resamples.weights), measured[key]
+        samples[key] = {name: scores[name] for name in LOCALIZATION_STATISTICS}
+        if result.operating and on_validation:
+            index = int(np.abs(np.asarray(result.curves["thresholds"]) - result.operating.threshold).argmin())
+            samples[key] |= {"operating.top1_loc": scores["curve.top1_loc"][:, index],
+                             "operating.gt_known_loc": scores["curve.box_acc_largest_iou0.5"][:, index]}
+        elif result.operating:
+            samples[key] |= {"operating.top1_loc": scores["top1_loc"], "operating.gt_known_loc": scores["gt_known_loc"]}
+    intervals.attach(measured, samples, registry.CAM.key)
+
+
+LOCALIZATION_STATISTICS = ("classification_top1", "top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2",
+                           *(f"max_box_acc_v2_by_iou.{iou}" for iou in localization.IOU_THRESHOLDS), "pxap")
 
 
 @dataclass(frozen=True)
@@ -177,7 +206,8 @@ class ExplainSettings:
     """What the faithfulness and sanity groups read: the images (the first `images`, within the
     split's limit; 0: all), deletion and insertion's steps and baseline, ROAD's images, the
     pointing game's tolerance, the cascade's random draws, the box threshold of CAM's IoU when the
-    localization group gave none, and the seed of every random draw."""
+    localization group gave none, the seed of every random draw, and the bootstrap's resamples
+    (0: no intervals)."""
 
     images: int
     steps: int
@@ -187,6 +217,7 @@ class ExplainSettings:
     sanity_seeds: int
     cam_threshold: float
     seed: int
+    resamples: int = 0
 
 
 def explain(net, scorer, split: Split, chosen: list[registry.Method], groups: list[str], settings: ExplainSettings,
@@ -235,24 +266,49 @@ def explain(net, scorer, split: Split, chosen: list[registry.Method], groups: li
     scores = {key: results.FaithfulnessResult(**evaluator.compute()) for key, evaluator in evaluators.items()}
     cam = located.scores.get(registry.CAM.key) if located else None
     threshold = cam.operating.threshold if cam and cam.operating else settings.cam_threshold
-    correlation = cam_iou_vs_deletion(np.concatenate(cam_maps), np.concatenate(boxes_seen), threshold,
-                                      scores[registry.CAM.key]) if cam_maps else None
+    bootstrap_started = time.perf_counter()
+    resamples = intervals.Resamples.draw(count, settings.resamples, settings.seed) if settings.resamples else None
+    correlation, correlation_interval = cam_iou_vs_deletion(
+        np.concatenate(cam_maps), np.concatenate(boxes_seen), threshold, scores[registry.CAM.key],
+        resamples) if cam_maps else (None, None)
+    if resamples:
+        faithfulness_intervals(scores, resamples, intervals.Resamples.draw(
+            min(settings.road_images, count), settings.resamples, settings.seed) if settings.road_images else None)
+    scored = set.intersection(*(set(result.per_image) for result in scores.values())) if scores else set()
+    reliability = {name: intervals.rank_reliability(np.stack([result.per_image[name] for result in scores.values()], 1))
+                   for name in faithfulness.SCORES + faithfulness.ROAD_SCORES if name in scored}
+    bootstrap_seconds = time.perf_counter() - bootstrap_started
     faithful_record = results.FaithfulnessGroup(
         count, settings.steps, settings.baseline, min(settings.road_images, count), settings.tolerance, correlation,
-        round(time.perf_counter() - started - sanity_seconds, 1), scores)
+        round(time.perf_counter() - started - sanity_seconds, 1), scores, correlation_interval, reliability,
+        settings.resamples, round(bootstrap_seconds, 2))
     return faithful_record, sane, checks.examples
 
 
-def cam_iou_vs_deletion(cam_maps: np.ndarray, boxes: np.ndarray, threshold: float,
-                        cam: results.FaithfulnessResult) -> float | None:
+def faithfulness_intervals(scores: dict[str, results.FaithfulnessResult], resamples: intervals.Resamples,
+                           road_resamples: intervals.Resamples | None) -> None:
+    """Each result's bootstrap intervals and paired differences from the standard CAM's: every score
+    the mean of its per-image scores over the same resamples of the images (ROAD's, of ROAD's images)."""
+    samples = {key: {name: (road_resamples if name in faithfulness.ROAD_SCORES else resamples).means(values)
+                     for name, values in result.per_image.items()
+                     if name not in faithfulness.ROAD_SCORES or road_resamples}
+               for key, result in scores.items()}
+    intervals.attach(scores, samples, registry.CAM.key)
+
+
+def cam_iou_vs_deletion(cam_maps: np.ndarray, boxes: np.ndarray, threshold: float, cam: results.FaithfulnessResult,
+                        resamples: intervals.Resamples | None) -> tuple[float | None, list[float] | None]:
     """The Spearman correlation across images of the standard CAM's box IoU at threshold with its
-    deletion AUC; None without true boxes (OpenImages' masks) or where it is undefined."""
+    deletion AUC, and its bootstrap interval over resamples of those images (None: no resamples);
+    None without true boxes (OpenImages' masks) or where it is undefined."""
     if not (boxes[..., 2] >= boxes[..., 0]).any():
-        return None
+        return None, None
     ious = localization.best_iou(localization.boxes_from_maps(cam_maps, threshold), boxes)
     deletion = np.asarray(cam.per_image["deletion_auc"])
     correlation = float(sanity.spearman_correlation(ious[None], deletion[None])[0])
-    return correlation if np.isfinite(correlation) else None  # undefined: the IoUs or the AUCs are all equal
+    spread = intervals.interval(sanity.spearman_correlation(ious[resamples.indices], deletion[resamples.indices])
+                                ) if resamples else None
+    return (correlation, spread) if np.isfinite(correlation) else (None, None)  # undefined: all IoUs or AUCs equal
 
 
 def gallery(net, split: Split, chosen: list[registry.Method], count: int, pool: int, seed: int, cam_threshold: float,

@@ -90,14 +90,17 @@ def shown(value: float | None) -> str:
     return MISSING if value is None else f"{value:.{DECIMALS}f}"
 
 
-def summary_cell(cell: str | float | None) -> str:
-    """A td: text as given, a number with its data-value, None as a missing cell."""
+def summary_cell(cell: str | float | tuple[float, str] | None) -> str:
+    """A td: text as given, a number with its data-value (and, given as (number, text), the text
+    under it: its interval), None as a missing cell."""
     if isinstance(cell, str):
         return f"<td>{html.escape(cell)}</td>"
+    cell, under = cell if isinstance(cell, tuple) else (cell, None)
     value = number(cell)
     if value is None:
         return f'<td class="missing">{MISSING}</td>'
-    return f'<td class="number" data-value="{value!r}">{shown(value)}</td>'
+    note = "" if under is None else f'<br><span class="interval">{html.escape(under)}</span>'
+    return f'<td class="number" data-value="{value!r}">{shown(value)}{note}</td>'
 
 
 def summary_section(header: list[str], rows: list[list[str | float | None]]) -> str:
@@ -199,6 +202,7 @@ code { font-size: 90%; background: #f2f2f2; padding: 0 3px; border-radius: 3px; 
 #summary th:hover { background: #e9eef6; }
 #summary td.number, #summary td.missing { text-align: right; }
 #summary td.missing { color: #999; }
+#summary .interval { color: #666; font-size: 80%; white-space: nowrap; }
 #summary tbody tr:hover { background: #fafafa; }
 th .arrow { display: inline-block; width: 1em; margin-left: 2px; color: #36c; }
 th .arrow:empty::after { content: "↕"; color: #bbb; }

@@ -223,9 +223,12 @@ class LocalizationEvaluator:
     - max_box_acc_v2: the mean over IoU 0.3, 0.5, 0.7 of the best over thresholds of the % of
       images for which the box of any component has that IoU (MaxBoxAccV2);
     - pxap: the area under the pixel precision-recall curve of (map > t) against the masks, over
-      all pixels of all images but the ignored ones (PxAP; None when the ground truth has no masks).
+      all pixels of all images but the ignored ones (PxAP; None when the ground truth has no masks,
+      or no mask pixel at all).
     All in [0, 100]; box_convention says which boxes and IoU (see accumulate). Thresholds are the
-    sweep of (map > t), by default 0.00, 0.01, ..., 0.99.
+    sweep of (map > t), by default 0.00, 0.01, ..., 0.99. Each image's hits and pixel counts are kept
+    (`records`), so that statistics(weights) scores any weighting of the images: ones for compute(),
+    bootstrap resamples for the intervals (evaluation/intervals.py).
     """
 
     def __init__(self, thresholds: np.ndarray = DEFAULT_THRESHOLDS, cam_threshold: float = CAM_THRESHOLD):
@@ -233,18 +236,13 @@ class LocalizationEvaluator:
         if (np.diff(self.thresholds) < 0).any():
             raise ValueError("thresholds must be ascending")
         self.cam_threshold = cam_threshold
-        self.count = 0
-        self.top1_hits = 0
-        self.gt_known_hits = 0
-        self.largest_hits = np.zeros((len(self.thresholds), len(IOU_THRESHOLDS)), dtype=np.int64)  # (T, 3)
-        self.any_hits = np.zeros((len(self.thresholds), len(IOU_THRESHOLDS)), dtype=np.int64)
-        self.positive_on = np.zeros(len(self.thresholds), dtype=np.int64)  # mask pixels with map > t
-        self.negative_on = np.zeros(len(self.thresholds), dtype=np.int64)  # other pixels with map > t
-        self.positives = 0
-        self.top1_by_threshold = np.zeros(len(self.thresholds), dtype=np.int64)  # right class, largest box IoU >= 0.5
+        self.parts: dict[str, list[np.ndarray]] = {}  # per-image records by name, a list of batches each
         self.without_masks = 0  # images accumulated without masks: then no PxAP
-        self.with_boxes = 0  # images accumulated with true boxes: none (OpenImages' masks) gives no box metrics
         self.inclusive: bool | None = None  # the box convention of the ground truth accumulated
+
+    def add(self, **records: np.ndarray) -> None:
+        for name, values in records.items():
+            self.parts.setdefault(name, []).append(values)
 
     def accumulate(self, maps: np.ndarray, truth: GroundTruth, correct: np.ndarray) -> None:
         """maps float (N, H, W) in [0, 1]; truth: the images' GroundTruth (boxes (N, M, 4), masks
@@ -269,73 +267,116 @@ class LocalizationEvaluator:
             largest, best = sweep_ious(levels, gt_boxes, len(self.thresholds))  # (N, T)
             boxes = boxes_from_maps(maps, self.cam_threshold)
         correct = np.asarray(correct, dtype=bool)
-        iou_levels = np.asarray(IOU_THRESHOLDS)
-        self.largest_hits += (largest[:, :, None] >= iou_levels).sum(0)
-        self.any_hits += (best[:, :, None] >= iou_levels).sum(0)
         located = best_iou(boxes, gt_boxes, truth.inclusive) >= 0.5
-        self.gt_known_hits += int(located.sum())
-        self.top1_hits += int((located & correct).sum())
-        self.top1_by_threshold += ((largest >= 0.5) & correct[:, None]).sum(0)
-        self.count += len(maps)
-        self.with_boxes += int((gt_boxes[..., 2] >= gt_boxes[..., 0]).any(axis=1).sum()) if gt_boxes.size else 0
+        boxed = (gt_boxes[..., 2] >= gt_boxes[..., 0]).any(axis=1) if gt_boxes.size else np.zeros(len(maps), bool)
+        self.add(correct=correct, gt_known=located, top1=located & correct, largest=largest >= 0.5, boxed=boxed,
+                 any=(best[:, :, None] >= np.asarray(IOU_THRESHOLDS)).reshape(len(maps), -1))  # (N, T * 3)
         if truth.masks is None:
             self.without_masks += len(maps)
             return
         masks = np.asarray(truth.masks, dtype=bool)
         scored = np.ones_like(masks) if truth.ignore is None else ~np.asarray(truth.ignore, dtype=bool)
-        # pixel counts above each threshold: a value above exactly k thresholds is on for the first k
         levels = threshold_levels(maps, self.thresholds) if levels is None else levels
-        for on, pixels in ((self.positive_on, levels[masks & scored]), (self.negative_on, levels[~masks & scored])):
-            histogram = np.bincount(pixels, minlength=len(self.thresholds) + 1)
-            on += np.cumsum(histogram[::-1])[::-1][1:]  # on[t] = #pixels above more than t thresholds
-        self.positives += int((masks & scored).sum())
+        count = len(self.thresholds)
+        self.add(positive_on=pixels_above(levels, masks & scored, count),
+                 negative_on=pixels_above(levels, ~masks & scored, count),
+                 positives=(masks & scored).reshape(len(maps), -1).sum(axis=1))
+
+    @property
+    def count(self) -> int:
+        """Images accumulated."""
+        return sum(len(batch) for batch in self.parts.get("correct", []))
+
+    def records(self) -> dict[str, np.ndarray]:
+        """Each image's records, batches joined: (N,) or (N, K) arrays."""
+        return {name: np.concatenate(batches) for name, batches in self.parts.items()}
+
+    def statistics(self, weights: np.ndarray, records: dict[str, np.ndarray] | None = None
+                   ) -> dict[str, np.ndarray]:
+        """The metrics of compute() in % under B weightings of the images, weights float (B, N)
+        (ones: the images as they are; a bootstrap resample: how often it holds each), each (B,),
+        "max_box_acc_index" (B,) the threshold MaxBoxAcc picks, and the curves (B, T) named
+        "curve.<name>" (compute()'s curves). Box metrics are NaN without boxes, PxAP NaN without
+        masks or mask pixels. records: self.records(), when at hand."""
+        records, weights = records or self.records(), np.asarray(weights, dtype=np.float64)
+        total = weights.sum(axis=1)[:, None]  # (B, 1)
+        no_box = np.where(weights @ records["boxed"] > 0, 1.0, np.nan)[:, None]  # NaN: no box in the weighting
+
+        def percent_of(hits: np.ndarray) -> np.ndarray:  # hits bool (N,) or (N, K): % of the weighted images, (B, K)
+            return 100 * (weights @ hits.reshape(len(hits), -1).astype(np.float64)) / total
+
+        any_accuracy = (percent_of(records["any"]) * no_box).reshape(len(weights), len(self.thresholds), -1)
+        largest = percent_of(records["largest"]) * no_box  # (B, T)
+        best_any = any_accuracy.max(axis=1)  # (B, 3)
+        return {
+            "classification_top1": percent_of(records["correct"])[:, 0],
+            "top1_loc": (percent_of(records["top1"]) * no_box)[:, 0],
+            "gt_known_loc": (percent_of(records["gt_known"]) * no_box)[:, 0],
+            "max_box_acc": largest.max(axis=1), "max_box_acc_index": np.nan_to_num(largest).argmax(axis=1),
+            "max_box_acc_v2": best_any.mean(axis=1),
+            **{f"max_box_acc_v2_by_iou.{iou}": best_any[:, i] for i, iou in enumerate(IOU_THRESHOLDS)},
+            "curve.top1_loc": percent_of(records["largest"] & records["correct"][:, None]) * no_box,
+            "curve.box_acc_largest_iou0.5": largest,
+            **{f"curve.box_acc_any_iou{iou}": any_accuracy[:, :, i] for i, iou in enumerate(IOU_THRESHOLDS)},
+        } | self.pixel_statistics(records, weights)
+
+    def pixel_statistics(self, records: dict[str, np.ndarray], weights: np.ndarray) -> dict[str, np.ndarray]:
+        """PxAP (B,) and the pixel precision and recall curves (B, T) under weights (B, N); PxAP NaN
+        without masks (any image accumulated without one) or without a mask pixel."""
+        resamples, thresholds = len(weights), len(self.thresholds)
+        if self.without_masks or "positives" not in records:
+            nothing = np.full((resamples, thresholds), np.nan)
+            return {"pxap": np.full(resamples, np.nan), "curve.pixel_precision": nothing, "curve.pixel_recall": nothing}
+        positive_on = weights @ records["positive_on"].astype(np.float64)  # (B, T)
+        predicted = positive_on + weights @ records["negative_on"].astype(np.float64)
+        positives = weights @ records["positives"].astype(np.float64)  # (B,)
+        recall = positive_on / np.maximum(positives, 1)[:, None]
+        precision = np.divide(positive_on, predicted, out=np.ones_like(predicted), where=predicted > 0)
+        recall_drop = recall - np.concatenate([recall[:, 1:], np.zeros((resamples, 1))], axis=1)
+        pxap = np.where(positives > 0, 100 * (recall_drop * precision).sum(axis=1), np.nan)
+        return {"pxap": pxap, "curve.pixel_precision": precision, "curve.pixel_recall": recall}
 
     def compute(self) -> dict:
         """The metrics in % and the curves behind them (per threshold). Ground truth without any box
         (OpenImages' masks) gives None for the box metrics and no box curves, as wsolevaluation
-        reports PxAP only there."""
+        reports PxAP only there; PxAP is None without masks, or where no image has a mask pixel."""
         if self.count == 0:
             raise ValueError("no images accumulated")
-        if self.with_boxes == 0:
-            return self.pixel_metrics(self.without_boxes_metrics())
-        largest_accuracy = 100 * self.largest_hits / self.count  # (T, 3)
-        any_accuracy = 100 * self.any_hits / self.count
-        middle = IOU_THRESHOLDS.index(0.5)
-        return self.pixel_metrics({
-            "images": self.count,
-            "top1_loc": 100 * self.top1_hits / self.count,
-            "gt_known_loc": 100 * self.gt_known_hits / self.count,
-            "max_box_acc": float(largest_accuracy[:, middle].max()),
-            "max_box_acc_threshold": float(self.thresholds[largest_accuracy[:, middle].argmax()]),
-            "max_box_acc_v2": float(any_accuracy.max(0).mean()),
-            "max_box_acc_v2_by_iou": {
-                str(iou): float(any_accuracy[:, i].max()) for i, iou in enumerate(IOU_THRESHOLDS)
-            },
-            "box_convention": BOX_CONVENTIONS[bool(self.inclusive)],
-            "curves": {
-                "thresholds": self.thresholds.tolist(),
-                "top1_loc": (100 * self.top1_by_threshold / self.count).tolist(),
-                "box_acc_largest_iou0.5": largest_accuracy[:, middle].tolist(),
-                **{f"box_acc_any_iou{iou}": any_accuracy[:, i].tolist() for i, iou in enumerate(IOU_THRESHOLDS)},
-            },
-        })
+        records = self.records()
+        scores = {name: values[0] for name, values in self.statistics(np.ones((1, self.count)), records).items()}
 
-    def without_boxes_metrics(self) -> dict:
-        """compute()'s box metrics for ground truth with no box: None, and only the thresholds as curves."""
-        return {"images": self.count, "top1_loc": None, "gt_known_loc": None, "max_box_acc": None,
-                "max_box_acc_threshold": None, "max_box_acc_v2": None, "max_box_acc_v2_by_iou": {},
-                "box_convention": BOX_CONVENTIONS[bool(self.inclusive)],
-                "curves": {"thresholds": self.thresholds.tolist()}}
+        def number(name: str) -> float | None:
+            return None if np.isnan(scores[name]) else float(scores[name])
 
-    def pixel_metrics(self, metrics: dict) -> dict:
-        """metrics with PxAP (None without masks) and the pixel precision-recall curves added."""
-        recall = self.positive_on / max(self.positives, 1)
-        predicted = self.positive_on + self.negative_on
-        precision = np.divide(self.positive_on, predicted, out=np.ones(len(predicted)), where=predicted > 0)
-        recall_drop = recall - np.r_[recall[1:], 0.0]  # recall falls as the threshold rises
-        metrics["pxap"] = None if self.without_masks else float(100 * (recall_drop * precision).sum())
-        metrics["curves"].update(pixel_precision=precision.tolist(), pixel_recall=recall.tolist())
-        return metrics
+        masked = None if "positives" not in records or self.without_masks else int(records["positives"].sum())
+        curves = {"thresholds": self.thresholds.tolist()}
+        boxed = not np.isnan(scores["max_box_acc"])
+        if boxed:
+            curves |= {name: scores[f"curve.{name}"].tolist() for name in (
+                "top1_loc", "box_acc_largest_iou0.5", *(f"box_acc_any_iou{iou}" for iou in IOU_THRESHOLDS))}
+        if number("pxap") is not None:
+            curves |= {name: scores[f"curve.{name}"].tolist() for name in ("pixel_precision", "pixel_recall")}
+        return {
+            "images": self.count, "top1_loc": number("top1_loc"), "gt_known_loc": number("gt_known_loc"),
+            "max_box_acc": number("max_box_acc"),
+            "max_box_acc_threshold": float(self.thresholds[scores["max_box_acc_index"]]) if boxed else None,
+            "max_box_acc_v2": number("max_box_acc_v2"),
+            "max_box_acc_v2_by_iou": {str(iou): number(f"max_box_acc_v2_by_iou.{iou}") for iou in IOU_THRESHOLDS}
+            if boxed else {},
+            "pxap": number("pxap"), "mask_pixels": masked, "box_convention": BOX_CONVENTIONS[bool(self.inclusive)],
+            "curves": curves,
+        }
+
+
+def pixels_above(levels: np.ndarray, selected: np.ndarray, thresholds: int) -> np.ndarray:
+    """How many selected pixels (bool (N, H, W)) of each image lie above each of `thresholds`
+    thresholds, from their threshold_levels (N, H, W): int64 (N, T), [n, t] the count with levels > t
+    (a value above exactly k thresholds is on for the first k)."""
+    count = len(levels)
+    image = np.broadcast_to(np.arange(count)[:, None, None], levels.shape)[selected]
+    histogram = np.bincount(image * (thresholds + 1) + levels[selected], minlength=count * (thresholds + 1))
+    above = np.cumsum(histogram.reshape(count, thresholds + 1)[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    return above.astype(np.min_scalar_type(levels[0].size))
 
 
 def at_threshold(metrics: dict, threshold: float) -> dict:

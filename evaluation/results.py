@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from evaluation import localization, sanity
+from evaluation.intervals import Difference
 from evaluation.registry import Method
 
 GROUPS = ("localization", "faithfulness", "sanity")  # evaluate_cam.py's groups, each a record in the Report
@@ -40,11 +41,24 @@ class LocalizationResult:
     max_box_acc_threshold: float | None
     max_box_acc_v2: float | None
     max_box_acc_v2_by_iou: dict[str, float]
-    pxap: float | None  # None: the ground truth has no masks
+    pxap: float | None  # None: the ground truth has no masks, or no mask pixel
+    mask_pixels: int | None  # the mask pixels PxAP scored (None: no masks)
     curves: dict[str, list[float]]
     operating: OperatingPoint | None = None
     box_convention: str = localization.BOX_CONVENTIONS[False]  # which boxes and IoU (LocalizationEvaluator)
     equals_cam_max_diff: float | None = None  # max |its maps - ReLU(CAM)'s| (registry.relu_cam) over the images
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)  # bootstrap intervals, by statistic
+    difference_from_cam: dict[str, Difference] = field(default_factory=dict)  # paired, by statistic
+
+    def statistic(self, name: str) -> float | None:
+        """A statistic of the intervals by name: a field ("max_box_acc_v2"), "max_box_acc_v2_by_iou.0.5"
+        or "operating.top1_loc"."""
+        group, _, part = name.partition(".")
+        if group == "max_box_acc_v2_by_iou":
+            return self.max_box_acc_v2_by_iou.get(part)
+        if group == "operating":
+            return self.operating and getattr(self.operating, part)
+        return getattr(self, name)
 
 
 @dataclass
@@ -63,10 +77,16 @@ class FaithfulnessResult:
     curves: dict[str, list[float]]
     per_image: dict[str, list[float]]
     road: dict[str, list] | None = None
+    intervals: dict[str, list[float] | None] = field(default_factory=dict)  # bootstrap intervals, by statistic
+    difference_from_cam: dict[str, Difference] = field(default_factory=dict)  # paired, by statistic
 
     def road_mean(self, order: str) -> float | None:
         """ROAD's class probability for order "morf" | "lerf", averaged over the percentages."""
         return float(np.mean(self.road[order])) if self.road else None
+
+    def statistic(self, name: str) -> float | None:
+        """A statistic of the intervals by name: a field ("deletion_auc"), or "road_morf" | "road_lerf"."""
+        return self.road_mean(name.removeprefix("road_")) if name.startswith("road_") else getattr(self, name)
 
 
 @dataclass
@@ -156,7 +176,8 @@ class MethodResult:
 class LocalizationGroup:
     """The localization group's run: on how many images, whether the operating thresholds were chosen
     on the validation split (else each is cam_threshold), the sweep's step, a plain forward pass's
-    time (the Cost unit, BN folded) and the group's seconds; each method's scores and cost by key."""
+    time (the Cost unit, BN folded) and the group's seconds; each method's scores and cost by key; the
+    bootstrap's resamples and seconds."""
 
     images: int
     on_validation: bool
@@ -166,6 +187,8 @@ class LocalizationGroup:
     seconds: float
     scores: dict[str, LocalizationResult]
     costs: dict[str, Cost]
+    resamples: int = 0  # the bootstrap's resamples of the images (0: no intervals)
+    bootstrap_seconds: float = 0.0  # the intervals' share of seconds
 
     def thresholds_chosen_on(self) -> str:
         """How the operating thresholds were chosen, as localization.json and the table say it."""
@@ -177,7 +200,9 @@ class FaithfulnessGroup:
     """The faithfulness group's run: the images explained, deletion and insertion's steps and
     baseline, ROAD's images, the pointing game's tolerance, the Spearman correlation across images
     of the standard CAM's box IoU with its deletion AUC (None without boxes or CAM), its seconds (the
-    explained images' loading included); each method's scores by key."""
+    explained images' loading included); each method's scores by key; that correlation's bootstrap
+    interval, how consistently the images rank the methods by each per-image score (Krippendorff's
+    alpha: intervals.rank_reliability), the bootstrap's resamples and seconds."""
 
     images: int
     steps: int
@@ -187,6 +212,10 @@ class FaithfulnessGroup:
     cam_iou_vs_deletion_spearman: float | None
     seconds: float
     scores: dict[str, FaithfulnessResult]
+    cam_iou_vs_deletion_interval: list[float] | None = None
+    reliability: dict[str, float | None] = field(default_factory=dict)  # Krippendorff's alpha of each score's ranks
+    resamples: int = 0  # the bootstrap's resamples of the images (0: no intervals)
+    bootstrap_seconds: float = 0.0  # the intervals' and the reliability's share of seconds
 
 
 @dataclass
@@ -253,12 +282,16 @@ class Report:
             content |= {"images": located.images, "thresholds_chosen_on": located.thresholds_chosen_on(),
                         "threshold_step": located.threshold_step,
                         "forward_ms_per_image": located.forward_ms_per_image,
-                        "seconds_localization": located.seconds}
+                        "bootstrap_resamples": located.resamples, "seconds_localization_bootstrap":
+                        located.bootstrap_seconds, "seconds_localization": located.seconds}
         content["explained_images"] = self.explained_images
         if faithful:
             content |= {"steps": faithful.steps, "baseline": faithful.baseline, "road_images": faithful.road_images,
                         "tolerance": faithful.tolerance,
                         "cam_iou_vs_deletion_spearman": faithful.cam_iou_vs_deletion_spearman,
+                        "cam_iou_vs_deletion_interval": faithful.cam_iou_vs_deletion_interval,
+                        "rank_reliability": faithful.reliability, "bootstrap_resamples": faithful.resamples,
+                        "seconds_faithfulness_bootstrap": faithful.bootstrap_seconds,
                         "seconds_faithfulness": faithful.seconds}
         if sane:
             content |= {"sanity_seeds": sane.seeds, "seconds_sanity": sane.seconds}

@@ -11,32 +11,38 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation import faithfulness, figures, html_page, registry, results, sanity
+from evaluation import faithfulness, figures, html_page, intervals, registry, results, sanity
 from utils import files
 
 
 def markdown_table(report: results.Report) -> str:
-    """The localization metrics as a markdown table, a row per method."""
+    """The localization metrics as a markdown table, a row per method, each number with its bootstrap
+    interval (where one was drawn)."""
     lines = [
         "| method | top-1 cls | threshold | top-1 loc | GT-known loc | MaxBoxAcc | MaxBoxAccV2 "
         "| (IoU 0.3 / 0.5 / 0.7) | PxAP |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-
-    def cell(value: float | None) -> str:
-        return "—" if value is None else f"{value:.2f}"
-
     for result in report.measured("localization"):
         scores, operating = result.localization, result.localization.operating
-        threshold, top1_loc, gt_known_loc = (  # no operating point: the ground truth has masks only
-            (operating.threshold, operating.top1_loc, operating.gt_known_loc) if operating else (None, None, None))
-        by_iou = " / ".join(f"{value:.1f}" for value in scores.max_box_acc_v2_by_iou.values()) or "—"
-        lines.append(" | ".join([
-            f"| {result.method.name}", cell(scores.classification_top1), cell(threshold),
-            cell(top1_loc), cell(gt_known_loc), cell(scores.max_box_acc),
-            cell(scores.max_box_acc_v2), by_iou, cell(scores.pxap)]) + " |")
+        cells = {name: with_interval(scores.statistic(name), scores.intervals.get(name), 2) for name in (
+            "classification_top1", "operating.top1_loc", "operating.gt_known_loc", "max_box_acc", "max_box_acc_v2",
+            "pxap")}
+        by_iou = " / ".join(with_interval(value, scores.intervals.get(f"max_box_acc_v2_by_iou.{iou}"), 1)
+                            for iou, value in scores.max_box_acc_v2_by_iou.items()) or "—"
+        threshold = "—" if operating is None else f"{operating.threshold:.2f}"  # no operating point: masks only
+        lines.append(" | ".join([f"| {result.method.name}", cells["classification_top1"], threshold,
+                                 cells["operating.top1_loc"], cells["operating.gt_known_loc"], cells["max_box_acc"],
+                                 cells["max_box_acc_v2"], by_iou, cells["pxap"]]) + " |")
     conventions = sorted({result.localization.box_convention for result in report.measured("localization")})
     return "\n".join(lines) + "\n" + "".join(f"\nBoxes: {convention}.\n" for convention in conventions)
+
+
+def with_interval(value: float | None, bounds: list[float] | None, digits: int) -> str:
+    """A number and its interval as the tables show them: "92.31 [91.79, 92.82]", "—" for None."""
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}" + ("" if bounds is None else f" [{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]")
 
 
 def same_maps_note(report: results.Report) -> str:
@@ -68,27 +74,67 @@ Value = Callable[[results.MethodResult], float | None]
 
 @dataclass(frozen=True)
 class Column:
-    """A column of the summary: its title, how a MethodResult gives its value (None: not measured),
-    the decimals shown, and where the value is a mean over random draws, how it gives their
-    standard deviation (shown as "mean ± sd"; a column of its own in report.html)."""
+    """A column of the summary: its title (its arrow says which way is better), how a MethodResult
+    gives its value (None: not measured), the decimals shown; where the value is a mean over random
+    draws, how it gives their standard deviation (shown as "mean ± sd"); where it is a statistic of a
+    group's images, that group and statistic (the name in the record's intervals and
+    difference_from_cam) and the scale from the statistic to the column's unit."""
 
     title: str
     value: Value
     digits: int = 1
     spread: Value | None = None
+    group: str | None = None
+    statistic: str | None = None
+    scale: float = 1.0
+
+    @property
+    def higher_is_better(self) -> bool:
+        return "↑" in self.title
+
+    def record(self, result: results.MethodResult):
+        return self.group and getattr(result, self.group)
+
+    def interval(self, result: results.MethodResult) -> list[float] | None:
+        """The value's bootstrap interval in the column's unit (None: none drawn)."""
+        bounds = self.record(result) and self.record(result).intervals.get(self.statistic)
+        return [self.scale * bound for bound in bounds] if bounds else None
+
+    def difference(self, result: results.MethodResult) -> intervals.Difference | None:
+        """The method's paired difference from the standard CAM in the column's unit (None: none)."""
+        difference = self.record(result) and self.record(result).difference_from_cam.get(self.statistic)
+        if not difference:
+            return None
+        return intervals.Difference(self.scale * difference.value,
+                                    difference.interval and [self.scale * bound for bound in difference.interval])
+
+    def verdict(self, difference: intervals.Difference) -> str:
+        """"better", "worse" or "no difference" (the interval holds 0), of a difference from CAM."""
+        if difference.covers_zero:
+            return "no difference"
+        return "better" if (difference.interval[0] > 0) == self.higher_is_better else "worse"
+
+
+def scored(title: str, group: str, statistic: str, scale: float = 1.0, digits: int = 1) -> Column:
+    """A column of a statistic of a group's images, with its interval and difference from CAM."""
+    def value(result: results.MethodResult) -> float | None:
+        record = getattr(result, group)
+        number = record and record.statistic(statistic)
+        return None if number is None else scale * number
+    return Column(title, value, digits, group=group, statistic=statistic, scale=scale)
 
 
 SUMMARY_COLUMNS = (
-    Column("MaxBoxAccV2 ↑", lambda r: r.localization and r.localization.max_box_acc_v2),
-    Column("PxAP ↑", lambda r: r.localization and r.localization.pxap),
-    Column("pointing game ↑", lambda r: r.faithfulness and r.faithfulness.pointing_game),
-    Column("energy pointing ↑", lambda r: r.faithfulness and r.faithfulness.energy_pointing_game),
-    Column("deletion AUC ↓", lambda r: r.faithfulness and 100 * r.faithfulness.deletion_auc),
-    Column("insertion AUC ↑", lambda r: r.faithfulness and 100 * r.faithfulness.insertion_auc),
-    Column("ROAD MoRF ↓", lambda r: r.faithfulness and percent(r.faithfulness.road_mean("morf"))),
-    Column("ROAD LeRF ↑", lambda r: r.faithfulness and percent(r.faithfulness.road_mean("lerf"))),
-    Column("average drop ↓", lambda r: r.faithfulness and r.faithfulness.average_drop),
-    Column("increase ↑", lambda r: r.faithfulness and r.faithfulness.increase),
+    scored("MaxBoxAccV2 ↑", "localization", "max_box_acc_v2"),
+    scored("PxAP ↑", "localization", "pxap"),
+    scored("pointing game ↑", "faithfulness", "pointing_game"),
+    scored("energy pointing ↑", "faithfulness", "energy_pointing_game"),
+    scored("deletion AUC ↓", "faithfulness", "deletion_auc", 100),
+    scored("insertion AUC ↑", "faithfulness", "insertion_auc", 100),
+    scored("ROAD MoRF ↓", "faithfulness", "road_morf", 100),
+    scored("ROAD LeRF ↑", "faithfulness", "road_lerf", 100),
+    scored("average drop ↓", "faithfulness", "average_drop"),
+    scored("increase ↑", "faithfulness", "increase"),
     Column("cascade: Spearman ↓", lambda r: r.sanity and r.sanity.last_stage.spearman, 2,
            lambda r: r.sanity and r.sanity.last_stage.spearman_std),
     Column("cascade: SSIM ↓", lambda r: r.sanity and r.sanity.last_stage.ssim, 2,
@@ -98,6 +144,8 @@ SUMMARY_COLUMNS = (
     Column("ms / image", lambda r: r.cost and r.cost.ms_per_image, 2),
     Column("× forward", lambda r: r.cost and r.cost.over_forward),
 )
+FAITHFULNESS_COLUMNS = [column for column in SUMMARY_COLUMNS if column.group == "faithfulness"]
+BASELINES = (registry.RANDOM, registry.CENTER, registry.EDGE)  # what CAM must beat for a metric to tell
 
 
 def as_float(value) -> float | None:
@@ -107,29 +155,114 @@ def as_float(value) -> float | None:
 def summary_rows(report: results.Report) -> tuple[list[str], list[list]]:
     """(header, rows): one row per method measured, its name then each column's value and, after
     a column with a spread, that spread ("± sd") as a column of its own (float, or None where a
-    group was not run or does not apply); report.html's sortable table."""
+    group was not run or does not apply; (float, its interval as text) where it has one);
+    report.html's sortable table."""
     header = ["method"] + [title for column in SUMMARY_COLUMNS
                            for title in (column.title, *(("± sd",) if column.spread else ()))]
-    rows = [[result.method.name] + [as_float(value(result)) for column in SUMMARY_COLUMNS
-                                    for value in (column.value, *((column.spread,) if column.spread else ()))]
-            for result in report.measured()]
+    rows = []
+    for result in report.measured():
+        row = [result.method.name]
+        for column in SUMMARY_COLUMNS:
+            value, bounds = as_float(column.value(result)), column.interval(result)
+            row.append((value, f"[{bounds[0]:.{column.digits}f}, {bounds[1]:.{column.digits}f}]") if bounds else value)
+            row += [as_float(column.spread(result))] if column.spread else []
+        rows.append(row)
     return header, rows
 
 
 def summary_table(report: results.Report) -> str:
-    """The summary as markdown: a row per method measured, the values with each column's decimals,
-    means over random draws as mean ± standard deviation, — where a group was not run or does not
-    apply."""
+    """The summary as markdown: a row per method measured, the values with each column's decimals
+    and their bootstrap intervals, means over random draws as mean ± standard deviation, — where a
+    group was not run or does not apply."""
     lines = ["| method | " + " | ".join(column.title for column in SUMMARY_COLUMNS) + " |",
              "|---" + "|---:" * len(SUMMARY_COLUMNS) + "|"]
     for result in report.measured():
         cells = [result.method.name]
         for column in SUMMARY_COLUMNS:
             value, spread = column.value(result), column.spread and column.spread(result)
-            cells.append("—" if value is None else f"{value:.{column.digits}f}"
-                         + ("" if spread is None else f" ± {spread:.2f}"))
+            cells.append(with_interval(value, column.interval(result), column.digits)
+                         + ("" if value is None or spread is None else f" ± {spread:.2f}"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def signed(difference: intervals.Difference, digits: int) -> str:
+    """"+1.2 [+0.5, +1.9]": a difference and its interval, signs shown (+0.0, never -0.0)."""
+    def shown(number: float) -> str:
+        return f"{round(number, digits) + 0.0:+.{digits}f}"
+    bounds = difference.interval
+    return shown(difference.value) + ("" if bounds is None else f" [{shown(bounds[0])}, {shown(bounds[1])}]")
+
+
+def differences_section(report: results.Report) -> str:
+    """Each method against the standard CAM on the same images (paired bootstrap): a sentence per
+    method naming the columns where it is better, worse, or shows no difference (the interval holds
+    0), then the differences with their intervals as a table. Empty without intervals or CAM."""
+    columns = [column for column in SUMMARY_COLUMNS
+               if column.statistic and any(column.difference(result) for result in report.measured())]
+    compared = [result for result in report.measured() if any(column.difference(result) for column in columns)]
+    if not compared:
+        return ""
+    sentences = []
+    for result in compared:
+        verdicts: dict[str, list[str]] = {"better": [], "worse": [], "no difference": []}
+        for column in columns:
+            difference = column.difference(result)
+            if difference:
+                verdicts[column.verdict(difference)].append(column.title.rstrip(" ↑↓"))
+        sentences.append(f"- {result.method.name}: " + "; ".join(
+            f"{verdict} on {', '.join(titles)}" for verdict, titles in verdicts.items() if titles) + ".")
+    lines = ["| method | " + " | ".join(column.title for column in columns) + " |",
+             "|---" + "|---:" * len(columns) + "|"]
+    for result in compared:
+        differences = [column.difference(result) for column in columns]
+        lines.append(f"| {result.method.name} | " + " | ".join(
+            "—" if difference is None else signed(difference, column.digits)
+            for column, difference in zip(columns, differences)) + " |")
+    return (f"Against {registry.CAM.name} on the same images (each method's score less CAM's, with its "
+            f"{intervals.LEVEL}% paired bootstrap interval; \"no difference\" where the interval holds 0):\n"
+            + "\n".join(sentences) + "\n\n" + "\n".join(lines) + "\n")
+
+
+def discrimination_section(report: results.Report) -> str:
+    """Can each faithfulness metric tell the model's CAM from the baselines here? Per metric: CAM
+    against the random, center and edge maps (CAM's score less the baseline's, paired interval:
+    "CAM better", "baseline better" or "cannot tell"), and how consistently the images rank the
+    methods (Krippendorff's alpha, intervals.rank_reliability); then the metrics that cannot rank CAM
+    above the edge detector, flagged. Empty without the faithfulness group's intervals, CAM or a baseline."""
+    faithful = report.faithfulness
+    methods = report.methods
+    baselines = [baseline for baseline in BASELINES if baseline.key in methods and methods[baseline.key].faithfulness
+                 and methods[baseline.key].faithfulness.difference_from_cam]
+    if not faithful or not baselines:
+        return ""
+    lines = ["| metric | " + " | ".join(f"CAM vs {baseline.name}" for baseline in baselines)
+             + " | rank reliability (α) |", "|---" + "|---" * len(baselines) + "|---:|"]
+    unable = []
+    for column in FAITHFULNESS_COLUMNS:
+        cells = []
+        for baseline in baselines:
+            difference = column.difference(methods[baseline.key])  # the baseline's less CAM's
+            if difference is None:
+                cells.append("—")
+                continue
+            cam_less_baseline = intervals.Difference(-difference.value, difference.interval and
+                                                     [-difference.interval[1], -difference.interval[0]])
+            verdict = {"better": "baseline better", "worse": "CAM better", "no difference": "cannot tell"}[
+                column.verdict(difference)]
+            cells.append(f"{verdict} ({signed(cam_less_baseline, column.digits)})")
+            if baseline is registry.EDGE and verdict != "CAM better":
+                unable.append(column.title.rstrip(" ↑↓"))
+        alpha = faithful.reliability.get(column.statistic)
+        lines.append(f"| {column.title} | " + " | ".join(cells) + f" | {'—' if alpha is None else f'{alpha:.2f}'} |")
+    flag = (f"**Flagged: {', '.join(unable)} cannot rank CAM above the edge detector (a map that ignores the model) "
+            "on these images, so here they do not tell a faithful map from one that follows the ink.** "
+            if unable else "")
+    return ("Can each faithfulness metric tell the model's CAM from maps that ignore the model? CAM's score less "
+            f"each baseline's on the same images, with its {intervals.LEVEL}% paired interval, and how consistently "
+            "the images rank all the methods above by the metric (Krippendorff's alpha over images, Tomsett et al., "
+            "AAAI 2020: 1 every image ranks them alike, 0 no better than chance). " + flag + "\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def explained_note(report: results.Report) -> str:
@@ -159,9 +292,14 @@ def explained_note(report: results.Report) -> str:
         if verdicts[None]:
             note += (f" Undefined, so not passing: {', '.join(verdicts[None])} (its maps are constant: a "
                      "rank correlation with a constant map is undefined).")
+    if faithful and faithful.resamples:
+        note += (f" Brackets: {intervals.LEVEL}% percentile bootstrap intervals over these images "
+                 f"({faithful.resamples:,} resamples; ROAD's over its images; {faithful.bootstrap_seconds:.1f} s of "
+                 "the group's time with the rank reliabilities); sanity's ± is over its draws, and timings have none.")
     if faithful and faithful.cam_iou_vs_deletion_spearman is not None:
+        bounds = faithful.cam_iou_vs_deletion_interval
         note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "
-                 f"{faithful.cam_iou_vs_deletion_spearman:.3f}.")
+                 f"{with_interval(faithful.cam_iou_vs_deletion_spearman, bounds, 3)}.")
     return note
 
 
@@ -209,9 +347,15 @@ def report_files(groups: list[str], examples: list, cascade: dict) -> list[str]:
 def localization_note(report: results.Report) -> str:
     """The paragraph and table of the localization group."""
     located = report.localization
+    bootstrap = (f"; brackets: {intervals.LEVEL}% percentile bootstrap intervals over the images, {located.resamples:,} "
+                 f"resamples, {located.bootstrap_seconds:.1f} s" if located.resamples else "")
+    empty = [result.method.name for result in report.measured("localization") if result.localization.mask_pixels == 0]
+    no_pixels = (" PxAP is undefined (—): every mask of these images is empty (a dataset's masks read as empty "
+                 "when they hold no nonzero pixel).\n" if empty else "")
     return (f"Localization of `{report.checkpoint}` on {located.images} {report.dataset['name']} "
             f"{report.split} images (top-1 / GT-known loc at each method's threshold, chosen with "
-            f"{located.thresholds_chosen_on()}; sweep step {located.threshold_step}).\n\n" + markdown_table(report)
+            f"{located.thresholds_chosen_on()}; sweep step {located.threshold_step}{bootstrap}).\n\n"
+            + markdown_table(report) + no_pixels
             + "\n" + same_maps_note(report) + " What each method's maps cost, per image at batch size "
             f"{report.batch_size} and over a plain forward pass of the same batches "
             f"({located.forward_ms_per_image:.2f} ms per image; both with the batch norms folded into the "
@@ -237,6 +381,7 @@ def write_report(report: results.Report, examples: list[figures.Example], cascad
         parts.append(explained_note(report) + "\n\n" + summary_table(report))
     else:
         parts.append("All methods side by side (the localization group only):\n\n" + summary_table(report))
+    parts += [section for section in (discrimination_section(report), differences_section(report)) if section]
     parts.append(f"Files of this report: {', '.join(report.files)}.\n")
     text = "\n".join(parts)
     for name in FIGURE_CAPTIONS:

@@ -10,7 +10,7 @@ import data
 import evaluate_cam
 import model as models
 import visualize_cam
-from evaluation import baselines, faithfulness, localization, map_reading, registry, results
+from evaluation import baselines, faithfulness, group_runs, intervals, localization, map_reading, registry, results
 from utils import cli
 
 
@@ -41,12 +41,13 @@ def test_the_defaults_are_the_librarys():
     assert (evaluate_cam.cam_threshold, evaluate_cam.threshold_step) == (localization.CAM_THRESHOLD,
                                                                         localization.THRESHOLD_STEP)
     assert (evaluate_cam.steps, evaluate_cam.cam_batch_size) == (faithfulness.STEPS, registry.CAM_BATCH_SIZE)
+    assert evaluate_cam.bootstrap == intervals.RESAMPLES
 
 
 def test_each_flag_belongs_to_the_groups_its_banner_names():
     groups = evaluate_cam.flag_groups()
     assert groups["threshold_step"] == ["localization"] and groups["steps"] == ["faithfulness"]
-    assert groups["cam_threshold"] == ["localization", "faithfulness"]
+    assert groups["cam_threshold"] == groups["bootstrap"] == ["localization", "faithfulness"]
     assert groups["explained"] == ["faithfulness", "sanity"] and groups["sanity_seeds"] == ["sanity"]
     assert groups["checkpoint"] == groups["seed"] == groups["methods"] == []  # every group
 
@@ -84,6 +85,30 @@ def test_report_on_a_cluttered_checkpoint(trained_cluttered):
     assert "\nGrad-CAM, HiResCAM, XGrad-CAM: the same maps as ReLU(CAM), min-max normalized, on all 60 images" in table
     assert "; the others' maps differ from those by a max |diff| of " in table
     assert "| ms / image | × forward |" in table
+    assert_intervals(report, table)
+
+
+def assert_intervals(report: results.Report, table: str) -> None:
+    """Every localization number of the table has its bootstrap interval, a mean's holds its point;
+    every method but CAM its paired difference from CAM, and the report says which show none."""
+    for result in report.measured("localization"):
+        scores = result.localization
+        assert set(scores.intervals) == {*group_runs.LOCALIZATION_STATISTICS, "operating.top1_loc",
+                                         "operating.gt_known_loc"}
+        for name in ("classification_top1", "top1_loc", "gt_known_loc", "operating.gt_known_loc"):
+            low, high = scores.intervals[name]
+            assert low <= scores.statistic(name) <= high, name
+        if result.method.key == "cam":
+            assert scores.difference_from_cam == {}
+        else:
+            difference = scores.difference_from_cam["max_box_acc_v2"]
+            cam = report.methods["cam"].localization
+            assert difference.value == pytest.approx(scores.max_box_acc_v2 - cam.max_box_acc_v2)
+    assert report.localization.resamples == intervals.RESAMPLES and report.localization.bootstrap_seconds >= 0
+    assert "brackets: 95% percentile bootstrap intervals over the images, 1,000 resamples" in table
+    assert f"Against {registry.CAM.name} on the same images" in table and "no difference on" in table
+    verdicts = {line.split(": ")[0]: line.split(": ", 1)[1] for line in table.splitlines() if line.startswith("- ")}
+    assert verdicts["- Grad-CAM"] == verdicts["- HiResCAM"]  # the same maps, the same verdicts
 
 
 def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
@@ -108,6 +133,10 @@ def test_report_matches_the_evaluator_on_the_same_maps(trained_cluttered):
     for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
         assert getattr(cam, name) == pytest.approx(expected[name]), name
     assert cam.classification_top1 == pytest.approx(100 * correct.mean())
+    bare = evaluate(trained_cluttered, "--examples=0", "--limit=30", "--groups=localization", "--gallery=0",
+                    "--methods=cam,center", "--bootstrap=0")  # bare numbers, the same
+    assert bare.methods["cam"].localization.intervals == {} and bare.localization.resamples == 0
+    assert bare.methods["center"].localization.max_box_acc_v2 == report.methods["center"].localization.max_box_acc_v2
 
 
 def test_center_baseline_does_not_depend_on_the_model(trained_cluttered):

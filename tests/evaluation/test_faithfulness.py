@@ -78,6 +78,22 @@ def test_the_curves_ends_shared_by_every_method_give_the_same_scores():
     assert given["curves"]["deletion"][0] == pytest.approx(given["curves"]["insertion"][-1])
 
 
+def test_every_score_is_the_mean_of_its_per_image_scores_which_the_bootstrap_resamples():
+    torch.manual_seed(0)
+    net = models.build_model("cnn", 4, 1, width=4, convs=(1, 1, 1), head=0).eval()
+    images, classes = torch.randn(5, 1, 16, 16), torch.tensor([0, 1, 2, 3, 0])
+    maps = torch.rand(5, 16, 16, generator=torch.Generator().manual_seed(1)).numpy()
+    evaluator = faithfulness.FaithfulnessEvaluator(4, "blur", [0.0], [1.0], road_images=3)
+    evaluator.accumulate(net, images, classes, maps, GroundTruth(np.array([[2, 2, 9, 9]] * 5), None, None))
+    scores = evaluator.compute()
+    assert set(scores["per_image"]) == set(faithfulness.SCORES + faithfulness.ROAD_SCORES)
+    for name in faithfulness.SCORES:
+        assert len(scores["per_image"][name]) == 5 and np.mean(scores["per_image"][name]) == pytest.approx(scores[name])
+    for order in ("morf", "lerf"):
+        assert len(scores["per_image"][f"road_{order}"]) == 3  # ROAD's images alone
+        assert np.mean(scores["per_image"][f"road_{order}"]) == pytest.approx(np.mean(scores["road"][order]))
+
+
 def test_pixel_ranks_put_the_highest_first_and_ties_in_a_seeded_random_order():
     maps = torch.tensor([[[0.2, 0.9], [0.2, 0.5]]])
     ranks = [faithfulness.pixel_ranks(maps, seed).tolist()[0] for seed in range(400)]

@@ -311,3 +311,38 @@ def test_ground_truth_with_masks_only_gives_pxap_and_no_box_metrics():
     assert metrics["max_box_acc_v2"] is None and metrics["top1_loc"] is None and metrics["max_box_acc_v2_by_iou"] == {}
     assert "box_acc_largest_iou0.5" not in metrics["curves"] and "pixel_recall" in metrics["curves"]
     assert not has_boxes(truth)
+
+
+def test_weighting_the_images_scores_what_repeating_them_scores():
+    """statistics(weights) under a bootstrap resample's weights is compute() on the images repeated
+    that many times: every metric, the operating curves and PxAP (whose pixel counts are per image)."""
+    rng = np.random.default_rng(0)
+    maps = rng.random((8, 32, 32)).astype(np.float32)
+    maps[:, 4:20, 4:24] += 0.6  # most boxes found at some threshold
+    boxes = np.array([[4, 4, 24, 20], [2, 2, 30, 30]] * 4)
+    masks = np.stack([box_mask(box, 32) for box in boxes])
+    correct = np.array([True, False, True, True, False, True, True, True])
+    evaluator = localization.LocalizationEvaluator()
+    evaluator.accumulate(maps / maps.max(), GroundTruth(boxes[:, None], masks), correct)
+    repeats = np.array([0, 3, 1, 0, 2, 1, 1, 0])
+    chosen = np.repeat(np.arange(8), repeats)
+    repeated = evaluate(maps[chosen] / maps.max(), boxes[chosen], masks[chosen], correct[chosen])
+    weighted = {name: values[0] for name, values in evaluator.statistics(repeats[None].astype(float)).items()}
+    for name in ("top1_loc", "gt_known_loc", "max_box_acc", "max_box_acc_v2", "pxap"):
+        assert weighted[name] == pytest.approx(repeated[name]), name
+    assert weighted["classification_top1"] == pytest.approx(100 * correct[chosen].mean())
+    np.testing.assert_allclose(weighted["curve.top1_loc"], repeated["curves"]["top1_loc"])
+    np.testing.assert_allclose(weighted["curve.pixel_recall"], repeated["curves"]["pixel_recall"])
+
+
+def test_masks_that_are_all_empty_give_no_pxap_and_say_how_many_mask_pixels_there_were():
+    """OpenImages with every mask of the split empty: PxAP is undefined (None), not the 0.0 it read
+    as for every method; mask_pixels says why."""
+    maps = np.random.default_rng(0).random((2, 8, 8))
+    truth = GroundTruth(boxes=np.zeros((2, 0, 4), dtype=np.int64), masks=np.zeros((2, 8, 8), dtype=bool),
+                        ignore=np.zeros((2, 8, 8), dtype=bool), inclusive=True)
+    evaluator = localization.LocalizationEvaluator()
+    evaluator.accumulate(maps, truth, np.ones(2, dtype=bool))
+    metrics = evaluator.compute()
+    assert metrics["pxap"] is None and metrics["mask_pixels"] == 0
+    assert evaluate(maps, [GT_BOX] * 2, None, [True, True])["mask_pixels"] is None  # no masks at all
