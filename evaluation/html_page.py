@@ -71,8 +71,10 @@ def write_report_page(path: Path, title: str, notes: list[str], summary_header: 
 
 
 def marked_up(text: str) -> str:
-    """Escaped text with `code` spans as <code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    """Escaped text with `code` spans as <code>, **bold** as <strong>, and lines that start with "- "
+    (a markdown list) each on a line of its own."""
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text, flags=re.S).replace("\n- ", "<br>• ")
 
 
 def number(value) -> float | None:

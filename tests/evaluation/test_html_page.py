@@ -18,7 +18,8 @@ IOU = {"CAM": [0.5, None, 0.1, 0.9, None, 0.3], "Grad-CAM": [0.2, 0.4, 0.6, 0.8,
        "Score-CAM": [0.7, 0.6, 0.5, None, 0.3, 0.2]}
 DELETION = {"CAM": [0.3, 0.2, 0.1, 0.4, 0.5, 0.6], "Grad-CAM": [0.1] * 6, "Score-CAM": [0.2] * 6}
 SUMMARY_HEADER = ["method", "MaxBoxAccV2 ↑", "deletion AUC ↓", "cascade: Spearman ↓"]
-SUMMARY_ROWS = [["CAM", 62.5, 12.25, 0.5], ["Grad-CAM", None, 30.0, float("nan")], ["Score-CAM", 71.25, 8.0, 0.25]]
+SUMMARY_ROWS = [["CAM", (62.5, "[60.1, 64.8]"), 12.25, 0.5], ["Grad-CAM", None, 30.0, float("nan")],
+                ["Score-CAM", 71.25, 8.0, 0.25]]
 BROWSER, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
@@ -51,7 +52,8 @@ def page(tmp_path_factory) -> Path:
         (folder / f"figure{number}.png").write_bytes(png(number, size=40))
         figures.append((f"figure {number}: `curves` & more", folder / f"figure{number}.png"))
     path = folder / "report.html"
-    html_page.write_report_page(path, "Report <of> `cam.pt`", ["A note on `cam.pt` <b>not bold</b>."],
+    notes = ["A note on `cam.pt` <b>not bold</b>.", "Against CAM: **flagged <x>**:\n- Grad-CAM: better\n- random: worse"]
+    html_page.write_report_page(path, "Report <of> `cam.pt`", notes,
                                   SUMMARY_HEADER, SUMMARY_ROWS, gallery(), figures)
     return path
 
@@ -71,6 +73,12 @@ def test_missing_summary_cells_show_a_dash_and_numbers_keep_their_value(page):
     text = page.read_text(encoding="utf-8")
     assert text.count('<td class="missing">—</td>') == 2  # None and NaN
     assert '<td class="number" data-value="71.25">71.25</td>' in text
+
+
+def test_a_number_shows_its_interval_under_it_and_notes_keep_bold_and_list_lines(page):
+    text = page.read_text(encoding="utf-8")
+    assert '<td class="number" data-value="62.5">62.50<br><span class="interval">[60.1, 64.8]</span></td>' in text
+    assert "Against CAM: <strong>flagged &lt;x&gt;</strong>:<br>• Grad-CAM: better<br>• random: worse" in text
 
 
 # --- in a real browser, from a file:// URL ---
