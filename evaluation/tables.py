@@ -187,9 +187,10 @@ def summary_table(report: results.Report) -> str:
 
 
 def signed(difference: intervals.Difference, digits: int) -> str:
-    """"+1.2 [+0.5, +1.9]": a difference and its interval, signs shown (+0.0, never -0.0)."""
+    """"+1.2 [+0.5, +1.9]": a difference and its interval, signs shown: -0.0 is a value just below 0,
+    +0.0 one just above it or 0 itself."""
     def shown(number: float) -> str:
-        return f"{round(number, digits) + 0.0:+.{digits}f}"
+        return f"{number + 0.0:+.{digits}f}"  # + 0.0: a negative zero is 0
     bounds = difference.interval
     return shown(difference.value) + ("" if bounds is None else f" [{shown(bounds[0])}, {shown(bounds[1])}]")
 
