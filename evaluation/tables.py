@@ -348,9 +348,9 @@ def report_files(groups: list[str], examples: list, cascade: dict) -> list[str]:
 def localization_note(report: results.Report) -> str:
     """The paragraph and table of the localization group."""
     located = report.localization
-    bootstrap = (f"; brackets: {intervals.LEVEL}% percentile bootstrap intervals over the images, {located.resamples:,} "
-                 f"resamples, {located.bootstrap_seconds:.1f} s" if located.resamples else "")
-    empty = [result.method.name for result in report.measured("localization") if result.localization.mask_pixels == 0]
+    bootstrap = (f"; brackets: {intervals.LEVEL}% percentile bootstrap intervals over the images, "
+                 f"{located.resamples:,} resamples, {located.bootstrap_seconds:.1f} s" if located.resamples else "")
+    empty = any(result.localization.mask_pixels == 0 for result in report.measured("localization"))
     no_pixels = (" PxAP is undefined (—): every mask of these images is empty (a dataset's masks read as empty "
                  "when they hold no nonzero pixel).\n" if empty else "")
     return (f"Localization of `{report.checkpoint}` on {located.images} {report.dataset['name']} "

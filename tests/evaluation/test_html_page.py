@@ -52,7 +52,8 @@ def page(tmp_path_factory) -> Path:
         (folder / f"figure{number}.png").write_bytes(png(number, size=40))
         figures.append((f"figure {number}: `curves` & more", folder / f"figure{number}.png"))
     path = folder / "report.html"
-    notes = ["A note on `cam.pt` <b>not bold</b>.", "Against CAM: **flagged <x>**:\n- Grad-CAM: better\n- random: worse"]
+    notes = ["A note on `cam.pt` <b>not bold</b>.",
+             "Against CAM: **flagged <x>**:\n- Grad-CAM: better\n- random: worse"]
     html_page.write_report_page(path, "Report <of> `cam.pt`", notes,
                                   SUMMARY_HEADER, SUMMARY_ROWS, gallery(), figures)
     return path
