@@ -50,7 +50,7 @@ percentile: float = 0.0  # ivr: the quantile subtracted from each map before sca
 flip_maps: bool = True  # the read CAM: average in the CAMs of the mirror image, mirrored back
 cam_threshold: float = 0.2  # the box threshold when the run has no validation split (the CAM paper's 20%)
 bootstrap: int = 1000  # resamples of the images behind each 95% interval and paired difference from CAM
-    # (a percentile bootstrap over the images; 0: bare numbers)
+    # (a percentile bootstrap over the images, 20 of them at least; 0: bare numbers)
 # localization
 threshold_step: float = 0.01  # step of the threshold sweep of MaxBoxAcc, MaxBoxAccV2 and PxAP
 examples: int = 16  # images in localization_examples.png
@@ -103,8 +103,8 @@ def validate(cfg, given: set[str] = frozenset()) -> None:
                                               f"thresholds costs minutes and moves no digit shown), got "
                                               f"{cfg.threshold_step}"),
         (cfg.gallery >= 0, f"--gallery must be >= 0 (0: no gallery), got {cfg.gallery}"),
-        (cfg.bootstrap == 0 or 100 <= cfg.bootstrap <= 100_000, f"--bootstrap must be 0 (no intervals) or in "
-                                                               f"[100, 100000] resamples, got {cfg.bootstrap}"),
+        (cfg.bootstrap == 0 or 100 <= cfg.bootstrap <= 10_000, f"--bootstrap must be 0 (no intervals) or in "
+                                                              f"[100, 10000] resamples, got {cfg.bootstrap}"),
         (cfg.examples >= 0, f"--examples must be >= 0, got {cfg.examples}"),
         (cfg.explained >= 0, f"--explained must be >= 0, got {cfg.explained}"),
         (cfg.steps >= 2, f"--steps must be at least 2 (with 1, deletion and insertion both average the image's "

@@ -163,6 +163,7 @@ def localization_group(net, split: Split, chosen: list[registry.Method], has_val
             else results.OperatingPoint(**localization.at_threshold({"curves": result.curves}, best_thresholds[key]))
             if has_validation else results.OperatingPoint(cam_threshold, result.top1_loc, result.gt_known_loc))
     bootstrap_started = time.perf_counter()
+    resamples = resamples if count >= intervals.MIN_IMAGES else 0  # too few images for an interval
     if resamples:
         localization_intervals(evaluators, measured, has_validation, intervals.Resamples.draw(count, resamples, seed))
     bootstrap_seconds = time.perf_counter() - bootstrap_started
@@ -267,13 +268,16 @@ def explain(net, scorer, split: Split, chosen: list[registry.Method], groups: li
     cam = located.scores.get(registry.CAM.key) if located else None
     threshold = cam.operating.threshold if cam and cam.operating else settings.cam_threshold
     bootstrap_started = time.perf_counter()
-    resamples = intervals.Resamples.draw(count, settings.resamples, settings.seed) if settings.resamples else None
+    resamples = (intervals.Resamples.draw(count, settings.resamples, settings.seed)
+                 if settings.resamples and count >= intervals.MIN_IMAGES else None)
+    road_count = min(settings.road_images, count)
     correlation, correlation_interval = cam_iou_vs_deletion(
         np.concatenate(cam_maps), np.concatenate(boxes_seen), threshold, scores[registry.CAM.key],
         resamples) if cam_maps else (None, None)
     if resamples:
-        faithfulness_intervals(scores, resamples, intervals.Resamples.draw(
-            min(settings.road_images, count), settings.resamples, settings.seed) if settings.road_images else None)
+        road = (intervals.Resamples.draw(road_count, settings.resamples, settings.seed)
+                if road_count >= intervals.MIN_IMAGES else None)  # ROAD's images: too few for an interval
+        faithfulness_intervals(scores, resamples, road)
     scored = set.intersection(*(set(result.per_image) for result in scores.values())) if scores else set()
     reliability = {name: intervals.rank_reliability(np.stack([result.per_image[name] for result in scores.values()], 1))
                    for name in faithfulness.SCORES + faithfulness.ROAD_SCORES if name in scored}
@@ -281,7 +285,7 @@ def explain(net, scorer, split: Split, chosen: list[registry.Method], groups: li
     faithful_record = results.FaithfulnessGroup(
         count, settings.steps, settings.baseline, min(settings.road_images, count), settings.tolerance, correlation,
         round(time.perf_counter() - started - sanity_seconds, 1), scores, correlation_interval, reliability,
-        settings.resamples, round(bootstrap_seconds, 2))
+        settings.resamples if resamples else 0, round(bootstrap_seconds, 2))
     return faithful_record, sane, checks.examples
 
 

@@ -4,8 +4,9 @@
   `Resamples` draws B resamples of a group's N images with replacement, once, seeded; every method of
   the group is scored on the same resamples, so that a method's difference from the reference (the
   standard CAM) is a paired bootstrap over the same images. A statistic that is a sum over images is
-  weights (B, N) @ per-image values; the evaluators score their statistics from those sums, the point
-  estimate from weights of ones, so that the two cannot disagree.
+  weights (B, N) @ per-image values; the localization evaluator scores its point estimates from those
+  sums too, with weights of ones, so that the two cannot disagree. Below MIN_IMAGES images no interval
+  is drawn: a resample of a handful of images says little about the next handful.
 - Rank reliability (Tomsett et al., "Sanity Checks for Saliency Metrics", AAAI 2020, inter-rater
   reliability): each image is a rater ranking the methods by a metric's per-image scores, and
   Krippendorff's alpha (ordinal; the `krippendorff` package) says how consistently the images rank
@@ -22,6 +23,7 @@ import scipy.stats
 from utils import seeds
 
 RESAMPLES = 1000  # bootstrap resamples of each group's images (evaluate_cam.py's --bootstrap equals it)
+MIN_IMAGES = 20  # fewer images get no intervals: resampling 5 images calls a null difference real 16% of the time
 LEVEL = 95  # % coverage of every interval
 
 

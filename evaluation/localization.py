@@ -269,8 +269,9 @@ class LocalizationEvaluator:
         correct = np.asarray(correct, dtype=bool)
         located = best_iou(boxes, gt_boxes, truth.inclusive) >= 0.5
         boxed = (gt_boxes[..., 2] >= gt_boxes[..., 0]).any(axis=1) if gt_boxes.size else np.zeros(len(maps), bool)
+        hits = best[:, :, None] >= np.asarray(IOU_THRESHOLDS)  # (N, T, 3)
         self.add(correct=correct, gt_known=located, top1=located & correct, largest=largest >= 0.5, boxed=boxed,
-                 any=(best[:, :, None] >= np.asarray(IOU_THRESHOLDS)).reshape(len(maps), -1))  # (N, T * 3)
+                 any=hits.reshape(len(maps), hits.shape[1] * hits.shape[2]))
         if truth.masks is None:
             self.without_masks += len(maps)
             return
@@ -370,13 +371,13 @@ class LocalizationEvaluator:
 
 def pixels_above(levels: np.ndarray, selected: np.ndarray, thresholds: int) -> np.ndarray:
     """How many selected pixels (bool (N, H, W)) of each image lie above each of `thresholds`
-    thresholds, from their threshold_levels (N, H, W): int64 (N, T), [n, t] the count with levels > t
-    (a value above exactly k thresholds is on for the first k)."""
+    thresholds, from their threshold_levels (N, H, W): (N, T) in the smallest unsigned type that holds
+    H * W, [n, t] the count with levels > t (a value above exactly k thresholds is on for the first k)."""
     count = len(levels)
     image = np.broadcast_to(np.arange(count)[:, None, None], levels.shape)[selected]
     histogram = np.bincount(image * (thresholds + 1) + levels[selected], minlength=count * (thresholds + 1))
     above = np.cumsum(histogram.reshape(count, thresholds + 1)[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    return above.astype(np.min_scalar_type(levels[0].size))
+    return above.astype(np.min_scalar_type(int(np.prod(levels.shape[1:]))))
 
 
 def at_threshold(metrics: dict, threshold: float) -> dict:

@@ -65,7 +65,7 @@ class LocalizationResult:
 class FaithfulnessResult:
     """One method's faithfulness and pointing scores (FaithfulnessEvaluator.compute()'s): deletion
     and insertion AUC in [0, 1], average drop and increase in %, pointing games in %, the mean
-    curves, per-image AUCs, and ROAD's mean probabilities per percentage (when ROAD ran)."""
+    curves, every score per image, and ROAD's mean probabilities per percentage (when ROAD ran)."""
 
     images: int
     deletion_auc: float

@@ -294,9 +294,13 @@ def explained_note(report: results.Report) -> str:
             note += (f" Undefined, so not passing: {', '.join(verdicts[None])} (its maps are constant: a "
                      "rank correlation with a constant map is undefined).")
     if faithful and faithful.resamples:
+        road = ("ROAD's over its images" if faithful.road_images >= intervals.MIN_IMAGES else
+                f"none on ROAD's {faithful.road_images} images, fewer than {intervals.MIN_IMAGES}")
         note += (f" Brackets: {intervals.LEVEL}% percentile bootstrap intervals over these images "
-                 f"({faithful.resamples:,} resamples; ROAD's over its images; {faithful.bootstrap_seconds:.1f} s of "
-                 "the group's time with the rank reliabilities); sanity's ± is over its draws, and timings have none.")
+                 f"({faithful.resamples:,} resamples; {road}; {faithful.bootstrap_seconds:.1f} s of the group's "
+                 "time with the rank reliabilities); sanity's ± is over its draws, and timings have none.")
+    elif faithful and faithful.images < intervals.MIN_IMAGES:
+        note += f" No intervals: fewer than {intervals.MIN_IMAGES} images."
     if faithful and faithful.cam_iou_vs_deletion_spearman is not None:
         bounds = faithful.cam_iou_vs_deletion_interval
         note += (f" Across images, CAM's box IoU and its deletion AUC have a Spearman correlation of "

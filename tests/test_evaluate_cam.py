@@ -481,3 +481,24 @@ def test_constant_maps_are_undefined_in_the_sanity_checks_never_passing(trained_
     assert "Undefined, so not passing: CAM (standard: raw, min-max)" in table and "Spearman correlation of" not in table
     assert json.loads((tmp_path / "out" / "localization.json").read_text())["methods"]["cam"]["sanity"]["cascade"][
         "fc"]["spearman"] is None
+
+
+def test_fewer_images_than_the_minimum_get_no_interval_and_no_verdict(trained_cluttered, tmp_path):
+    """Resampling a handful of images calls a null difference real far more often than 5% of the
+    time (one time in six on 5 images): below intervals.MIN_IMAGES the report draws no interval and
+    gives no verdict; at the minimum it does."""
+    def report(limit: int) -> tuple[results.Report, str]:
+        folder = tmp_path / str(limit)
+        made = evaluate_cam.evaluate(cli.parse_hyperparameters(evaluate_cam, [
+            f"--checkpoint={trained_cluttered / 'checkpoints/best.pt'}", f"--output_dir={folder}", f"--limit={limit}",
+            "--groups=localization,faithfulness", "--steps=2", "--road_images=0", "--gallery=0", "--examples=0",
+            "--methods=cam,edge"]))
+        return made, (folder / "localization.md").read_text()
+    few, text = report(intervals.MIN_IMAGES - 1)
+    assert few.methods["cam"].localization.intervals == {}
+    assert few.methods["edge"].faithfulness.difference_from_cam == {}
+    assert few.localization.resamples == few.faithfulness.resamples == 0
+    assert "No intervals: fewer than 20 images." in text and "Against CAM" not in text and "Flagged" not in text
+    enough, text = report(intervals.MIN_IMAGES)
+    assert enough.methods["edge"].faithfulness.difference_from_cam and enough.faithfulness.resamples == 1000
+    assert "none on ROAD's 0 images" in text and "Can each faithfulness metric tell" in text

@@ -86,3 +86,4 @@ def test_the_localization_note_says_when_every_mask_is_empty():
     note = tables.localization_note(report)
     row = next(line for line in note.splitlines() if line.startswith(f"| {registry.CAM.name}"))
     assert row.endswith("| — |") and "every mask of these images is empty" in note  # the PxAP cell, and why
+
