@@ -76,6 +76,12 @@ class Difference:
         """No difference at LEVEL%: the interval holds 0 (or is undefined)."""
         return self.interval is None or self.interval[0] <= 0 <= self.interval[1]
 
+    def scaled(self, factor: float) -> "Difference":
+        """The difference in another unit (factor 100: fractions to %), or reversed (factor -1: the
+        reference less the method), its interval kept in ascending order."""
+        bounds = self.interval and sorted(factor * bound for bound in self.interval)
+        return Difference(factor * self.value, bounds)
+
 
 def summarize(points: dict[str, float | None], samples: dict[str, np.ndarray],
               reference: dict[str, np.ndarray] | None, reference_points: dict[str, float | None] | None

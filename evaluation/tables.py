@@ -42,7 +42,12 @@ def with_interval(value: float | None, bounds: list[float] | None, digits: int) 
     """A number and its interval as the tables show them: "92.31 [91.79, 92.82]", "—" for None."""
     if value is None:
         return "—"
-    return f"{value:.{digits}f}" + ("" if bounds is None else f" [{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]")
+    return f"{value:.{digits}f}" + ("" if bounds is None else " " + bracketed(bounds, digits))
+
+
+def bracketed(bounds: list[float], digits: int) -> str:
+    """An interval as the tables show it: "[91.79, 92.82]"."""
+    return f"[{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
 
 
 def same_maps_note(report: results.Report) -> str:
@@ -105,8 +110,7 @@ class Column:
         difference = self.record(result) and self.record(result).difference_from_cam.get(self.statistic)
         if not difference:
             return None
-        return intervals.Difference(self.scale * difference.value,
-                                    difference.interval and [self.scale * bound for bound in difference.interval])
+        return difference.scaled(self.scale)
 
     def verdict(self, difference: intervals.Difference) -> str:
         """"better", "worse" or "no difference" (the interval holds 0), of a difference from CAM."""
@@ -164,7 +168,7 @@ def summary_rows(report: results.Report) -> tuple[list[str], list[list]]:
         row = [result.method.name]
         for column in SUMMARY_COLUMNS:
             value, bounds = as_float(column.value(result)), column.interval(result)
-            row.append((value, f"[{bounds[0]:.{column.digits}f}, {bounds[1]:.{column.digits}f}]") if bounds else value)
+            row.append((value, bracketed(bounds, column.digits)) if bounds else value)
             row += [as_float(column.spread(result))] if column.spread else []
         rows.append(row)
     return header, rows
@@ -247,8 +251,7 @@ def discrimination_section(report: results.Report) -> str:
             if difference is None:
                 cells.append("—")
                 continue
-            cam_less_baseline = intervals.Difference(-difference.value, difference.interval and
-                                                     [-difference.interval[1], -difference.interval[0]])
+            cam_less_baseline = difference.scaled(-1)
             verdict = {"better": "baseline better", "worse": "CAM better", "no difference": "cannot tell"}[
                 column.verdict(difference)]
             cells.append(f"{verdict} ({signed(cam_less_baseline, column.digits)})")
